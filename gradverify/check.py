@@ -1,0 +1,404 @@
+"""Comparing analytic with numeric gradients: statuses, blame, and frozen result records.
+
+An element passes when |a − n| ≤ atol + rtol·max(|a|, |n|) + e, where e is the numeric estimate's
+own error bar. At a kink it is judged against the interval between the left and right one-sided
+derivatives instead: inside it (within the same tolerance) the analytic value is a valid
+subgradient and the element is a KINK; outside it is a FAIL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import numeric
+from .build import build
+from .config import Config
+from .errors import NumericalError, UnknownNodeError, did_you_mean
+from .graph import Graph
+
+STATUSES = ("pass", "kink", "fail")
+
+#: default (rtol, atol) per numeric method. The complex step is exact to rounding, so its rtol can
+#: catch a backward wrong by 1e-9 relative; the real methods are limited by truncation and
+#: cancellation, and their error bars carry most of that.
+DEFAULT_TOLERANCE = {
+    "complex": (1e-10, 1e-13),
+    "richardson": (1e-8, 1e-11),
+    "central": (1e-6, 1e-9),
+    "forward": (1e-4, 1e-7),
+}
+FLOAT32_TOLERANCE = (1e-4, 1e-6)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a check runs. None means the default for the method (or the config's tolerance)."""
+
+    method: str = "auto"
+    step: float | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    max_memory: int = 256 * 2**20
+    strict: bool = False
+    nodes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element of one node."""
+
+    index: tuple[int, ...]
+    value: float
+    analytic: float
+    numeric: float
+    error: float
+    left: float | None
+    right: float | None
+    abs_error: float
+    rel_error: float
+    status: str
+
+    def to_dict(self) -> dict:
+        return {"index": list(self.index), "value": self.value, "analytic": self.analytic,
+                "numeric": self.numeric, "numeric_error": self.error, "left": self.left,
+                "right": self.right, "abs_error": self.abs_error, "rel_error": self.rel_error,
+                "status": self.status}
+
+
+def _f(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+@dataclass(frozen=True, eq=False)
+class NodeResult:
+    """Every checked element of one node, as arrays over flat indices (`flat`)."""
+
+    name: str
+    kind: str
+    op: str
+    shape: tuple[int, ...]
+    method: str
+    rtol: float
+    atol: float
+    step: float
+    flat: np.ndarray
+    value: np.ndarray
+    analytic: np.ndarray
+    numeric: np.ndarray
+    error: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    abs_error: np.ndarray
+    rel_error: np.ndarray
+    statuses: np.ndarray  # of str
+    problem: str | None = None  # a malformed backward's message
+    inherited: bool = False  # fails only because a gradient downstream of it is wrong
+
+    @property
+    def status(self) -> str:
+        if (self.statuses == "fail").any() or self.problem:
+            return "fail"
+        return "kink" if (self.statuses == "kink").any() else "pass"
+
+    @property
+    def size(self) -> int:
+        return len(self.flat)
+
+    @property
+    def max_analytic(self) -> float:
+        return float(np.nanmax(np.abs(self.analytic))) if self.size else 0.0
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.nanmax(self.abs_error)) if self.size else 0.0
+
+    @property
+    def max_rel_error(self) -> float:
+        return float(np.nanmax(self.rel_error)) if self.size else 0.0
+
+    @property
+    def worst(self) -> int | None:
+        """Position (into the arrays) of the element failing most; else a kink; else the one
+        closest to failing."""
+        if not self.size:
+            return None
+        allowed = self.atol + self.rtol * np.maximum(np.abs(self.analytic), np.abs(self.numeric)) + self.error
+        ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), np.inf)
+        rank = np.select([self.statuses == "fail", self.statuses == "kink"], [2.0, 1.0], 0.0)
+        ratio = rank * 1e300 + np.minimum(ratio, 1e299)
+        return int(np.argmax(ratio))
+
+    @property
+    def worst_index(self) -> tuple[int, ...] | None:
+        w = self.worst
+        return None if w is None else self.index_of(w)
+
+    def index_of(self, pos: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(int(self.flat[pos]), self.shape)) if self.shape else ()
+
+    def element(self, pos: int) -> Element:
+        kink = self.statuses[pos] == "kink" or np.isfinite(self.left[pos])
+        return Element(self.index_of(pos), float(self.value[pos]), _f(self.analytic[pos]),
+                       _f(self.numeric[pos]), _f(self.error[pos]),
+                       _f(self.left[pos]) if kink else None, _f(self.right[pos]) if kink else None,
+                       _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
+
+    def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
+        pos = range(self.size)
+        if only_failing_or_kink:
+            pos = np.flatnonzero(self.statuses != "pass")
+        return [self.element(int(p)) for p in pos]
+
+
+@dataclass(frozen=True)
+class Blame:
+    node: str
+    op: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "op": self.op, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Report:
+    loss: float
+    loss_data: float | None
+    loss_reg: float | None
+    settings: dict
+    nodes: tuple[NodeResult, ...]
+    blame: tuple[Blame, ...] = ()
+    strict: bool = False
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def status(self) -> str:
+        statuses = {n.status for n in self.nodes}
+        return "fail" if "fail" in statuses else "kink" if "kink" in statuses else "pass"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "fail" or (self.strict and self.status == "kink") else 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def node(self, name: str) -> NodeResult:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")
+
+    def counts(self) -> dict:
+        return {s: sum(n.status == s for n in self.nodes) for s in STATUSES}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def compare(analytic, est: numeric.Estimate, rtol: float, atol: float):
+    """Errors and statuses per element: (abs_error, rel_error, statuses)."""
+    a, n = analytic, est.numeric
+    scale = np.maximum(np.abs(a), np.abs(n))
+    abs_err = np.abs(a - n)
+    # at a kink, the distance from the interval [min(left, right), max(left, right)]
+    lo, hi = np.fmin(est.left, est.right), np.fmax(est.left, est.right)
+    kink_dist = np.maximum(np.maximum(lo - a, a - hi), 0.0)
+    kink_scale = np.maximum(np.abs(a), np.fmax(np.abs(lo), np.abs(hi)))
+    abs_err = np.where(est.kink, kink_dist, abs_err)
+    scale = np.where(est.kink, kink_scale, scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel_err = np.where(scale > 0, abs_err / scale, 0.0)
+    ok = abs_err <= atol + rtol * scale + est.error
+    statuses = np.where(ok, np.where(est.kink, "kink", "pass"), "fail")
+    statuses = np.where(np.isfinite(a) & np.isfinite(n), statuses, "fail")
+    return abs_err, rel_err, statuses.astype("<U4")
+
+
+def tolerance_for(method: str, config: Config, settings: Settings) -> tuple[float, float]:
+    rtol, atol = DEFAULT_TOLERANCE[method]
+    if config.dtype == "float32":
+        rtol, atol = FLOAT32_TOLERANCE
+    rtol = config.rtol if config.rtol is not None else rtol
+    atol = config.atol if config.atol is not None else atol
+    rtol = settings.rtol if settings.rtol is not None else rtol
+    atol = settings.atol if settings.atol is not None else atol
+    return rtol, atol
+
+
+def forward_checked(graph: Graph, config: Config) -> dict:
+    """The forward pass, stopping with a NumericalError at the first non-finite node."""
+
+    def finite(name, value):
+        if not np.all(np.isfinite(value)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value[0]))[0]) if value.ndim > 1 else ()
+            what = "NaN" if np.isnan(value).any() else "Inf"
+            node = graph.nodes[name]
+            hint = ""
+            if name == "exps" and not config.stable:
+                hint = "; the logits are too large for e^x: use `loss: {type: softmax_cross_entropy, stable: true}`"
+            else:
+                hint = "; check the scale of the inputs and weights"
+            raise NumericalError(f"the forward pass made {what} at node {name} ({node.op_label}), "
+                                 f"index {list(bad)}{hint}", node.key)
+
+    return graph.forward(check=finite)
+
+
+def select_nodes(graph: Graph, wanted) -> list[str]:
+    if not wanted:
+        return list(graph.nodes)
+    import fnmatch
+    names = []
+    for pattern in wanted:
+        hits = [n for n in graph.nodes if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise UnknownNodeError(f"no node matches {pattern!r}{did_you_mean(pattern, graph.nodes)}; "
+                                   f"the nodes are: {', '.join(graph.nodes)}")
+        names += [h for h in hits if h not in names]
+    return [n for n in graph.nodes if n in names]
+
+
+def check_node(graph: Graph, values: dict, grads: dict, name: str, config: Config,
+               settings: Settings, indices=None, problem: str | None = None) -> NodeResult:
+    """Compare one node's analytic gradient with its numeric estimate, element by element."""
+    est = numeric.estimate(graph, values, name, settings.method, settings.step, indices,
+                           settings.max_memory)
+    rtol, atol = tolerance_for(est.method, config, settings)
+    a = np.asarray(grads[name], dtype=np.float64).reshape(-1)[est.index]
+    abs_err, rel_err, statuses = compare(a, est, rtol, atol)
+    node = graph.nodes[name]
+    return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=values[name].shape[1:],
+                      method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
+                      value=np.real(values[name]).reshape(-1)[est.index].astype(np.float64),
+                      analytic=a, numeric=est.numeric, error=est.error, left=est.left,
+                      right=est.right, abs_error=abs_err, rel_error=rel_err, statuses=statuses,
+                      problem=problem)
+
+
+def assign_blame(graph: Graph, results: dict[str, NodeResult], problems: dict[str, str]):
+    """Point at the ops whose backward is wrong.
+
+    A node whose gradient fails while every node consuming it passes was given a wrong gradient
+    by a consumer's backward: blame that consumer's op. A failing node with a failing consumer
+    inherits the error (marked, not blamed). An op whose backward returned malformed gradients is
+    blamed with that message."""
+    blame: list[Blame] = []
+    marked = dict(results)
+    for name, message in problems.items():
+        node = graph.nodes[name]
+        blame.append(Blame(name, node.op_label, message))
+    blamed = set(problems)
+    for name, res in results.items():
+        if res.status != "fail":
+            continue
+        consumers = [c for c in graph.consumers(name) if graph.reaches_loss(c)]
+        if not consumers or any(c not in results for c in consumers):
+            continue  # the loss itself, or consumers not checked: nothing to conclude
+        if any(results[c].status == "fail" for c in consumers):
+            marked[name] = _replace(res, inherited=True)
+            continue
+        culprits = [c for c in consumers if c not in blamed]
+        for c in culprits:
+            node = graph.nodes[c]
+            others = "" if len(consumers) == 1 else (
+                f" (or the backward of {', '.join(x for x in consumers if x != c)})")
+            blame.append(Blame(c, node.op_label,
+                               f"the backward of {c} ({node.op_label}) is wrong: its input's gradient "
+                               f"{name} disagrees while {c}'s own agrees{others}"))
+            blamed.add(c)
+    return marked, tuple(blame)
+
+
+def _replace(res: NodeResult, **kw) -> NodeResult:
+    from dataclasses import replace
+    return replace(res, **kw)
+
+
+def prepare(config: Config):
+    """Build the graph and run the plain forward and backward passes.
+    Returns (graph, values, grads, problems)."""
+    graph = build(config)
+    values = forward_checked(graph, config)
+    problems: dict[str, str] = {}
+    with np.errstate(all="ignore"):
+        grads = graph.backward(values, problems)
+    return graph, values, grads, problems
+
+
+def run(config: Config, settings: Settings = Settings()) -> Report:
+    """Build the network, run forward and backward, and check every (selected) node."""
+    graph, values, grads, problems = prepare(config)
+    names = select_nodes(graph, settings.nodes)
+    results = {name: check_node(graph, values, grads, name, config, settings) for name in names}
+    results, blame = assign_blame(graph, results, problems)
+    for name, msg in problems.items():
+        if name in results:
+            results[name] = _replace(results[name], problem=msg)
+    return _report(graph, values, config, settings, [results[n] for n in names], blame)
+
+
+def run_node(config: Config, name: str, settings: Settings = Settings(),
+             index: str | None = None) -> Report:
+    """Check one node (every element, or the one at `index`, e.g. "0,2")."""
+    graph, values, grads, problems = prepare(config)
+    if name not in graph.nodes:
+        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, graph.nodes)}; the nodes are: "
+                               f"{', '.join(graph.nodes)}")
+    shape = values[name].shape[1:]
+    indices = None
+    if index is not None:
+        indices = [parse_index(index, shape, name)]
+    result = check_node(graph, values, grads, name, config, settings, indices,
+                        problem=problems.get(name))
+    return _report(graph, values, config, settings, [result], ())
+
+
+def parse_index(text: str, shape: tuple, name: str) -> int:
+    """"0,2" -> the flat index of element [0, 2] of a node of `shape`."""
+    try:
+        idx = tuple(int(p) for p in text.replace("[", "").replace("]", "").split(",") if p.strip())
+    except ValueError:
+        raise UnknownNodeError(f"--index {text!r}: expected integers separated by commas, e.g. 0,2") from None
+    if len(idx) != len(shape) or any(not 0 <= i < s for i, s in zip(idx, shape)):
+        raise UnknownNodeError(f"--index {text!r} is not an element of {name}, whose shape is "
+                               f"{list(shape)}")
+    return int(np.ravel_multi_index(idx, shape)) if shape else 0
+
+
+def _report(graph, values, config, settings, results, blame) -> Report:
+    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
+
+    def part(n):
+        return float(np.real(values[n]).reshape(-1)[0]) if n in values and values[n].ndim == 1 else None
+
+    methods = sorted({r.method for r in results})
+    settings_out = {
+        "method": settings.method, "methods_used": methods,
+        "step": settings.step, "step_rule": step_rule(settings, methods),
+        "rtol": {m: tolerance_for(m, config, settings)[0] for m in methods},
+        "atol": {m: tolerance_for(m, config, settings)[1] for m in methods},
+        "dtype": config.dtype, "seed": config.seed, "config": config.source.file,
+    }
+    return Report(loss=loss, loss_data=part("loss_data"), loss_reg=part("loss_reg"),
+                  settings=settings_out, nodes=tuple(results), blame=blame, strict=settings.strict)
+
+
+STEP_RULES = {
+    "complex": "h = 1e-20·max(|x|, 1), Im f(x + ih)/h",
+    "central": "h = ε^(1/3)·max(|x|, 1), error bar from 2h",
+    "richardson": "h, h/2, h/4 with h = 1e-3·max(|x|, 1), extrapolated to O(h⁶)",
+    "forward": "h = √ε·max(|x|, 1), error bar from h/2",
+}
+
+
+def step_rule(settings: Settings, methods=None) -> dict:
+    """The step each method used, as text; kinks add their one-sided rule."""
+    rules = {}
+    for m in methods or STEP_RULES:
+        rules[m] = (f"h = {settings.step:g}·max(|x|, 1)" if settings.step is not None else STEP_RULES[m])
+    rules["kink"] = "one-sided second-order differences at h = ε^(1/3)·max(|x|, 1) and h/2"
+    return rules

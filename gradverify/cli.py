@@ -1,0 +1,199 @@
+"""The command line: the only module that prints and chooses exit codes.
+
+Exit codes: 0 gradients agree (kinks are reported, not failures), 1 a gradient mismatch (or a
+kink under --strict), 2 bad input (config, node name, usage), 130 interrupted.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import GradverifyError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+                  help="Check hand-written backpropagation: analytic vs numeric gradients at every "
+                       "node of a network. Exit 0: gradients agree; 1: a mismatch; 2: bad input.")
+
+BUNDLED = Path(__file__).parent / "data" / "seed.yaml"
+DEFAULT_NAME = "gradverify.yaml"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Method(str, Enum):
+    auto = "auto"
+    complex = "complex"
+    central = "central"
+    richardson = "richardson"
+    forward = "forward"
+
+
+def _console(stderr: bool = False) -> Console:
+    width = None
+    stream = sys.stderr if stderr else sys.stdout
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 200  # a pipe or a CI log: don't squeeze the table into 80 columns
+    return Console(stderr=stderr, width=width, highlight=False)
+
+
+def _fail(message: str, code: int) -> None:
+    _console(stderr=True).print(f"gradverify: error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handled(fn):
+    """Turn every error a user can cause into one line on stderr and exit 2; Ctrl-C into 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GradverifyError as err:
+            _fail(str(err), err.exit_code)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("gradverify: interrupted", markup=False)
+            raise typer.Exit(130)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # a bug in gradverify itself: still one line, never a traceback
+            if os.environ.get("GRADVERIFY_DEBUG"):
+                raise
+            _fail(f"internal error: {type(err).__name__}: {err} (set GRADVERIFY_DEBUG=1 for the "
+                  "traceback, and please report it)", 2)
+
+    return wrapper
+
+
+def resolve_config(config: Optional[Path], quiet: bool) -> Path:
+    """CONFIG, else ./gradverify.yaml, else the bundled notebook network (said on stderr)."""
+    if config is not None:
+        return config
+    if Path(DEFAULT_NAME).is_file():
+        return Path(DEFAULT_NAME)
+    if not quiet:
+        _console(stderr=True).print(f"gradverify: no config given and no ./{DEFAULT_NAME}: using the "
+                                    f"bundled notebook network ({BUNDLED})", markup=False, soft_wrap=True)
+    return BUNDLED
+
+
+def _settings(method, step, rtol, atol, strict, nodes, max_memory):
+    from .check import Settings
+
+    return Settings(method=method.value, step=step, rtol=rtol, atol=atol, strict=strict,
+                    nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20))
+
+
+def _emit_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+ConfigArg = typer.Argument(None, help="The network's YAML config (default: ./gradverify.yaml, "
+                                      "else the bundled notebook network).", show_default=False)
+FormatOpt = typer.Option(Format.table, "--format", "-f", help="table (rich) or json, on stdout.")
+MethodOpt = typer.Option(Method.auto, "--method", "-m",
+                         help="Numeric method: auto (complex step where every op allows it), "
+                              "complex, central, richardson or forward.")
+StepOpt = typer.Option(None, "--step", help="Relative step h (times max(|x|, 1)), overriding the method's.")
+RtolOpt = typer.Option(None, "--rtol", help="Relative tolerance (default: per method, see README).")
+AtolOpt = typer.Option(None, "--atol", help="Absolute tolerance (default: per method).")
+StrictOpt = typer.Option(False, "--strict", help="Treat kinks as failures (exit 1).")
+MemOpt = typer.Option(256, "--max-memory", help="MiB for the batches of perturbed copies.")
+MaxElOpt = typer.Option(None, "--max-elements",
+                        help="Refuse arrays (and YAML) larger than this many elements "
+                             "(default 10,000,000).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No notes on stderr.")
+
+
+def _load(path: Path, max_elements):
+    from .config import DEFAULT_MAX_ELEMENTS, load
+
+    return load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+
+
+def _command_line(path: Path) -> str:
+    """The command that probes one node again ({node} is filled in)."""
+    return f"gradverify node {{node}} --config {path}" if path != BUNDLED else "gradverify node {node}"
+
+
+@app.command()
+@handled
+def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method: Method = MethodOpt,
+          step: Optional[float] = StepOpt, rtol: Optional[float] = RtolOpt,
+          atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
+          nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="Check only nodes matching "
+                                                    "this pattern (fnmatch, repeatable)."),
+          max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
+          quiet: bool = QuietOpt) -> None:
+    """Check every node of the network: one row per node."""
+    from . import check as engine
+    from .render import check_json, check_view
+
+    path = resolve_config(config, quiet or format == Format.json)
+    cfg = _load(path, max_elements)
+    report = engine.run(cfg, _settings(method, step, rtol, atol, strict, nodes, max_memory))
+    if format == Format.json:
+        _emit_json(check_json(report))
+    else:
+        _console().print(check_view(report, _command_line(path)))
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handled
+def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
+         config: Optional[Path] = typer.Option(None, "--config", "-c", show_default=False,
+                                               help="The network's YAML config (default as for check)."),
+         index: Optional[str] = typer.Option(None, "--index", "-i",
+                                             help="Only this element, e.g. 0,2."),
+         format: Format = FormatOpt, method: Method = MethodOpt, step: Optional[float] = StepOpt,
+         rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
+         limit: int = typer.Option(200, "--limit", help="Rows to show in the table (0: all)."),
+         max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
+         quiet: bool = QuietOpt) -> None:
+    """Check one node, element by element."""
+    from . import check as engine
+    from .render import node_json, node_view
+
+    path = resolve_config(config, quiet or format == Format.json)
+    cfg = _load(path, max_elements)
+    settings = _settings(method, step, rtol, atol, strict, None, max_memory)
+    report = engine.run_node(cfg, name, settings, index)
+    result = report.nodes[0]
+    if format == Format.json:
+        _emit_json(node_json(result, report))
+    else:
+        _console().print(node_view(result, limit or None))
+    raise typer.Exit(report.exit_code)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"gradverify {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """gradverify: is your hand-written backward right, and if not, where is it wrong?"""
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # during import or argument parsing
+        sys.stderr.write("gradverify: interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,62 @@
+"""Typed exceptions. Every error a user can cause is a GradverifyError carrying where it came from.
+
+The CLI catches GradverifyError in exactly one place and prints `str(err)` as one line, exit 2.
+"""
+from __future__ import annotations
+
+
+class GradverifyError(Exception):
+    """Base class: a problem with the user's input, reported as one line, exit code 2.
+
+    `key` is the config key path (``layers[1].weights``), `file`/`line`/`col` locate it in the YAML
+    (1-based, as editors count) when known.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, key: str | None = None, *, file: str | None = None,
+                 line: int | None = None, col: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.file = file
+        self.line = line
+        self.col = col
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.col is not None:
+                    where += f":{self.col}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+class ConfigError(GradverifyError):
+    """The config cannot be read or is not valid."""
+
+
+class UnknownNodeError(GradverifyError):
+    """A node name that the network does not have."""
+
+
+class UserCodeError(GradverifyError):
+    """A custom op file is missing, or the user's forward/backward raised."""
+
+
+class NumericalError(GradverifyError):
+    """The forward pass produced NaN or Inf, so no gradient can be checked."""
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean "x"?)' for the closest of `choices`, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

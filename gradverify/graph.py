@@ -1,0 +1,186 @@
+"""A graph of named nodes: forward, backward, and recomputing what lies downstream of a node.
+
+Values carry the leading perturbation axis of `ops`: a node of core shape (N, D) holds (1, N, D)
+in the plain pass and (B, N, D) while B perturbed copies are pushed through.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import ConfigError
+from .ops import BadGradient, Op
+
+KINDS = ("input", "parameter", "intermediate", "loss")
+
+
+@dataclass
+class Node:
+    """One named value. Leaves (inputs, parameters) have no op and hold their value."""
+
+    name: str
+    kind: str
+    op: Op | None = None
+    inputs: tuple[str, ...] = ()
+    value: np.ndarray | None = None  # leaves only, with the leading axis: (1, *shape)
+    key: str | None = None  # the config key that defines it, for messages and annotations
+    source: str | None = None  # "file.py:name" for a custom op
+
+    @property
+    def op_label(self) -> str:
+        if self.op is None:
+            return self.kind
+        return self.source or self.op.label
+
+
+def topological_order(deps: dict[str, tuple[str, ...]]) -> list[str]:
+    """Order names so that each comes after everything it depends on (stable: ties keep the
+    insertion order). Raises ConfigError naming a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in deps:
+        if state.get(root) == 2:
+            continue
+        stack = [(root, iter(deps.get(root, ())))]
+        state[root] = 1
+        while stack:
+            name, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                state[name] = 2
+                order.append(name)
+            elif state.get(nxt) == 1:
+                cycle = [n for n, _ in stack]
+                cycle = cycle[cycle.index(nxt):] + [nxt]
+                raise ConfigError("the graph has a cycle: " + " -> ".join(reversed(cycle)), "graph")
+            elif state.get(nxt) is None and nxt in deps:
+                state[nxt] = 1
+                stack.append((nxt, iter(deps[nxt])))
+    return order
+
+
+def _check_gradients(node: Node, gs, xs) -> None:
+    if not isinstance(gs, (tuple, list)) or len(gs) != len(xs):
+        count = len(gs) if isinstance(gs, (tuple, list)) else 1
+        raise BadGradient(f"the backward of {node.name} ({node.op_label}) returned {count} "
+                          f"gradient(s) for {len(xs)} input(s)")
+    for inp, g, x in zip(node.inputs, gs, xs):
+        if np.shape(g) != x.shape:
+            raise BadGradient(f"the backward of {node.name} ({node.op_label}) returned a gradient "
+                              f"of shape {list(np.shape(g)[1:])} for {inp} of shape {list(x.shape[1:])}")
+
+
+@dataclass
+class Graph:
+    """Named nodes in topological order, with `loss` naming the scalar output."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    loss: str = "loss"
+    _downstream: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def add(self, node: Node) -> Node:
+        if node.name in self.nodes:
+            raise ConfigError(f"node name {node.name!r} is used twice", node.key)
+        self.nodes[node.name] = node
+        self._downstream.clear()
+        return node
+
+    def finish(self) -> None:
+        """Put the nodes in topological order (after the graph form added them in any order)."""
+        order = topological_order({n: node.inputs for n, node in self.nodes.items()})
+        self.nodes = {n: self.nodes[n] for n in order}
+        self._downstream.clear()
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def consumers(self, name: str) -> list[str]:
+        """Nodes that take `name` as an input, in graph order."""
+        return [n for n, node in self.nodes.items() if name in node.inputs]
+
+    def downstream(self, name: str) -> list[str]:
+        """Nodes whose value depends on `name` (not `name` itself), in graph order."""
+        if name not in self._downstream:
+            reach = {name}
+            for n, node in self.nodes.items():
+                if any(i in reach for i in node.inputs):
+                    reach.add(n)
+            self._downstream[name] = [n for n in self.nodes if n in reach and n != name]
+        return self._downstream[name]
+
+    def reaches_loss(self, name: str) -> bool:
+        return name == self.loss or self.loss in self.downstream(name)
+
+    # -- passes ------------------------------------------------------------------------------
+
+    def forward(self, leaves: dict[str, np.ndarray] | None = None,
+                check: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+        """Every node's value, (1, *shape) each. `leaves` overrides leaf values; `check(name,
+        value)` sees each value as it is made (to stop at the first non-finite one)."""
+        values: dict[str, np.ndarray] = {}
+        for name, node in self.nodes.items():
+            if node.op is None:
+                values[name] = leaves[name] if leaves and name in leaves else node.value
+            else:
+                values[name] = node.op.forward(*(values[i] for i in node.inputs))
+            if check:
+                check(name, values[name])
+        return values
+
+    def backward(self, values: dict[str, np.ndarray],
+                 problems: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        """d loss / d node for every node, same shapes as `values` (zeros off the loss's path).
+
+        An op whose backward returns the wrong number or shapes of gradients gets NaN gradients
+        for its inputs (so they fail, and blame lands on it) and a message in `problems`."""
+        grads: dict[str, np.ndarray] = {self.loss: np.ones_like(values[self.loss])}
+        for name in reversed(list(self.nodes)):
+            node = self.nodes[name]
+            if node.op is None or name not in grads:
+                continue
+            xs = [values[i] for i in node.inputs]
+            try:
+                gs = node.op.backward(grads[name], values[name], *xs)
+                _check_gradients(node, gs, xs)
+            except BadGradient as e:
+                if problems is not None:
+                    problems[name] = str(e)
+                gs = [np.full_like(x, np.nan, dtype=np.result_type(x, float)) for x in xs]
+            for inp, gi in zip(node.inputs, gs):
+                grads[inp] = grads[inp] + gi if inp in grads else gi
+        for name in self.nodes:
+            if name not in grads:
+                grads[name] = np.zeros_like(values[name])
+        return grads
+
+    def propagate(self, values: dict[str, np.ndarray], changed: dict[str, np.ndarray],
+                  on_kink: Callable[[str, np.ndarray], None] | None = None) -> np.ndarray:
+        """The loss, (B,), after replacing the nodes in `changed` by batched values (B, *shape):
+        only the nodes downstream of them are recomputed, the rest are read from `values`.
+        `on_kink(name, distance)` sees the kink distance of every op with kinks on the way."""
+        live = dict(changed)
+        todo = set()
+        for name in changed:
+            todo.update(self.downstream(name))
+        if self.loss in changed:
+            return changed[self.loss]
+        # a value is dropped once its last consumer has run, so memory stays near one layer's worth
+        order = [n for n in self.nodes if n in todo]
+        last_use: dict[str, int] = {}
+        for pos, name in enumerate(order):
+            for i in self.nodes[name].inputs:
+                last_use[i] = pos
+        for pos, name in enumerate(order):
+            node = self.nodes[name]
+            xs = [live[i] if i in live else values[i] for i in node.inputs]
+            if on_kink is not None:
+                dist = node.op.kink_distance(*xs)
+                if dist is not None:
+                    on_kink(name, dist)
+            live[name] = node.op.forward(*xs)
+            for i in node.inputs:
+                if last_use.get(i) == pos and i != self.loss and i not in changed:
+                    live.pop(i, None)
+        return live[self.loss]

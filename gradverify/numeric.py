@@ -1,0 +1,233 @@
+"""Finite-difference estimates of d loss / d node, element by element, with error bars and kinks.
+
+For one node, a chunk of its elements is perturbed at once: the node's value is stacked into a
+batch of copies, each with one element moved, and only the ops downstream of the node are run
+(`Graph.propagate`). Methods, for an element x with scale s = max(|x|, 1):
+
+* complex:    Im f(x + ih) / h, h = 1e-20·s. No subtraction, so no cancellation: exact to rounding.
+              Needs every op downstream to be complex-analytic (all built-ins are).
+* central:    (f(x+h) - f(x-h)) / 2h, h = ε^(1/3)·s; error bar from the same at 2h.
+* richardson: central differences at h, h/2, h/4 extrapolated twice (error O(h⁶)), h = 1e-3·s.
+* forward:    (f(x+h) - f(x)) / h, h = √ε·s (the notebook's method, for comparison).
+
+Kinks: an op with kinks reports `kink_distance` (0 exactly at its kink) as the copies pass.
+With real steps an element is at a kink when a point of the stencil lies on another side of one
+than x itself does, and still does as the step shrinks a thousandfold (a kink merely near x stops being crossed). With
+the complex step it is exact: a kink op's input sits exactly on the kink (real part 0) and the
+element moves it (imaginary part non-zero). There the derivative is two one-sided derivatives,
+taken from real one-sided second-order differences.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .graph import Graph
+
+METHODS = ("auto", "complex", "central", "richardson", "forward")
+EPS = float(np.finfo(np.float64).eps)
+
+#: relative step of each real method (times max(|x|, 1)); the complex step is 1e-20
+STEPS = {"complex": 1e-20, "central": EPS ** (1 / 3), "richardson": 1e-3, "forward": EPS ** 0.5,
+         "one_sided": EPS ** (1 / 3)}
+#: how many copies of the node each element costs (for sizing chunks)
+EVALS = {"complex": 1, "central": 4, "richardson": 6, "forward": 2, "one_sided": 6}
+#: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
+#: x but not at it; one that is still crossed lies at x
+KINK_SHRINKS = 3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Numeric derivatives of the loss for some elements of one node (flat indices `index`).
+
+    `error` is the estimate's own error bar; `left`/`right` the one-sided derivatives where
+    `kink` (NaN elsewhere)."""
+
+    index: np.ndarray
+    numeric: np.ndarray
+    error: np.ndarray
+    kink: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    method: str
+    step: float
+
+
+def node_method(graph: Graph, name: str, method: str) -> str:
+    """The method actually used for `name`: `auto` means complex step where every op downstream
+    is complex-safe, central differences otherwise."""
+    if method != "auto":
+        return method
+    safe = all(graph.nodes[n].op.complex_safe for n in graph.downstream(name))
+    return "complex" if safe else "central"
+
+
+def chunk_size(graph: Graph, values: dict, name: str, evals: int, max_memory: int) -> int:
+    """How many elements of `name` to perturb at once so the copies fit in `max_memory` bytes."""
+    per_copy = values[name][0].size + sum(values[n][0].size for n in graph.downstream(name))
+    per_element = max(per_copy, 1) * 16 * evals * 2  # complex128, and the op's temporaries
+    return int(max(1, min(4096, max_memory // per_element)))
+
+
+class _Prober:
+    """Runs batches of perturbed copies of one node and records kink crossings per copy."""
+
+    def __init__(self, graph: Graph, values: dict, name: str):
+        self.graph, self.values, self.name = graph, values, name
+        self.base = values[name].reshape(-1)
+        self.shape = values[name].shape[1:]
+        self.reaches = graph.reaches_loss(name)
+        self._base_side: dict[str, np.ndarray] = {}
+
+    def base_side(self, name: str) -> np.ndarray:
+        """Which side of its kinks each input position of op `name` is on, unperturbed."""
+        if name not in self._base_side:
+            node = self.graph.nodes[name]
+            dist = node.op.kink_distance(*(self.values[i] for i in node.inputs))
+            self._base_side[name] = np.sign(np.real(dist)).reshape(1, 1, -1)
+        return self._base_side[name]
+
+    def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
+        """Loss at each point: points[j][r] replaces element idx[r]. Returns (J, k) losses and
+        a (k,) bool array: the copies of row r straddle a kink ("real": points on different
+        sides; "complex": a kink input exactly on its kink moved by the imaginary step)."""
+        k, J = len(idx), len(points)
+        if not self.reaches:
+            return np.zeros((J, k)), np.zeros(k, bool)
+        dtype = np.complex128 if mode == "complex" else self.base.dtype
+        batch = np.repeat(self.base[None, :].astype(dtype), J * k, axis=0)
+        rows = np.arange(J * k)
+        batch[rows, np.tile(idx, J)] = np.concatenate(points)
+        crossed = np.zeros(k, bool)
+
+        def on_kink(node, dist):
+            if dist.shape[0] == 1:  # not moved by this batch
+                return
+            d = dist.reshape(J, k, -1)
+            if mode == "complex":
+                hit = (d.real == 0) & (d.imag != 0)
+                crossed[:] |= hit.any(axis=(0, 2))
+            else:  # a point of the stencil on another side than x itself
+                crossed[:] |= (np.sign(d) != self.base_side(node)).any(axis=(0, 2))
+
+        with np.errstate(all="ignore"):
+            loss = self.graph.propagate(self.values, {self.name: batch.reshape((J * k,) + self.shape)},
+                                        on_kink)
+        return loss.reshape(J, k), crossed
+
+
+def _real_points(x: np.ndarray, h: np.ndarray, multiples) -> list[np.ndarray]:
+    return [x + m * h for m in multiples]
+
+
+def _central(prober, idx, x, scale, rel_step, f0):
+    """Central difference at h and 2h: estimate D(h), error bar |D(2h) - D(h)|/3 + rounding."""
+    h = rel_step * scale
+    pts = _real_points(x, h, (1, -1, 2, -2))
+    f, crossed = prober.run(idx, pts)
+    d1 = (f[0] - f[1]) / (pts[0] - pts[1])
+    d2 = (f[2] - f[3]) / (pts[2] - pts[3])
+    err = np.abs(d2 - d1) / 3 + 4 * EPS * (np.abs(f0) + 1e-300) / h
+    return d1, err, crossed
+
+
+def _richardson(prober, idx, x, scale, rel_step, f0):
+    """Central differences at h, h/2, h/4, extrapolated: O(h²) -> O(h⁴) -> O(h⁶)."""
+    h = rel_step * scale
+    pts = _real_points(x, h, (1, -1, 0.5, -0.5, 0.25, -0.25))
+    f, crossed = prober.run(idx, pts)
+    d = [(f[2 * i] - f[2 * i + 1]) / (pts[2 * i] - pts[2 * i + 1]) for i in range(3)]
+    r1 = (4 * d[1] - d[0]) / 3
+    r2 = (4 * d[2] - d[1]) / 3
+    r = (16 * r2 - r1) / 15
+    err = np.abs(r2 - r1) / 15 + 16 * EPS * (np.abs(f0) + 1e-300) / h
+    return r, err, crossed
+
+
+def _forward(prober, idx, x, scale, rel_step, f0):
+    """(f(x+h) - f(x)) / h, error bar from the same at h/2 (first order: twice the change)."""
+    h = rel_step * scale
+    pts = _real_points(x, h, (1, 0.5))
+    f, crossed = prober.run(idx, pts)
+    d1 = (f[0] - f0) / (pts[0] - x)
+    d2 = (f[1] - f0) / (pts[1] - x)
+    err = 2 * np.abs(d1 - d2) + 4 * EPS * (np.abs(f0) + 1e-300) / h
+    return d1, err, crossed
+
+
+def _complex(prober, idx, x, scale, rel_step, f0):
+    """Im f(x + ih) / h: one evaluation, no cancellation; rounding is the only error."""
+    h = rel_step * scale
+    f, crossed = prober.run(idx, [x + 1j * h], mode="complex")
+    d = f[0].imag / h
+    err = 4 * EPS * np.abs(d)
+    return d, err, crossed
+
+
+_ESTIMATORS = {"central": _central, "richardson": _richardson, "forward": _forward,
+               "complex": _complex}
+
+
+def one_sided(prober, idx, x, scale, f0, rel_step=STEPS["one_sided"]):
+    """Left and right derivatives by second-order one-sided differences at h and h/2:
+    D₊(h) = (-3f(x) + 4f(x+h) - f(x+2h)) / 2h, and the mirror image for the left.
+    Returns left, right and an error bar for each."""
+    h = rel_step * scale
+    pts = _real_points(x, h, (0.5, 1, 2, -0.5, -1, -2))
+    f, _ = prober.run(idx, pts)
+    out = []
+    for s, (a, b, c) in ((1, (0, 1, 2)), (-1, (3, 4, 5))):
+        coarse = (-3 * f0 + 4 * f[b] - f[c]) / (2 * s * h)
+        fine = (-3 * f0 + 4 * f[a] - f[b]) / (s * h)
+        out.append((fine, np.abs(fine - coarse) / 3 + 8 * EPS * (np.abs(f0) + 1e-300) / h))
+    (right, rerr), (left, lerr) = out
+    return left, right, np.maximum(lerr, rerr)
+
+
+def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
+             step: float | None = None, indices: np.ndarray | None = None,
+             max_memory: int = 256 * 2**20) -> Estimate:
+    """Numeric d loss / d `name` for the flat element indices `indices` (all by default).
+
+    values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
+    method's. Returns an Estimate whose arrays have one entry per index."""
+    method = node_method(graph, name, method)
+    rel_step = step if step is not None else STEPS[method]
+    prober = _Prober(graph, values, name)
+    f0 = float(np.real(values[graph.loss]).reshape(-1)[0])
+    size = values[name][0].size
+    index = np.arange(size) if indices is None else np.asarray(indices, dtype=np.intp)
+    n = len(index)
+    numeric, error = np.zeros(n), np.zeros(n)
+    kink = np.zeros(n, bool)
+    left, right = np.full(n, np.nan), np.full(n, np.nan)
+    estimator = _ESTIMATORS[method]
+    k = chunk_size(graph, values, name, EVALS[method], max_memory)
+    for start in range(0, n, k):
+        sl = slice(start, start + k)
+        idx = index[sl]
+        x = prober.base[idx].real.astype(np.float64)
+        scale = np.maximum(np.abs(x), 1.0)
+        d, err, crossed = estimator(prober, idx, x, scale, rel_step, f0)
+        if method != "complex":
+            # a real stencil across a kink: shrink the step; a kink near x stops being crossed
+            shrink = rel_step
+            for _ in range(KINK_SHRINKS):
+                if not crossed.any():
+                    break
+                shrink /= 10
+                sub = np.flatnonzero(crossed)
+                d2, e2, c2 = estimator(prober, idx[sub], x[sub], scale[sub], shrink, f0)
+                fixed = sub[~c2]
+                d[fixed], err[fixed] = d2[~c2], e2[~c2]
+                crossed[fixed] = False
+        numeric[sl], error[sl], kink[sl] = d, err, crossed
+        if crossed.any():
+            sub = np.flatnonzero(crossed)
+            lo, hi, e = one_sided(prober, idx[sub], x[sub], scale[sub], f0)
+            pos = start + sub
+            left[pos], right[pos] = lo, hi
+            error[pos] = e
+    return Estimate(index, numeric, error, kink, left, right, method, rel_step)

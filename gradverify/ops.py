@@ -1,0 +1,447 @@
+"""The op registry: every built-in operation, its forward and its backward side by side.
+
+Conventions (the whole engine relies on them):
+
+* Every array an op sees carries a leading *perturbation axis* B. The plain forward and backward
+  passes use B = 1; the numeric side stacks B perturbed copies of one node and pushes them through
+  the ops downstream of it in one call. Inputs that were not perturbed keep B = 1 and broadcast.
+  So "x: (B, N, D)" below means N rows of D features, for each of B copies.
+* `forward(*xs) -> out` and `backward(g, out, *xs) -> tuple` (one gradient per input, same shapes
+  as the inputs) are pure: an op holds only the constant attributes it was built with.
+* Every op works on complex arrays too and is complex-analytic wherever it is differentiable, so
+  the complex-step derivative Im f(x + ih)/h is exact to rounding. Comparisons use the real part.
+* An op with kinks (points where it is not differentiable) says so in `kink_distance(*xs)`: an
+  array whose sign tells which side of its kink each position is on and which is 0 exactly at it.
+  The numeric side uses it to tell a kink from a bug. Each kink's convention is a `# NOTE:`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class BadGradient(Exception):
+    """An op's backward returned the wrong number or shapes of gradients. Not a crash: the engine
+    reports the op as failing, with this message."""
+
+
+def core_axes(x: np.ndarray) -> tuple[int, ...]:
+    """All axes but the leading perturbation axis."""
+    return tuple(range(1, x.ndim))
+
+
+def expand_to(x: np.ndarray, ndim: int) -> np.ndarray:
+    """Insert unit axes right after the batch axis so `x` broadcasts like numpy's core shapes."""
+    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
+
+
+def unbroadcast(g: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Sum `g` over the axes along which `like` was broadcast, giving `like`'s shape."""
+    extra = g.ndim - like.ndim
+    if extra > 0:
+        g = g.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(i for i, (gs, ls) in enumerate(zip(g.shape, like.shape)) if ls == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def per_copy(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reshape a per-copy scalar gradient g (B,) so it broadcasts against x (B, ...)."""
+    return g.reshape(g.shape[:1] + (1,) * (x.ndim - 1))
+
+
+class Op:
+    """Base class. `name` is the registry key; `arity` the number of differentiable inputs
+    (None: any number)."""
+
+    name = "op"
+    arity: int | None = 1
+    complex_safe = True  # built-ins all are; custom ops must earn it by a probe
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, g, out, *xs):
+        raise NotImplementedError
+
+    def kink_distance(self, *xs):
+        """Signed distance to the nearest kink per position (0 on the kink), or None if smooth.
+        Complex under a complex step: its imaginary part says which positions the step moved."""
+        return None
+
+    @property
+    def label(self) -> str:
+        """How the op is shown in tables."""
+        return self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear algebra and elementwise arithmetic
+
+
+class MatMul(Op):
+    """out = x @ w.  x: (B, N, D), w: (B, D, H) -> (B, N, H)."""
+
+    name, arity = "matmul", 2
+
+    def forward(self, x, w):
+        return x @ w
+
+    def backward(self, g, out, x, w):
+        # d(x w) = dx w + x dw  =>  dx = g wᵀ,  dw = xᵀ g
+        return g @ np.swapaxes(w, -1, -2), np.swapaxes(x, -1, -2) @ g
+
+
+class AddBias(Op):
+    """out = x + b, b added to every row.  x: (B, N, H), b: (B, H) -> (B, N, H)."""
+
+    name, arity = "add_bias", 2
+
+    def forward(self, x, b):
+        return x + expand_to(b, x.ndim)
+
+    def backward(self, g, out, x, b):
+        return g, unbroadcast(g, b)
+
+
+class Add(Op):
+    """out = a + b with numpy broadcasting of the core shapes."""
+
+    name, arity = "add", 2
+
+    def forward(self, a, b):
+        n = max(a.ndim, b.ndim)
+        return expand_to(a, n) + expand_to(b, n)
+
+    def backward(self, g, out, a, b):
+        return unbroadcast(g, a), unbroadcast(g, b)
+
+
+class Sub(Op):
+    """out = a - b with numpy broadcasting of the core shapes."""
+
+    name, arity = "sub", 2
+
+    def forward(self, a, b):
+        n = max(a.ndim, b.ndim)
+        return expand_to(a, n) - expand_to(b, n)
+
+    def backward(self, g, out, a, b):
+        return unbroadcast(g, a), -unbroadcast(g, b)
+
+
+class Mul(Op):
+    """out = a * b with numpy broadcasting of the core shapes (softmax = exps · divexps)."""
+
+    name, arity = "mul", 2
+
+    def forward(self, a, b):
+        n = max(a.ndim, b.ndim)
+        return expand_to(a, n) * expand_to(b, n)
+
+    def backward(self, g, out, a, b):
+        n = g.ndim
+        return unbroadcast(g * expand_to(b, n), a), unbroadcast(g * expand_to(a, n), b)
+
+
+class Reciprocal(Op):
+    """out = 1 / x (the notebook's divexps).  Any shape."""
+
+    name = "reciprocal"
+
+    def forward(self, x):
+        return 1.0 / x
+
+    def backward(self, g, out, x):
+        # d(1/x) = -dx / x²
+        return (-g * out * out,)
+
+
+class Square(Op):
+    """out = x²  elementwise."""
+
+    name = "square"
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, g, out, x):
+        return (2.0 * x * g,)
+
+
+class RowSum(Op):
+    """out = Σ_j x[..., j], keeping the axis (the notebook's sexps).  (B, N, C) -> (B, N, 1)."""
+
+    name = "row_sum"
+
+    def forward(self, x):
+        return x.sum(axis=-1, keepdims=True)
+
+    def backward(self, g, out, x):
+        return (np.broadcast_to(g, x.shape).copy(),)
+
+
+class Sum(Op):
+    """out = Σ x over every core axis.  (B, ...) -> (B,)."""
+
+    name = "sum"
+
+    def forward(self, x):
+        return x.sum(axis=core_axes(x))
+
+    def backward(self, g, out, x):
+        return (np.broadcast_to(per_copy(g, x), x.shape).copy(),)
+
+
+class Mean(Op):
+    """out = mean of x over every core element.  (B, ...) -> (B,)."""
+
+    name = "mean"
+
+    def forward(self, x):
+        return x.sum(axis=core_axes(x)) / (x[0].size or 1)
+
+    def backward(self, g, out, x):
+        return (np.broadcast_to(per_copy(g, x) / (x[0].size or 1), x.shape).copy(),)
+
+
+class BatchMean(Op):
+    """out = (Σ x over every core element) / N, N the number of rows (cs231n's loss / num_train).
+    (B, N, ...) -> (B,)."""
+
+    name = "batch_mean"
+
+    def forward(self, x):
+        return x.sum(axis=core_axes(x)) / x.shape[1]
+
+    def backward(self, g, out, x):
+        return (np.broadcast_to(per_copy(g, x) / x.shape[1], x.shape).copy(),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
+class Identity(Op):
+    name = "identity"
+
+    def forward(self, x):
+        return x + 0  # a new array: values are never aliased between nodes
+
+    def backward(self, g, out, x):
+        return (g,)
+
+
+class ReLU(Op):
+    """out = max(x, 0)  elementwise."""
+
+    name = "relu"
+
+    def forward(self, x):
+        return np.where(x.real > 0, x, 0)
+
+    def backward(self, g, out, x):
+        # NOTE: at x == 0 the gradient is taken as 0 (the left derivative), cs231n's `x > 0` mask.
+        return (g * (x.real > 0),)
+
+    def kink_distance(self, x):
+        return x
+
+
+class LeakyReLU(Op):
+    """out = x if x > 0 else alpha · x  elementwise."""
+
+    name = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01):
+        self.alpha = float(alpha)
+
+    def forward(self, x):
+        return np.where(x.real > 0, x, self.alpha * x)
+
+    def backward(self, g, out, x):
+        # NOTE: at x == 0 the slope is taken as alpha (the left derivative).
+        return (g * np.where(x.real > 0, 1.0, self.alpha),)
+
+    def kink_distance(self, x):
+        return x
+
+    @property
+    def label(self):
+        return f"leaky_relu(alpha={self.alpha:g})"
+
+
+class Sigmoid(Op):
+    """out = 1 / (1 + e^-x)  elementwise, evaluated without overflow on either side."""
+
+    name = "sigmoid"
+
+    def forward(self, x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            pos = 1.0 / (1.0 + np.exp(-x))
+            ex = np.exp(x)
+            neg = ex / (1.0 + ex)
+        return np.where(x.real >= 0, pos, neg)
+
+    def backward(self, g, out, x):
+        # σ' = σ (1 - σ)
+        return (g * out * (1.0 - out),)
+
+
+class Tanh(Op):
+    name = "tanh"
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, g, out, x):
+        # tanh' = 1 - tanh²
+        return (g * (1.0 - out * out),)
+
+
+class Softmax(Op):
+    """Row-wise softmax as one op.  (B, N, C) -> (B, N, C)."""
+
+    name = "softmax"
+
+    def forward(self, x):
+        # The shift by the row max (of the real part: constant under a complex step) cancels.
+        e = np.exp(x - x.real.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, g, out, x):
+        # dx_j = p_j (g_j - Σ_k g_k p_k)
+        return (out * (g - (g * out).sum(axis=-1, keepdims=True)),)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pieces of the losses
+
+
+class Exp(Op):
+    """out = e^x elementwise; with `stable`, e^(x - max of the row) (the notebook's exps)."""
+
+    name = "exp"
+
+    def __init__(self, stable: bool = False):
+        self.stable = bool(stable)
+
+    def forward(self, x):
+        if self.stable:
+            x = x - x.real.max(axis=-1, keepdims=True)
+        return np.exp(x)
+
+    def backward(self, g, out, x):
+        # d e^x = e^x dx.
+        # NOTE: with `stable` the row max is treated as a constant. Every consumer of this node in
+        # softmax cross-entropy is invariant to scaling a row of exps, so the max's own derivative
+        # (and its kink where two logits tie) contributes exactly nothing to the loss's gradient.
+        return (g * out,)
+
+    @property
+    def label(self):
+        return "exp(x - max)" if self.stable else "exp"
+
+
+class NegLogPick(Op):
+    """out[n] = -log p[n, y[n]] (the notebook's neg_log).  p: (B, N, C) -> (B, N)."""
+
+    name = "neg_log_pick"
+
+    def __init__(self, labels):
+        self.labels = np.asarray(labels, dtype=np.intp)
+
+    def forward(self, p):
+        rows = np.arange(p.shape[1])
+        return -np.log(p[:, rows, self.labels])
+
+    def backward(self, g, out, p):
+        rows = np.arange(p.shape[1])
+        dp = np.zeros(np.broadcast_shapes(p.shape, g.shape[:1] + p.shape[1:]), dtype=np.result_type(p, g))
+        # d(-log p) = -dp / p, only at the label's column
+        dp[:, rows, self.labels] = -g / p[:, rows, self.labels]
+        return (dp,)
+
+
+class HingeMargins(Op):
+    """Multiclass SVM margins, cs231n's svm_loss: out[n, j] = max(0, s[n, j] - s[n, y_n] + 1) for
+    j != y_n, and 0 at j = y_n.  s: (B, N, C) -> (B, N, C)."""
+
+    name = "hinge_margins"
+
+    def __init__(self, labels, margin: float = 1.0):
+        self.labels = np.asarray(labels, dtype=np.intp)
+        self.margin = float(margin)
+
+    def _raw(self, s):
+        rows = np.arange(s.shape[1])
+        raw = s - s[:, rows, self.labels][..., None] + self.margin
+        mask = np.zeros(s.shape[1:], dtype=bool)
+        mask[rows, self.labels] = True
+        return raw, mask
+
+    def forward(self, s):
+        raw, mask = self._raw(s)
+        return np.where((raw.real > 0) & ~mask, raw, 0)
+
+    def backward(self, g, out, s):
+        # NOTE: a margin of exactly 0 counts as inactive (gradient 0), as cs231n's `margins > 0`.
+        raw, mask = self._raw(s)
+        active = g * ((raw.real > 0) & ~mask)
+        ds = active.copy()
+        rows = np.arange(s.shape[1])
+        ds[:, rows, self.labels] = -active.sum(axis=-1)
+        return (ds,)
+
+    def kink_distance(self, s):
+        raw, mask = self._raw(s)
+        return np.where(mask, 1.0, raw)  # the label's own column has no kink
+
+
+class SubConst(Op):
+    """out = x - t for a constant target t (mse's residual).  x: (B, ...), t: core shape."""
+
+    name = "sub_const"
+
+    def __init__(self, targets):
+        self.targets = np.asarray(targets)
+
+    def forward(self, x):
+        return x - self.targets[None]
+
+    def backward(self, g, out, x):
+        return (g,)
+
+
+class L2Penalty(Op):
+    """out = strength · Σ_i Σ p_i²  over any number of parameters.  (B, ...)* -> (B,)."""
+
+    name, arity = "l2_penalty", None
+
+    def __init__(self, strength: float):
+        self.strength = float(strength)
+
+    def forward(self, *ps):
+        total = 0.0
+        for p in ps:
+            total = total + (p * p).sum(axis=core_axes(p))  # p·p, not |p|²: complex-analytic
+        return self.strength * total
+
+    def backward(self, g, out, *ps):
+        # d(reg Σ p²) = 2 reg p dp
+        return tuple(2.0 * self.strength * p * per_copy(g, p) for p in ps)
+
+    @property
+    def label(self):
+        return f"l2_penalty({self.strength:g})"
+
+
+OPS: dict[str, type[Op]] = {
+    cls.name: cls
+    for cls in (MatMul, AddBias, Add, Sub, Mul, Reciprocal, Square, RowSum, Sum, Mean, BatchMean,
+                Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Exp, NegLogPick, HingeMargins,
+                SubConst, L2Penalty)
+}
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity", "softmax")
+LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse", "hinge")
