@@ -185,7 +185,34 @@ def read_yaml(text: str, source: Source, max_elements: int = DEFAULT_MAX_ELEMENT
     if node is None:
         raise ConfigError("the config is empty: expected a mapping with `layers:` or `graph:`",
                           file=source.file, line=1)
-    return _Reader(source, max_elements + 100_000).read(node)
+    budget = max_elements + 100_000
+    if _expanded_size(node, {}, budget) > budget:
+        raise ConfigError(f"the YAML expands to more than {budget:,} values (aliases repeated too "
+                          "often?); raise --max-elements if this is intended", file=source.file,
+                          line=1)
+    return _Reader(source, budget).read(node)
+
+
+def _expanded_size(node, memo: dict, budget: int) -> int:
+    """How many values the node tree holds once every alias is expanded, counted without
+    expanding (an alias is the same node object, so each is counted once and multiplied)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = budget + 1  # a node met again while being counted: treat as too large
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            total += _expanded_size(item, memo, budget)
+            if total > budget:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, memo, budget) + _expanded_size(v, memo, budget)
+            if total > budget:
+                break
+    memo[key] = min(total, budget + 1)
+    return memo[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +351,9 @@ class _Arrays:
         try:
             with open(full, "rb") as fh:
                 version = np.lib.format.read_magic(fh)
-                shape, _, dtype = np.lib.format._read_array_header(fh, version)
+                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = reader(fh)
                 if dtype.hasobject or dtype.kind not in "biuf":
                     raise self.src.error(f"{name}: expected numbers, the file holds {dtype}", path)
                 self._count(int(np.prod(shape)), path)  # before reading the data
@@ -445,15 +474,15 @@ def _loss(data, src):
     path = ("loss",)
     if isinstance(value, dict):
         _check_keys(value, LOSS_KEYS, src, path, "the loss")
+        if "type" not in value:
+            raise src.error("missing `type:` (one of " + ", ".join(LOSSES) + ")", path)
         if "stable" in value:
             if not isinstance(value["stable"], bool):
                 raise src.error(f"expected true or false, got {_kind(value['stable'])}", path + ("stable",))
             stable = value["stable"]
-        if "type" not in value:
-            raise src.error("missing `type:` (one of " + ", ".join(LOSSES) + ")", path)
+            if value["type"] != "softmax_cross_entropy" and value["type"] in LOSSES:
+                raise src.error("`stable:` applies only to softmax_cross_entropy", path + ("stable",))
         value, path = value["type"], path + ("type",)
-        if "stable" in data["loss"] and value != "softmax_cross_entropy":
-            raise src.error("`stable:` applies only to softmax_cross_entropy", ("loss", "stable"))
     if not isinstance(value, str):
         raise src.error(f"expected a loss name, got {_kind(value)}", path)
     if "graph" in data:

@@ -103,7 +103,7 @@ class _Prober:
         crossed = np.zeros(k, bool)
 
         def on_kink(node, dist):
-            if dist.shape[0] == 1:  # not moved by this batch
+            if dist.shape[0] != J * k:  # an op none of these copies reached
                 return
             d = dist.reshape(J, k, -1)
             if mode == "complex":

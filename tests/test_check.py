@@ -1,0 +1,162 @@
+"""The notebook reproduced: its loss, its probes, and gradients derived by hand in this file."""
+import numpy as np
+import pytest
+
+from gradverify import check, config, ops
+from gradverify.check import Settings
+from conftest import CONFIGS
+
+# the notebook's network, written out again here
+X = np.array([[2.0], [-5.0]])
+Y = np.array([1, 0])
+W1 = np.array([[0.5, 0.4, 0.3]])
+B1 = np.array([-1.0, 3.0, 1.0])
+W2 = np.array([[0.8, -0.1], [1.3, 0.15], [-1.1, 0.95]])
+B2 = np.array([0.65, 0.8])
+REG = 0.05
+
+
+def hand_gradients():
+    """Every node's gradient by the textbook formulas (not gradverify's ops)."""
+    n = X.shape[0]
+    l1_lin = X @ W1 + B1
+    l1_relu = np.maximum(l1_lin, 0)
+    l2_lin = l1_relu @ W2 + B2
+    exps = np.exp(l2_lin)
+    sexps = exps.sum(1, keepdims=True)
+    p = exps / sexps
+    onehot = np.eye(2)[Y]
+    g = {}
+    g["neg_log"] = np.full(n, 1 / n)
+    g["softmax"] = -onehot / p / n
+    g["divexps"] = (g["softmax"] * exps).sum(1, keepdims=True)
+    g["sexps"] = -g["divexps"] / sexps ** 2
+    g["exps"] = g["softmax"] / sexps + g["sexps"]
+    g["l2_lin"] = (p - onehot) / n          # the classic softmax-CE gradient
+    g["w2_out"] = g["l2_lin"]
+    g["b2"] = g["l2_lin"].sum(0) + 2 * REG * B2
+    g["w2"] = l1_relu.T @ g["l2_lin"] + 2 * REG * W2
+    g["l1_relu"] = g["l2_lin"] @ W2.T
+    g["l1_lin"] = g["l1_relu"] * (l1_lin > 0)
+    g["w1_out"] = g["l1_lin"]
+    g["b1"] = g["l1_lin"].sum(0) + 2 * REG * B1
+    g["w1"] = X.T @ g["l1_lin"] + 2 * REG * W1
+    g["x"] = g["l1_lin"] @ W1.T
+    return g
+
+
+@pytest.fixture(scope="module")
+def report():
+    return check.run(config.load(CONFIGS / "seed.yaml"))
+
+
+def test_seed_loss_matches_notebook(report):
+    assert report.loss == pytest.approx(1.6433835063990552, abs=1e-15)
+    assert report.loss_data == pytest.approx(0.7915085063990551, abs=1e-15)
+    assert report.loss_reg == pytest.approx(0.851875, abs=1e-15)
+
+
+def test_seed_statuses(report):
+    kink = {"x", "w1", "b1", "w1_out", "l1_lin"}
+    got = {n.name: n.status for n in report.nodes}
+    assert list(got) == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_relu", "w2", "b2", "w2_out",
+                         "l2_lin", "exps", "sexps", "divexps", "softmax", "neg_log", "loss_data",
+                         "loss_reg", "loss"]
+    assert {n for n, s in got.items() if s == "kink"} == kink
+    assert all(s == "pass" for n, s in got.items() if n not in kink)
+    for name in kink:  # at their first element, and only there
+        res = report.node(name)
+        assert [e.index for e in res.elements() if e.status == "kink"] == [(0,) * len(res.shape)]
+    assert report.exit_code == 0 and not report.blame
+
+
+def test_seed_strict_exits_1():
+    strict = check.run(config.load(CONFIGS / "seed.yaml"), Settings(strict=True))
+    assert strict.status == "kink" and strict.exit_code == 1
+
+
+@pytest.mark.parametrize("name", list(hand_gradients()))
+def test_analytic_and_numeric_match_hand_derivation(report, name):
+    want = hand_gradients()[name].reshape(-1)
+    res = report.node(name)
+    np.testing.assert_allclose(res.analytic, want, rtol=1e-13, atol=1e-15)
+    smooth = res.statuses != "kink"
+    np.testing.assert_allclose(res.numeric[smooth], want[smooth], rtol=1e-12, atol=1e-14)
+
+
+def test_w1_kink_left_and_right(report):
+    e = report.node("w1").elements()[0]
+    assert e.status == "kink" and e.analytic == pytest.approx(0.05, abs=1e-15)
+    assert e.left == pytest.approx(0.05, abs=1e-9)
+    # right-hand derivative: the ReLU switched on, so x[0]·dl1_relu[0,0] joins the L2 term
+    right = 2.0 * hand_gradients()["l1_relu"][0, 0] + 2 * REG * 0.5
+    assert e.right == pytest.approx(right, abs=1e-9)
+    assert e.right == pytest.approx(0.69719, abs=1e-5)                 # the issue's number
+    assert e.right == pytest.approx(0.6971889732199088, abs=1e-5)      # the notebook's probe
+
+
+def test_notebook_probes(report):
+    """The notebook's forward-difference probes (steps 1e-10 … 1e-7) agree to their own accuracy."""
+    probes = {("l1_relu", (1, 2)): 0.2756649575275105, ("w2_out", (1, 0)): -0.1344707012407298,
+              ("w2", (2, 1)): -0.4802780395607442, ("b2", (1,)): -0.1450791042856281,
+              ("softmax", (0, 1)): -1.7799906437687696, ("l2_lin", (0, 1)): -0.35954981214558757,
+              ("exps", (1, 0)): -0.019131674022787593, ("sexps", (1, 0)): 0.052005355577477985,
+              ("w2", (1, 0)): 1.3618186578412406}
+    for (name, idx), value in probes.items():
+        res = report.node(name)
+        e = res.element(int(np.ravel_multi_index(idx, res.shape)))
+        assert e.numeric == pytest.approx(value, abs=2e-6), (name, idx)
+    assert report.node("l1_relu").element(5).numeric == pytest.approx(0.2756649569, abs=1e-10)
+    # l1_lin[0,0] is on the kink: the notebook's forward probe 0.32359 is the right derivative
+    assert report.node("l1_lin").element(0).right == pytest.approx(0.323594884221734, abs=1e-7)
+
+
+def test_notebook_rounded_dsoftmax_is_caught():
+    """The notebook typed dsoftmax by hand, rounded to -1.78 and -0.6839: off by ~1e-5 relative.
+    A softmax-CE backward seeded with that rounding fails, blamed on neg_log_pick."""
+    class Rounded(ops.NegLogPick):
+        def backward(self, g, out, p):
+            (dp,) = super().backward(g, out, p)
+            return (np.round(dp, 4),)
+
+    cfg = config.load(CONFIGS / "seed.yaml")
+    import gradverify.build as build
+    orig = build.NegLogPick
+    build.NegLogPick = Rounded
+    try:
+        rep = check.run(cfg)
+    finally:
+        build.NegLogPick = orig
+    assert rep.node("softmax").status == "fail" and rep.node("neg_log").status == "pass"
+    assert [b.node for b in rep.blame] == ["neg_log"]
+    assert rep.node("l2_lin").inherited and rep.exit_code == 1
+
+
+@pytest.mark.parametrize("method", ["complex", "central", "richardson", "forward"])
+def test_every_method_reproduces_the_seed_verdicts(method):
+    rep = check.run(config.load(CONFIGS / "seed.yaml"), Settings(method=method))
+    assert {n.name for n in rep.nodes if n.status == "kink"} == {"x", "w1", "b1", "w1_out", "l1_lin"}
+    assert rep.status == "kink"
+
+
+def test_off_by_1e5_backward_is_caught():
+    """A backward wrong by one part in 100,000 fails, with the right op blamed."""
+    class Off(ops.Reciprocal):
+        def backward(self, g, out, x):
+            return (super().backward(g, out, x)[0] * (1 + 1e-5),)
+
+    import gradverify.build as build
+    orig = build.Reciprocal
+    build.Reciprocal = Off
+    try:
+        rep = check.run(config.load(CONFIGS / "seed.yaml"))
+    finally:
+        build.Reciprocal = orig
+    assert rep.node("sexps").status == "fail" and rep.node("divexps").status == "pass"
+    assert [(b.node, b.op) for b in rep.blame] == [("divexps", "reciprocal")]
+    assert "sexps" in rep.blame[0].message
+
+
+def test_bundled_config_is_the_seed():
+    from gradverify.cli import BUNDLED
+    assert BUNDLED.read_text() == (CONFIGS / "seed.yaml").read_text()

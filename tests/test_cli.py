@@ -1,0 +1,95 @@
+"""The CLI through typer's CliRunner: output, JSON, exit codes."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gradverify.cli import app
+from conftest import CONFIGS
+
+SEED = str(CONFIGS / "seed.yaml")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_check_table(runner):
+    res = runner.invoke(app, ["check", SEED])
+    assert res.exit_code == 0, res.output
+    for name in ("l1_relu", "divexps", "loss_reg"):
+        assert name in res.stdout
+    assert "13 pass, 5 kink, 0 fail" in res.stdout
+    assert "1.6433835063990552" in res.stdout
+    assert "Traceback" not in res.output
+
+
+def test_check_json(runner):
+    res = runner.invoke(app, ["check", SEED, "--format", "json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)
+    assert set(doc) >= {"status", "exit_code", "loss", "settings", "nodes", "blame", "summary"}
+    assert doc["status"] == "kink" and doc["exit_code"] == 0 and doc["blame"] == []
+    w1 = next(n for n in doc["nodes"] if n["name"] == "w1")
+    assert set(w1) >= {"name", "kind", "op", "shape", "status", "max_abs_error", "max_rel_error",
+                       "worst_index", "elements"}
+    assert w1["status"] == "kink" and w1["shape"] == [1, 3] and w1["worst_index"] == [0, 0]
+    (el,) = w1["elements"]  # only the non-passing ones
+    assert set(el) >= {"index", "value", "analytic", "numeric", "left", "right", "abs_error",
+                       "rel_error", "status"}
+    assert el["index"] == [0, 0] and el["left"] == pytest.approx(0.05, abs=1e-9)
+
+
+def test_strict(runner):
+    assert runner.invoke(app, ["check", SEED, "--strict"]).exit_code == 1
+
+
+def test_node_command(runner):
+    res = runner.invoke(app, ["node", "l1_relu", "--config", SEED, "--format", "json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)
+    assert doc["name"] == "l1_relu" and doc["shape"] == [2, 3] and len(doc["elements"]) == 6
+    e12 = next(e for e in doc["elements"] if e["index"] == [1, 2])
+    assert e12["numeric"] == pytest.approx(0.2756649569, abs=1e-10)
+    res = runner.invoke(app, ["node", "w1", "--config", SEED, "--index", "0,0"])
+    assert res.exit_code == 0 and "0.6971" in res.stdout and "KINK" in res.stdout
+
+
+def test_node_default_config_is_bundled(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["node", "l1_relu"])
+    assert res.exit_code == 0
+    assert "bundled notebook network" in res.stderr
+    assert "0.275664956904" in res.stdout
+
+
+def test_unknown_node_exit_2(runner):
+    res = runner.invoke(app, ["node", "l1_rel", "--config", SEED])
+    assert res.exit_code == 2
+    assert "did you mean 'l1_relu'" in res.stderr and "Traceback" not in res.output
+    assert res.stdout == ""
+
+
+def test_bad_config_exit_2(runner, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CONFIGS / "seed.yaml").read_text().replace("relu", "rleu"))
+    res = runner.invoke(app, ["check", str(bad)])
+    assert res.exit_code == 2
+    assert "layers[0].activation" in res.stderr and "bad.yaml:" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_exit_2(runner, tmp_path):
+    res = runner.invoke(app, ["check", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2 and "no such config file" in res.stderr
+
+
+def test_usage_error_exit_2(runner):
+    assert runner.invoke(app, ["check", SEED, "--format", "xml"]).exit_code == 2
+    assert runner.invoke(app, ["frobnicate"]).exit_code == 2
+
+
+def test_version(runner):
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.startswith("gradverify ")

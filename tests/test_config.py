@@ -1,0 +1,141 @@
+"""Configs: the forms an array can take, and bad input refused with the key, line and column."""
+import numpy as np
+import pytest
+
+from gradverify import config
+from gradverify.errors import ConfigError
+from conftest import CONFIGS
+
+SEED = (CONFIGS / "seed.yaml").read_text()
+
+
+def err(text, tmp_path=None, **kw) -> str:
+    with pytest.raises(ConfigError) as e:
+        config.parse(text, file="c.yaml", base_dir=tmp_path or ".", **kw)
+    return str(e.value)
+
+
+def test_seed_parses():
+    c = config.parse(SEED)
+    assert c.inputs.tolist() == [[2], [-5]] and c.labels.tolist() == [1, 0]
+    assert c.reg_strength == 0.05 and c.loss == "softmax_cross_entropy" and c.stable is False
+    assert [l.activation for l in c.layers] == ["relu", None]
+
+
+def test_generated_and_file_arrays(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(6.0).reshape(3, 2))
+    c = config.parse("""
+seed: 3
+inputs: {file: x.npy}
+labels: {classes: 4}
+layers:
+  - {weights: {shape: [2, 5], init: normal, std: 0.1}, bias: {shape: [5], init: zeros}, activation: tanh}
+  - {weights: {shape: [5, 4], init: uniform, std: 0.5}, bias: [0, 0, 0, 0]}
+""", base_dir=tmp_path)
+    assert c.inputs.tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert c.layers[0].weights.shape == (2, 5) and np.all(c.layers[0].bias == 0)
+    assert np.all(np.abs(c.layers[1].weights) <= 0.5)
+    assert c.labels.shape == (3,) and set(c.labels) <= {0, 1, 2, 3}
+    again = config.parse(c.source.base_dir.joinpath("x.npy").name and """
+seed: 3
+inputs: {file: x.npy}
+labels: {classes: 4}
+layers:
+  - {weights: {shape: [2, 5], init: normal, std: 0.1}, bias: {shape: [5], init: zeros}, activation: tanh}
+  - {weights: {shape: [5, 4], init: uniform, std: 0.5}, bias: [0, 0, 0, 0]}
+""", base_dir=tmp_path)
+    assert np.array_equal(again.layers[0].weights, c.layers[0].weights)  # same seed, same draw
+
+
+def test_shape_mismatch_names_both_layers_and_line():
+    bad = SEED.replace("[[0.8, -0.1], [1.3, 0.15], [-1.1, 0.95]]",
+                       "[[0.8, -0.1], [1.3, 0.15], [-1.1, 0.95], [1, 1]]")
+    msg = err(bad)
+    assert msg.startswith("c.yaml:10:")  # the line of the second layer's weights
+    assert "layers[1].weights: expected 3 rows to match layer 1's 3 outputs, got 4" in msg
+
+
+@pytest.mark.parametrize("change,words", [
+    (("activation: relu", "activation: rleu"), ["layers[0].activation", "unknown activation 'rleu'",
+                                                "did you mean 'relu'", "valid: relu"]),
+    (("regularization:", "regularisation:"), ["unknown key 'regularisation'",
+                                              "did you mean 'regularization'"]),
+    (("labels: [1, 0]", "labels: [1, 0, 1]"), ["labels: expected 2 labels"]),
+    (("labels: [1, 0]", "labels: [1, 2]"), ["labels[1]", "class 2 is out of range"]),
+    (("labels: [1, 0]", "labels: [1, 0.5]"), ["labels[1]", "expected a class index"]),
+    (("bias: [-1, 3, 1]", "bias: [-1, 3]"), ["layers[0].bias", "expected 3 values"]),
+    (("inputs: [[2], [-5]]", "inputs: [[2], [-5, 1]]"), ["inputs[1]", "ragged"]),
+    (("inputs: [[2], [-5]]", "inputs: [[2], [.nan]]"), ["inputs[1][0]", "finite"]),
+    (("inputs: [[2], [-5]]", "inputs: [[2], [abc]]"), ["inputs[1][0]", "expected a number"]),
+    (("type: softmax_cross_entropy", "type: softmax"), ["loss.type", "unknown loss"]),
+])
+def test_bad_values_are_located(change, words):
+    msg = err(SEED.replace(*change))
+    for w in words:
+        assert w in msg, msg
+    assert msg.startswith("c.yaml:")
+
+
+def test_yaml_syntax_error_has_line():
+    msg = err("inputs: [[2], [-5]\nlabels: [1, 0]\n")
+    assert msg.startswith("c.yaml:") and "invalid YAML" in msg
+
+
+def test_not_a_mapping_and_empty():
+    assert "must be a mapping" in err("- 1\n- 2\n")
+    assert "empty" in err("")
+    assert "empty" in err("# only a comment\n")
+
+
+def test_missing_keys():
+    assert "missing `layers:`" in err("inputs: [[1]]\n")
+    assert "missing `weights:`" in err("inputs: [[1]]\nlabels: [0]\nlayers: [{bias: [1]}]\n")
+    assert "missing `labels:`" in err("inputs: [[1]]\nlayers: [{weights: [[1]], bias: [1]}]\n")
+
+
+def test_python_tags_are_refused():
+    msg = err("inputs: !!python/object/apply:os.system ['echo pwned']\n")
+    assert "not allowed" in msg and "inputs" in msg
+    msg = err("inputs: !!python/name:os.system\n")
+    assert "not allowed" in msg
+
+
+def test_billion_laughs_is_refused_fast():
+    import time
+    lol = "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+    prev = "a"
+    for i in range(9):
+        lol += f"b{i}: &b{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+        prev = f"b{i}"
+    t = time.perf_counter()
+    msg = err(lol)
+    assert time.perf_counter() - t < 1.0
+    assert "expands to more than" in msg
+
+
+def test_element_budget_before_allocating():
+    import time
+    t = time.perf_counter()
+    msg = err("inputs: {shape: [100000, 100000]}\nlabels: [0]\nlayers: []\n")
+    assert time.perf_counter() - t < 1.0
+    assert "inputs.shape" in msg and "more than the limit" in msg and "--max-elements" in msg
+
+
+def test_npy_pickle_is_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    msg = err("inputs: {file: o.npy}\nlabels: [0]\nlayers: [{weights: [[1]], bias: [1]}]\n", tmp_path)
+    assert "inputs.file" in msg and "expected numbers" in msg
+
+
+def test_duplicate_key():
+    assert "given twice" in err("seed: 1\nseed: 2\n")
+
+
+def test_load_path_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        config.load(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        config.load(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(ConfigError, match="binary"):
+        config.load(tmp_path / "bin.yaml")

@@ -1,0 +1,181 @@
+"""Every op's backward against hand-derived numbers, against an independent central-difference
+VJP on random inputs, and against the complex step; kinks where they should be."""
+import numpy as np
+import pytest
+
+from gradverify import ops
+from conftest import vjp_central
+
+def test_matmul_by_hand():
+    x = np.array([[1.0, 2.0]])          # 1×2
+    w = np.array([[3.0], [4.0]])        # 2×1
+    out = ops.MatMul().forward(x[None], w[None])
+    assert out[0].tolist() == [[11.0]]
+    dx, dw = ops.MatMul().backward(np.array([[[2.0]]]), out, x[None], w[None])
+    assert dx[0].tolist() == [[6.0, 8.0]]     # g·wᵀ
+    assert dw[0].tolist() == [[2.0], [4.0]]   # xᵀ·g
+
+
+def test_add_bias_sums_rows():
+    x, b = np.zeros((1, 3, 2)), np.array([[1.0, -1.0]])
+    assert ops.AddBias().forward(x, b)[0].tolist() == [[1, -1]] * 3
+    g = np.arange(6.0).reshape(1, 3, 2)
+    dx, db = ops.AddBias().backward(g, None, x, b)
+    assert db.tolist() == [[0 + 2 + 4, 1 + 3 + 5]]
+    assert np.array_equal(dx, g)
+
+
+def test_notebook_softmax_pieces_by_hand():
+    # exps = e^x; sexps = Σ; divexps = 1/sexps; softmax = exps·divexps
+    x = np.array([[[0.0, np.log(3.0)]]])
+    exps = ops.Exp().forward(x)
+    assert np.allclose(exps, [[[1.0, 3.0]]])
+    sexps = ops.RowSum().forward(exps)
+    assert np.allclose(sexps, [[[4.0]]])
+    div = ops.Reciprocal().forward(sexps)
+    assert np.allclose(div, [[[0.25]]])
+    (ddiv,) = ops.Reciprocal().backward(np.array([[[2.0]]]), div, sexps)
+    assert np.allclose(ddiv, -2.0 / 16.0)
+    da, db = ops.Mul().backward(np.array([[[1.0, 1.0]]]), None, exps, div)
+    assert np.allclose(da, 0.25) and np.allclose(db, [[[4.0]]])
+
+
+def test_stable_exp_shift_cancels_in_softmax():
+    x = np.array([[[1000.0, 999.0]]])
+    e = ops.Exp(stable=True).forward(x)
+    assert np.allclose(e, [[[1.0, np.exp(-1.0)]]])
+
+
+def test_neg_log_pick_by_hand():
+    p = np.array([[[0.25, 0.75], [0.5, 0.5]]])
+    op = ops.NegLogPick([1, 0])
+    assert np.allclose(op.forward(p), [[-np.log(0.75), -np.log(0.5)]])
+    (dp,) = op.backward(np.array([[1.0, 2.0]]), None, p)
+    assert np.allclose(dp, [[[0, -1 / 0.75], [-2 / 0.5, 0]]])
+
+
+def test_hinge_by_hand():
+    # cs231n svm: scores [3, 1, 2.5], label 0 -> margins [0, max(0, 1-3+1)=0, 2.5-3+1=0.5]
+    s = np.array([[[3.0, 1.0, 2.5]]])
+    op = ops.HingeMargins([0])
+    assert np.allclose(op.forward(s), [[[0, 0, 0.5]]])
+    (ds,) = op.backward(np.ones((1, 1, 3)), None, s)
+    assert np.allclose(ds, [[[-1, 0, 1]]])
+
+
+def test_activations_known_slopes():
+    x = np.array([[0.0]])
+    assert np.allclose(ops.Sigmoid().backward(np.ones((1, 1)), ops.Sigmoid().forward(x), x), 0.25)
+    assert np.allclose(ops.Tanh().backward(np.ones((1, 1)), ops.Tanh().forward(x), x), 1.0)
+    assert ops.ReLU().backward(np.ones((1, 1)), None, x)[0][0, 0] == 0.0   # the kink convention
+    leaky = ops.LeakyReLU(0.1)
+    assert leaky.backward(np.ones((1, 1)), None, np.array([[-2.0]]))[0][0, 0] == pytest.approx(0.1)
+
+
+def test_sigmoid_does_not_overflow():
+    x = np.array([[-1000.0, 1000.0]])
+    out = ops.Sigmoid().forward(x)
+    assert np.allclose(out, [[0.0, 1.0]]) and np.all(np.isfinite(out))
+
+
+def test_l2_penalty_by_hand():
+    a, b = np.array([[1.0, 2.0]]), np.array([[[3.0]]])
+    op = ops.L2Penalty(0.5)
+    assert op.forward(a, b).tolist() == [0.5 * (1 + 4 + 9)]
+    da, db = op.backward(np.array([1.0]), None, a, b)
+    assert da.tolist() == [[1.0, 2.0]] and db.tolist() == [[[3.0]]]
+
+
+def _cases(rng):
+    """(op, inputs) for every op, inputs away from kinks, each with the leading axis."""
+    x = rng.normal(size=(1, 3, 4))
+    p = np.abs(rng.normal(size=(1, 3, 4))) + 0.1
+    p = p / p.sum(-1, keepdims=True)
+    away = x + np.sign(x) * 0.2  # |x| ≥ 0.2: no kink within the difference step
+    return [
+        (ops.MatMul(), [x, rng.normal(size=(1, 4, 2))]),
+        (ops.AddBias(), [x, rng.normal(size=(1, 4))]),
+        (ops.Add(), [x, rng.normal(size=(1, 4))]),
+        (ops.Sub(), [x, rng.normal(size=(1, 3, 4))]),
+        (ops.Mul(), [x, rng.normal(size=(1, 3, 1))]),
+        (ops.Reciprocal(), [p]),
+        (ops.Square(), [x]),
+        (ops.RowSum(), [x]),
+        (ops.Sum(), [x]),
+        (ops.Mean(), [x]),
+        (ops.BatchMean(), [x]),
+        (ops.Identity(), [x]),
+        (ops.ReLU(), [away]),
+        (ops.LeakyReLU(0.2), [away]),
+        (ops.Sigmoid(), [x]),
+        (ops.Tanh(), [x]),
+        (ops.Softmax(), [x]),
+        (ops.Exp(), [x]),
+        (ops.Exp(stable=True), [x]),
+        (ops.NegLogPick([0, 3, 1]), [p]),
+        (ops.HingeMargins([0, 3, 1]), [x * 3]),
+        (ops.SubConst(rng.normal(size=(3, 4))), [x]),
+        (ops.L2Penalty(0.3), [x, rng.normal(size=(1, 2))]),
+    ]
+
+
+CASES = _cases(np.random.default_rng(1234))
+IDS = [f"{op.name}{'_stable' if getattr(op, 'stable', False) else ''}" for op, _ in CASES]
+
+
+@pytest.mark.parametrize("op,xs", CASES, ids=IDS)
+def test_backward_matches_central_differences(op, xs, rng):
+    out = op.forward(*xs)
+    g = rng.normal(size=out.shape)
+    grads = op.backward(g, out, *xs)
+    assert len(grads) == len(xs)
+    for i, x in enumerate(xs):
+        def f(xi, i=i):
+            args = list(xs)
+            args[i] = xi
+            return op.forward(*args)
+        if isinstance(op, ops.Exp) and op.stable:
+            continue  # its backward treats the row max as constant (exact only inside softmax-CE)
+        want = vjp_central(f, x, g)
+        assert grads[i].shape == x.shape
+        np.testing.assert_allclose(grads[i], want, rtol=1e-6, atol=1e-8, err_msg=f"{op.name} input {i}")
+
+
+@pytest.mark.parametrize("op,xs", CASES, ids=IDS)
+def test_complex_step_agrees_with_backward(op, xs, rng):
+    """Every built-in is complex-analytic: Im f(x + ih)/h gives the same VJP to ~1e-13."""
+    out = op.forward(*xs)
+    g = rng.normal(size=out.shape)
+    grads = op.backward(g, out, *xs)
+    h = 1e-20
+    for i, x in enumerate(xs):
+        if isinstance(op, ops.Exp) and op.stable:
+            continue
+        est = np.zeros_like(x)
+        for j in np.ndindex(x.shape):
+            args = [a.astype(complex) for a in xs]
+            args[i][j] += 1j * h
+            est[j] = np.sum(op.forward(*args) * g).imag / h
+        np.testing.assert_allclose(grads[i], est, rtol=1e-12, atol=1e-14, err_msg=f"{op.name}")
+
+
+def test_kinks_declared():
+    x = np.array([[-1.0, 0.0, 2.0]])
+    assert ops.ReLU().kink_distance(x).tolist() == [[-1.0, 0.0, 2.0]]
+    assert ops.Tanh().kink_distance(x) is None
+    # hinge: margin of class 1 is exactly 0; the label's own column is never a kink
+    s = np.array([[[2.0, 1.0, 0.0]]])
+    d = ops.HingeMargins([0]).kink_distance(s)
+    assert d[0, 0, 1] == 0.0 and d[0, 0, 0] != 0.0
+
+
+def test_batched_forward_broadcasts():
+    """B perturbed copies of one input against unperturbed ones (B = 1) give B outputs."""
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(5, 3, 4)), rng.normal(size=(1, 4, 2))
+    out = ops.MatMul().forward(x, w)
+    assert out.shape == (5, 3, 2)
+    assert np.allclose(out[3], x[3] @ w[0])
+    p = np.abs(rng.normal(size=(5, 3, 4)))
+    assert ops.NegLogPick([0, 1, 2]).forward(p).shape == (5, 3)
+    assert ops.L2Penalty(1.0).forward(x, w).shape == (5,)
