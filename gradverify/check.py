@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import numeric
-from .build import build
+from .build import build, unused_nodes
 from .config import Config
 from .errors import NumericalError, UnknownNodeError, did_you_mean
 from .graph import Graph
+from .ops import BadGradient
 
 STATUSES = ("pass", "kink", "fail")
 
@@ -71,6 +72,15 @@ def _f(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def _max(values: np.ndarray) -> float:
+    """The largest value; NaN if any value is not finite (a NaN gradient has no error size)."""
+    if not values.size:
+        return 0.0
+    if not np.all(np.isfinite(values)):
+        return float("nan")
+    return float(values.max())
+
+
 @dataclass(frozen=True, eq=False)
 class NodeResult:
     """Every checked element of one node, as arrays over flat indices (`flat`)."""
@@ -108,15 +118,15 @@ class NodeResult:
 
     @property
     def max_analytic(self) -> float:
-        return float(np.nanmax(np.abs(self.analytic))) if self.size else 0.0
+        return _max(np.abs(self.analytic))
 
     @property
     def max_abs_error(self) -> float:
-        return float(np.nanmax(self.abs_error)) if self.size else 0.0
+        return _max(self.abs_error)
 
     @property
     def max_rel_error(self) -> float:
-        return float(np.nanmax(self.rel_error)) if self.size else 0.0
+        return _max(self.rel_error)
 
     @property
     def worst(self) -> int | None:
@@ -262,36 +272,58 @@ def select_nodes(graph: Graph, wanted) -> list[str]:
     return [n for n in graph.nodes if n in names]
 
 
-def check_node(graph: Graph, values: dict, grads: dict, name: str, config: Config,
-               settings: Settings, indices=None, problem: str | None = None) -> NodeResult:
+def check_node(p: Prepared, name: str, config: Config, settings: Settings, indices=None,
+               problem: str | None = None) -> NodeResult:
     """Compare one node's analytic gradient with its numeric estimate, element by element."""
-    est = numeric.estimate(graph, values, name, settings.method, settings.step, indices,
-                           settings.max_memory)
+    est = numeric.estimate(p.graph, p.values, name, settings.method, settings.step, indices,
+                           settings.max_memory, trusted=p.trusted)
     rtol, atol = tolerance_for(est.method, config, settings)
-    a = np.asarray(grads[name], dtype=np.float64).reshape(-1)[est.index]
+    a = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)[est.index]
     abs_err, rel_err, statuses = compare(a, est, rtol, atol)
-    node = graph.nodes[name]
-    return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=values[name].shape[1:],
+    node = p.graph.nodes[name]
+    return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=p.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
-                      value=np.real(values[name]).reshape(-1)[est.index].astype(np.float64),
+                      value=np.real(p.values[name]).reshape(-1)[est.index].astype(np.float64),
                       analytic=a, numeric=est.numeric, error=est.error, left=est.left,
                       right=est.right, abs_error=abs_err, rel_error=rel_err, statuses=statuses,
                       problem=problem)
 
 
-def assign_blame(graph: Graph, results: dict[str, NodeResult], problems: dict[str, str]):
+def edge_disagrees(p: Prepared, name: str, consumer: str, positions, config: Config,
+                   settings: Settings) -> bool:
+    """Is the share of d loss / d `name` that flows through `consumer` wrong at the given flat
+    positions? Analytic: that consumer's backward alone; numeric: perturb `name` as only
+    `consumer` sees it."""
+    node = p.graph.nodes[consumer]
+    xs = [p.values[i] for i in node.inputs]
+    with np.errstate(all="ignore"):
+        try:
+            gs = node.op.backward(p.grads[consumer], p.values[consumer], *xs)
+        except BadGradient:
+            return True
+    share = sum(np.asarray(g, dtype=np.float64) for i, g in zip(node.inputs, gs) if i == name)
+    share = np.asarray(share).reshape(-1)[positions]
+    est = numeric.estimate(p.graph, p.values, name, settings.method, settings.step, positions,
+                           settings.max_memory, via=consumer, trusted=p.trusted)
+    rtol, atol = tolerance_for(est.method, config, settings)
+    _, _, statuses = compare(share, est, rtol, atol)
+    return bool((statuses == "fail").any())
+
+
+def assign_blame(p: Prepared, results: dict[str, NodeResult], config: Config,
+                 settings: Settings):
     """Point at the ops whose backward is wrong.
 
     A node whose gradient fails while every node consuming it passes was given a wrong gradient
-    by a consumer's backward: blame that consumer's op. A failing node with a failing consumer
-    inherits the error (marked, not blamed). An op whose backward returned malformed gradients is
-    blamed with that message."""
-    blame: list[Blame] = []
+    by a consumer's backward. With one consumer, that is the culprit; with several, each edge's
+    share of the gradient is checked on its own (perturbing the node as only that consumer sees
+    it) and the consumers whose share disagrees are blamed. A failing node with a failing
+    consumer inherits the error: marked, not blamed. An op whose backward returned malformed
+    gradients is blamed with that message."""
+    graph = p.graph
+    blame: list[Blame] = [Blame(n, graph.nodes[n].op_label, m) for n, m in p.problems.items()]
+    blamed = set(p.problems)
     marked = dict(results)
-    for name, message in problems.items():
-        node = graph.nodes[name]
-        blame.append(Blame(name, node.op_label, message))
-    blamed = set(problems)
     for name, res in results.items():
         if res.status != "fail":
             continue
@@ -301,11 +333,17 @@ def assign_blame(graph: Graph, results: dict[str, NodeResult], problems: dict[st
         if any(results[c].status == "fail" for c in consumers):
             marked[name] = _replace(res, inherited=True)
             continue
-        culprits = [c for c in consumers if c not in blamed]
+        culprits = consumers
+        if len(consumers) > 1:
+            bad = np.flatnonzero(res.statuses == "fail")[:8]
+            culprits = [c for c in consumers
+                        if edge_disagrees(p, name, c, res.flat[bad], config, settings)] or consumers
         for c in culprits:
+            if c in blamed:
+                continue
             node = graph.nodes[c]
-            others = "" if len(consumers) == 1 else (
-                f" (or the backward of {', '.join(x for x in consumers if x != c)})")
+            others = "" if len(culprits) == 1 else (
+                f" (or the backward of {', '.join(x for x in culprits if x != c)})")
             blame.append(Blame(c, node.op_label,
                                f"the backward of {c} ({node.op_label}) is wrong: its input's gradient "
                                f"{name} disagrees while {c}'s own agrees{others}"))
@@ -318,43 +356,61 @@ def _replace(res: NodeResult, **kw) -> NodeResult:
     return replace(res, **kw)
 
 
-def prepare(config: Config):
-    """Build the graph and run the plain forward and backward passes.
-    Returns (graph, values, grads, problems)."""
+@dataclass
+class Prepared:
+    """A network after its plain forward and backward passes."""
+
+    graph: Graph
+    values: dict
+    grads: dict
+    problems: dict  # node -> message, for backwards that returned malformed gradients
+    trusted: frozenset  # custom op nodes whose complex-step probe agreed with central differences
+    warnings: tuple
+
+
+def prepare(config: Config) -> Prepared:
+    """Build the graph, run the plain forward and backward passes, probe custom ops."""
     graph = build(config)
     values = forward_checked(graph, config)
+    loss = graph.nodes[graph.loss]
+    if values[graph.loss].shape != (1,):
+        raise config.error(f"the loss node {graph.loss!r} must be a scalar, but its shape is "
+                           f"{list(values[graph.loss].shape[1:])}", "loss")
     problems: dict[str, str] = {}
     with np.errstate(all="ignore"):
         grads = graph.backward(values, problems)
-    return graph, values, grads, problems
+    trusted = frozenset(n for n, node in graph.nodes.items()
+                        if node.op is not None and not node.op.complex_safe
+                        and numeric.complex_probe(graph, values, n))
+    notes = tuple(f"node {n!r} does not reach the loss {loss.name!r}: its gradient is zero"
+                  for n in unused_nodes(graph))
+    return Prepared(graph, values, grads, problems, trusted, notes)
 
 
 def run(config: Config, settings: Settings = Settings()) -> Report:
     """Build the network, run forward and backward, and check every (selected) node."""
-    graph, values, grads, problems = prepare(config)
-    names = select_nodes(graph, settings.nodes)
-    results = {name: check_node(graph, values, grads, name, config, settings) for name in names}
-    results, blame = assign_blame(graph, results, problems)
-    for name, msg in problems.items():
+    p = prepare(config)
+    names = select_nodes(p.graph, settings.nodes)
+    results = {name: check_node(p, name, config, settings) for name in names}
+    results, blame = assign_blame(p, results, config, settings)
+    for name, msg in p.problems.items():
         if name in results:
             results[name] = _replace(results[name], problem=msg)
-    return _report(graph, values, config, settings, [results[n] for n in names], blame)
+    return _report(p, config, settings, [results[n] for n in names], blame)
 
 
 def run_node(config: Config, name: str, settings: Settings = Settings(),
              index: str | None = None) -> Report:
     """Check one node (every element, or the one at `index`, e.g. "0,2")."""
-    graph, values, grads, problems = prepare(config)
-    if name not in graph.nodes:
-        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, graph.nodes)}; the nodes are: "
-                               f"{', '.join(graph.nodes)}")
-    shape = values[name].shape[1:]
+    p = prepare(config)
+    if name not in p.graph.nodes:
+        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, p.graph.nodes)}; the nodes "
+                               f"are: {', '.join(p.graph.nodes)}")
     indices = None
     if index is not None:
-        indices = [parse_index(index, shape, name)]
-    result = check_node(graph, values, grads, name, config, settings, indices,
-                        problem=problems.get(name))
-    return _report(graph, values, config, settings, [result], ())
+        indices = [parse_index(index, p.values[name].shape[1:], name)]
+    result = check_node(p, name, config, settings, indices, problem=p.problems.get(name))
+    return _report(p, config, settings, [result], ())
 
 
 def parse_index(text: str, shape: tuple, name: str) -> int:
@@ -369,7 +425,8 @@ def parse_index(text: str, shape: tuple, name: str) -> int:
     return int(np.ravel_multi_index(idx, shape)) if shape else 0
 
 
-def _report(graph, values, config, settings, results, blame) -> Report:
+def _report(p: Prepared, config, settings, results, blame) -> Report:
+    graph, values = p.graph, p.values
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
 
     def part(n):
@@ -384,7 +441,8 @@ def _report(graph, values, config, settings, results, blame) -> Report:
         "dtype": config.dtype, "seed": config.seed, "config": config.source.file,
     }
     return Report(loss=loss, loss_data=part("loss_data"), loss_reg=part("loss_reg"),
-                  settings=settings_out, nodes=tuple(results), blame=blame, strict=settings.strict)
+                  settings=settings_out, nodes=tuple(results), blame=blame, strict=settings.strict,
+                  warnings=p.warnings)
 
 
 STEP_RULES = {

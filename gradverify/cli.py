@@ -95,6 +95,12 @@ def _settings(method, step, rtol, atol, strict, nodes, max_memory):
                     nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20))
 
 
+def _notes(report, quiet: bool) -> None:
+    if not quiet:
+        for w in report.warnings:
+            _console(stderr=True).print(f"gradverify: warning: {w}", markup=False, soft_wrap=True)
+
+
 def _emit_json(doc: dict) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
@@ -143,6 +149,7 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
     path = resolve_config(config, quiet or format == Format.json)
     cfg = _load(path, max_elements)
     report = engine.run(cfg, _settings(method, step, rtol, atol, strict, nodes, max_memory))
+    _notes(report, quiet)
     if format == Format.json:
         _emit_json(check_json(report))
     else:

@@ -137,7 +137,7 @@ class PythonLoss(PythonOp):
     def backward(self, g, out, x):
         res = self._call(self._forward, np.array(x[0]), np.array(self.labels))
         if not isinstance(res, tuple) or len(res) != 2:
-            raise BadGradient(f"{self.ref} must return (loss, dx), got {type(res).__name__}")
+            raise BadGradient(f"it must return (loss, dx), got {type(res).__name__}")
         grads = normalize_grads((res[1],), ("x",), [x.shape[1:]], self.ref)
         return (g.reshape(-1)[0] * grads[0][None],)
 
@@ -148,7 +148,7 @@ def normalize_grads(raw, names, shapes, ref) -> list[np.ndarray]:
     if isinstance(raw, dict):
         missing = [f"d{n}" for n in names if f"d{n}" not in raw]
         if missing:
-            raise BadGradient(f"the dict {ref} backward returned has no {', '.join(missing)} "
+            raise BadGradient(f"the dict it returned has no {', '.join(missing)} "
                               f"(it has: {', '.join(map(str, raw)) or 'nothing'})")
         grads = [raw[f"d{n}"] for n in names]
     elif isinstance(raw, (tuple, list)):
@@ -156,16 +156,16 @@ def normalize_grads(raw, names, shapes, ref) -> list[np.ndarray]:
     else:
         grads = [raw]
     if len(grads) != len(names):
-        raise BadGradient(f"{ref} backward returned {len(grads)} gradient(s) for {len(names)} "
+        raise BadGradient(f"it returned {len(grads)} gradient(s) for {len(names)} "
                           f"input(s) ({', '.join('d' + n for n in names)})")
     out = []
     for n, gi, shape in zip(names, grads, shapes):
         gi = np.asarray(gi)
         if gi.shape != tuple(shape):
-            raise BadGradient(f"{ref} backward returned d{n} of shape {list(gi.shape)}, "
+            raise BadGradient(f"it returned d{n} of shape {list(gi.shape)}, "
                               f"but {n} has shape {list(shape)}")
         if not np.issubdtype(gi.dtype, np.number):
-            raise BadGradient(f"{ref} backward returned d{n} of type {gi.dtype}, not numbers")
+            raise BadGradient(f"it returned d{n} of type {gi.dtype}, not numbers")
         out.append(gi)
     return out
 

@@ -65,12 +65,11 @@ def topological_order(deps: dict[str, tuple[str, ...]]) -> list[str]:
 def _check_gradients(node: Node, gs, xs) -> None:
     if not isinstance(gs, (tuple, list)) or len(gs) != len(xs):
         count = len(gs) if isinstance(gs, (tuple, list)) else 1
-        raise BadGradient(f"the backward of {node.name} ({node.op_label}) returned {count} "
-                          f"gradient(s) for {len(xs)} input(s)")
+        raise BadGradient(f"it returned {count} gradient(s) for {len(xs)} input(s)")
     for inp, g, x in zip(node.inputs, gs, xs):
         if np.shape(g) != x.shape:
-            raise BadGradient(f"the backward of {node.name} ({node.op_label}) returned a gradient "
-                              f"of shape {list(np.shape(g)[1:])} for {inp} of shape {list(x.shape[1:])}")
+            raise BadGradient(f"it returned a gradient of shape {list(np.shape(g)[1:])} for {inp} "
+                              f"of shape {list(x.shape[1:])}")
 
 
 @dataclass
@@ -89,8 +88,10 @@ class Graph:
         return node
 
     def finish(self) -> None:
-        """Put the nodes in topological order (after the graph form added them in any order)."""
-        order = topological_order({n: node.inputs for n, node in self.nodes.items()})
+        """Put the nodes in topological order (after the graph form added them in any order):
+        each op after its inputs, each leaf just before its first consumer."""
+        ops_first = sorted(self.nodes, key=lambda n: self.nodes[n].op is None)
+        order = topological_order({n: self.nodes[n].inputs for n in ops_first})
         self.nodes = {n: self.nodes[n] for n in order}
         self._downstream.clear()
 
@@ -146,7 +147,7 @@ class Graph:
                 _check_gradients(node, gs, xs)
             except BadGradient as e:
                 if problems is not None:
-                    problems[name] = str(e)
+                    problems[name] = f"the backward of {name} ({node.op_label}) is malformed: {e}"
                 gs = [np.full_like(x, np.nan, dtype=np.result_type(x, float)) for x in xs]
             for inp, gi in zip(node.inputs, gs):
                 grads[inp] = grads[inp] + gi if inp in grads else gi

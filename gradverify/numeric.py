@@ -55,13 +55,47 @@ class Estimate:
     step: float
 
 
-def node_method(graph: Graph, name: str, method: str) -> str:
+def node_method(graph: Graph, name: str, method: str, trusted: frozenset = frozenset()) -> str:
     """The method actually used for `name`: `auto` means complex step where every op downstream
-    is complex-safe, central differences otherwise."""
+    is complex-safe (built-ins are; a custom op is once `complex_probe` agrees), central
+    differences otherwise."""
     if method != "auto":
         return method
-    safe = all(graph.nodes[n].op.complex_safe for n in graph.downstream(name))
+    safe = all(graph.nodes[n].op.complex_safe or n in trusted for n in graph.downstream(name))
     return "complex" if safe else "central"
+
+
+def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> bool:
+    """Does op node `name` (a custom op) carry a complex step correctly? Its VJP against a random
+    cotangent is estimated both ways on the `elements` most sensitive entries of each input; code
+    that drops the imaginary part (float(), .astype(float), np.real) makes them disagree."""
+    node = graph.nodes[name]
+    xs = [values[i] for i in node.inputs]
+    rng = np.random.default_rng(0)
+    out = values[name]
+    cot = rng.normal(size=out.shape)
+    try:
+        with np.errstate(all="ignore"):
+            for slot, x in enumerate(xs):
+                flat = x.reshape(-1)
+                picks = np.argsort(-np.abs(flat))[:elements] if flat.size > elements else np.arange(flat.size)
+                for e in picks:
+                    def f(delta, complex_=False):
+                        z = flat.astype(np.complex128 if complex_ else np.float64).copy()
+                        z[e] += delta
+                        args = list(xs)
+                        args[slot] = z.reshape(x.shape)
+                        return np.sum(node.op.forward(*args) * cot)
+                    scale = max(abs(float(flat[e].real)), 1.0)
+                    h = STEPS["central"] * scale
+                    central = (f(h) - f(-h)) / (2 * h)
+                    res = f(1e-20j * scale, complex_=True)
+                    cstep = np.imag(res) / (1e-20 * scale)
+                    if not np.isfinite(cstep) or abs(cstep - central) > 1e-5 * max(abs(central), 1e-3):
+                        return False
+    except Exception:  # the user's code cannot take complex input at all
+        return False
+    return True
 
 
 def chunk_size(graph: Graph, values: dict, name: str, evals: int, max_memory: int) -> int:
@@ -74,11 +108,11 @@ def chunk_size(graph: Graph, values: dict, name: str, evals: int, max_memory: in
 class _Prober:
     """Runs batches of perturbed copies of one node and records kink crossings per copy."""
 
-    def __init__(self, graph: Graph, values: dict, name: str):
-        self.graph, self.values, self.name = graph, values, name
+    def __init__(self, graph: Graph, values: dict, name: str, via: str | None = None):
+        self.graph, self.values, self.name, self.via = graph, values, name, via
         self.base = values[name].reshape(-1)
         self.shape = values[name].shape[1:]
-        self.reaches = graph.reaches_loss(name)
+        self.reaches = graph.reaches_loss(via or name)
         self._base_side: dict[str, np.ndarray] = {}
 
     def base_side(self, name: str) -> np.ndarray:
@@ -112,9 +146,18 @@ class _Prober:
             else:  # a point of the stencil on another side than x itself
                 crossed[:] |= (np.sign(d) != self.base_side(node)).any(axis=(0, 2))
 
+        batch = batch.reshape((J * k,) + self.shape)
         with np.errstate(all="ignore"):
-            loss = self.graph.propagate(self.values, {self.name: batch.reshape((J * k,) + self.shape)},
-                                        on_kink)
+            if self.via is None:
+                changed = {self.name: batch}
+            else:  # only the consumer `via` sees the perturbed value: one edge's share
+                node = self.graph.nodes[self.via]
+                xs = [batch if i == self.name else self.values[i] for i in node.inputs]
+                dist = node.op.kink_distance(*xs)
+                if dist is not None:
+                    on_kink(self.via, dist)
+                changed = {self.via: node.op.forward(*xs)}
+            loss = self.graph.propagate(self.values, changed, on_kink)
         return loss.reshape(J, k), crossed
 
 
@@ -188,14 +231,17 @@ def one_sided(prober, idx, x, scale, f0, rel_step=STEPS["one_sided"]):
 
 def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
              step: float | None = None, indices: np.ndarray | None = None,
-             max_memory: int = 256 * 2**20) -> Estimate:
+             max_memory: int = 256 * 2**20, via: str | None = None,
+             trusted: frozenset = frozenset()) -> Estimate:
     """Numeric d loss / d `name` for the flat element indices `indices` (all by default).
 
     values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
-    method's. Returns an Estimate whose arrays have one entry per index."""
-    method = node_method(graph, name, method)
+    method's. via: only this consumer of `name` sees the perturbation (the share of the gradient
+    that flows through that one edge). trusted: custom op nodes whose complex probe passed.
+    Returns an Estimate whose arrays have one entry per index."""
+    method = node_method(graph, name, method, trusted)
     rel_step = step if step is not None else STEPS[method]
-    prober = _Prober(graph, values, name)
+    prober = _Prober(graph, values, name, via)
     f0 = float(np.real(values[graph.loss]).reshape(-1)[0])
     size = values[name][0].size
     index = np.arange(size) if indices is None else np.asarray(indices, dtype=np.intp)

@@ -139,7 +139,7 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
     return {
         "name": n.name, "kind": n.kind, "op": n.op, "shape": list(n.shape), "method": n.method,
         "status": n.status, "inherited": n.inherited, "problem": n.problem,
-        "size": n.size, "max_analytic": n.max_analytic,
+        "size": n.size, "max_analytic": _finite(n.max_analytic),
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
