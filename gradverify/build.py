@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import custom
-from .config import Config, is_custom, key_str
+from .config import Config, is_custom
 from .errors import did_you_mean
 from .graph import Graph, Node
 from .ops import (OPS, Add, AddBias, BatchMean, Exp, HingeMargins, Identity, L2Penalty, LeakyReLU,
@@ -41,7 +41,7 @@ def build(config: Config) -> Graph:
     return graph
 
 
-def _leaf(graph: Graph, name: str, value: np.ndarray, kind: str, key: str) -> None:
+def _leaf(graph: Graph, name: str, value: np.ndarray, kind: str, key: tuple) -> None:
     graph.add(Node(name, kind, value=np.asarray(value, dtype=np.float64)[None], key=key))
 
 
@@ -56,55 +56,55 @@ def _build_layers(c: Config) -> Graph:
     _leaf(g, "x", c.inputs, "input", "inputs")
     prev, params = "x", []
     for layer in c.layers:
-        i, key = layer.index, key_str(("layers", layer.index - 1))
-        _leaf(g, f"w{i}", layer.weights, "parameter", key + ".weights")
-        _leaf(g, f"b{i}", layer.bias, "parameter", key + ".bias")
+        i, key = layer.index, ("layers", layer.index - 1)
+        _leaf(g, f"w{i}", layer.weights, "parameter", key + ("weights",))
+        _leaf(g, f"b{i}", layer.bias, "parameter", key + ("bias",))
         params += [f"w{i}", f"b{i}"]
         if layer.op:
             extra = []
             for pname, value in layer.params:
-                _leaf(g, f"{pname}{i}", value, "parameter", f"{key}.params.{pname}")
+                _leaf(g, f"{pname}{i}", value, "parameter", key + ("params", pname))
                 extra.append(f"{pname}{i}")
             params += extra
             _, fname = custom.split_ref(layer.op)
             node = f"l{i}_{fname}"
             user = custom.layer(layer.op, base, seed, node, ("x", "w", "b") + tuple(p for p, _ in layer.params),
                                 layer.attrs)
-            prev = op(node, user, [prev, f"w{i}", f"b{i}"] + extra, key + ".op", layer.op)
+            prev = op(node, user, [prev, f"w{i}", f"b{i}"] + extra, key + ("op",), layer.op)
         else:
-            op(f"w{i}_out", MatMul(), [prev, f"w{i}"], key + ".weights")
-            prev = op(f"l{i}_lin", AddBias(), [f"w{i}_out", f"b{i}"], key + ".bias")
+            op(f"w{i}_out", MatMul(), [prev, f"w{i}"], key + ("weights",))
+            prev = op(f"l{i}_lin", AddBias(), [f"w{i}_out", f"b{i}"], key + ("bias",))
         act = layer.activation
         if act is None:
             continue
         if is_custom(act):
             _, fname = custom.split_ref(act)
             node = f"l{i}_{fname}"
-            prev = op(node, custom.activation(act, base, seed, node), [prev], key + ".activation", act)
+            prev = op(node, custom.activation(act, base, seed, node), [prev], key + ("activation",), act)
         else:
             act_op = LeakyReLU(layer.alpha) if act == "leaky_relu" else _ACTIVATION_OPS[act]()
-            prev = op(f"l{i}_{act}", act_op, [prev], key + ".activation")
+            prev = op(f"l{i}_{act}", act_op, [prev], key + ("activation",))
 
     loss = c.loss
     if loss == "softmax_cross_entropy":
-        op("exps", Exp(stable=c.stable), [prev], "loss")
-        op("sexps", RowSum(), ["exps"], "loss")
-        op("divexps", Reciprocal(), ["sexps"], "loss")
-        op("softmax", Mul(), ["exps", "divexps"], "loss")
-        op("neg_log", NegLogPick(c.labels), ["softmax"], "loss")
-        op("loss_data", BatchMean(), ["neg_log"], "loss")
+        op("exps", Exp(stable=c.stable), [prev], ("loss",))
+        op("sexps", RowSum(), ["exps"], ("loss",))
+        op("divexps", Reciprocal(), ["sexps"], ("loss",))
+        op("softmax", Mul(), ["exps", "divexps"], ("loss",))
+        op("neg_log", NegLogPick(c.labels), ["softmax"], ("loss",))
+        op("loss_data", BatchMean(), ["neg_log"], ("loss",))
     elif loss == "cross_entropy":
-        op("neg_log", NegLogPick(c.labels), [prev], "loss")
-        op("loss_data", BatchMean(), ["neg_log"], "loss")
+        op("neg_log", NegLogPick(c.labels), [prev], ("loss",))
+        op("loss_data", BatchMean(), ["neg_log"], ("loss",))
     elif loss == "mse":
-        op("residual", SubConst(c.targets), [prev], "loss")
-        op("sq_err", Square(), ["residual"], "loss")
-        op("loss_data", Mean(), ["sq_err"], "loss")
+        op("residual", SubConst(c.targets), [prev], ("loss",))
+        op("sq_err", Square(), ["residual"], ("loss",))
+        op("loss_data", Mean(), ["sq_err"], ("loss",))
     elif loss == "hinge":
-        op("margins", HingeMargins(c.labels), [prev], "loss")
-        op("loss_data", BatchMean(), ["margins"], "loss")
+        op("margins", HingeMargins(c.labels), [prev], ("loss",))
+        op("loss_data", BatchMean(), ["margins"], ("loss",))
     else:  # file.py:name, cs231n's (loss, dx) = name(x, y)
-        op("loss_data", custom.loss(loss, base, seed, c.labels), [prev], "loss", loss)
+        op("loss_data", custom.loss(loss, base, seed, c.labels), [prev], ("loss",), loss)
 
     include = params
     if c.reg_include is not None:
@@ -113,8 +113,8 @@ def _build_layers(c: Config) -> Graph:
                 raise c.error(f"{name!r} is not a parameter{did_you_mean(name, params)}; the "
                               f"parameters are {', '.join(params)}", "regularization", "include", k)
         include = list(c.reg_include)
-    op("loss_reg", L2Penalty(c.reg_strength), include, "regularization")
-    op("loss", Add(), ["loss_data", "loss_reg"], "loss", kind="loss")
+    op("loss_reg", L2Penalty(c.reg_strength), include, ("regularization",))
+    op("loss", Add(), ["loss_data", "loss_reg"], ("loss",), kind="loss")
     return g
 
 
@@ -145,7 +145,7 @@ def _build_graph(c: Config) -> Graph:
     g = Graph(loss=c.loss)
     names = set(c.values)
     for name, value in c.values.items():
-        _leaf(g, name, value, "input" if name in c.input_names else "parameter", key_str(("values", name)))
+        _leaf(g, name, value, "input" if name in c.input_names else "parameter", ("values", name))
     defined = names | {n.name for n in c.graph}
     for spec in c.graph:
         if spec.name in names:
@@ -166,7 +166,7 @@ def _build_graph(c: Config) -> Graph:
                 raise c.error(f"op {spec.op} takes {op_.arity} input(s), got {len(spec.inputs)}",
                               *spec.path, "inputs")
         kind = "loss" if spec.name == c.loss else "intermediate"
-        g.add(Node(spec.name, kind, op=op_, inputs=spec.inputs, key=key_str(spec.path),
+        g.add(Node(spec.name, kind, op=op_, inputs=spec.inputs, key=tuple(spec.path),
                    source=spec.op if is_custom(spec.op) else None))
     if c.loss not in g.nodes or g.nodes[c.loss].op is None:
         raise c.error(f"the loss {c.loss!r} is not a node of the graph{did_you_mean(c.loss, g.nodes)}", "loss")

@@ -14,11 +14,14 @@ import numpy as np
 from . import numeric
 from .build import build, unused_nodes
 from .config import Config
-from .errors import NumericalError, UnknownNodeError, did_you_mean
+from .errors import GradverifyError, NumericalError, UnknownNodeError, did_you_mean
 from .graph import Graph
 from .ops import BadGradient
 
 STATUSES = ("pass", "kink", "fail")
+#: element statuses: the node statuses, and "nonfinite" where the numeric estimate itself is NaN or
+#: Inf (the element cannot be checked; its node fails, its numbers stay out of the node's maxima)
+ELEMENT_STATUSES = STATUSES + ("nonfinite",)
 
 #: default (rtol, atol) per numeric method. The complex step is exact to rounding, so its rtol can
 #: catch a backward wrong by 1e-9 relative; the real methods are limited by truncation and
@@ -73,12 +76,11 @@ def _f(v) -> float | None:
 
 
 def _max(values: np.ndarray) -> float:
-    """The largest value; NaN if any value is not finite (a NaN gradient has no error size)."""
-    if not values.size:
-        return 0.0
-    if not np.all(np.isfinite(values)):
-        return float("nan")
-    return float(values.max())
+    """The largest finite value (NaN when there are values but none is finite)."""
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        return float(finite.max())
+    return float("nan") if values.size else 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +110,7 @@ class NodeResult:
 
     @property
     def status(self) -> str:
-        if (self.statuses == "fail").any() or self.problem:
+        if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
             return "fail"
         return "kink" if (self.statuses == "kink").any() else "pass"
 
@@ -135,8 +137,9 @@ class NodeResult:
         if not self.size:
             return None
         allowed = self.atol + self.rtol * np.maximum(np.abs(self.analytic), np.abs(self.numeric)) + self.error
-        ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), np.inf)
-        rank = np.select([self.statuses == "fail", self.statuses == "kink"], [2.0, 1.0], 0.0)
+        ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), 0.0)
+        rank = np.select([self.statuses == "fail", self.statuses == "nonfinite", self.statuses == "kink"],
+                         [3.0, 2.0, 1.0], 0.0)
         ratio = rank * 1e300 + np.minimum(ratio, 1e299)
         return int(np.argmax(ratio))
 
@@ -224,8 +227,11 @@ def compare(analytic, est: numeric.Estimate, rtol: float, atol: float):
         rel_err = np.where(scale > 0, abs_err / scale, 0.0)
     ok = abs_err <= atol + rtol * scale + est.error
     statuses = np.where(ok, np.where(est.kink, "kink", "pass"), "fail")
-    statuses = np.where(np.isfinite(a) & np.isfinite(n), statuses, "fail")
-    return abs_err, rel_err, statuses.astype("<U4")
+    statuses = np.where(np.isfinite(a), statuses, "fail")
+    statuses = np.where(np.isfinite(n) | est.kink, statuses, "nonfinite")
+    abs_err = np.where(statuses == "nonfinite", np.nan, abs_err)
+    rel_err = np.where(statuses == "nonfinite", np.nan, rel_err)
+    return abs_err, rel_err, statuses.astype("<U9")
 
 
 def tolerance_for(method: str, config: Config, settings: Settings) -> tuple[float, float]:
@@ -370,6 +376,13 @@ class Prepared:
 
 def prepare(config: Config) -> Prepared:
     """Build the graph, run the plain forward and backward passes, probe custom ops."""
+    try:
+        return _prepare(config)
+    except GradverifyError as err:
+        raise config.source.place(err) from None
+
+
+def _prepare(config: Config) -> Prepared:
     graph = build(config)
     values = forward_checked(graph, config)
     loss = graph.nodes[graph.loss]
@@ -387,10 +400,31 @@ def prepare(config: Config) -> Prepared:
     return Prepared(graph, values, grads, problems, trusted, notes)
 
 
-def run(config: Config, settings: Settings = Settings()) -> Report:
-    """Build the network, run forward and backward, and check every (selected) node."""
+#: element-evaluations (perturbed elements × elements downstream) above which a check is "large"
+LARGE_CHECK = 5e9
+
+
+def estimated_cost(p: Prepared, names) -> float:
+    """Elements perturbed × the elements each perturbation recomputes: the numeric side's work."""
+    total = 0.0
+    for name in names:
+        size = p.values[name][0].size
+        downstream = sum(p.values[n][0].size for n in p.graph.downstream(name))
+        total += size * max(downstream, 1)
+    return total
+
+
+def run(config: Config, settings: Settings = Settings(), notify=None) -> Report:
+    """Build the network, run forward and backward, and check every (selected) node.
+    `notify(message)` hears about a large check before it starts."""
     p = prepare(config)
     names = select_nodes(p.graph, settings.nodes)
+    cost = estimated_cost(p, names)
+    if notify and cost > LARGE_CHECK:
+        elements = sum(p.values[n][0].size for n in names)
+        notify(f"this check perturbs {elements:,} elements ({cost:.1e} element-evaluations "
+               "downstream); it may take a while. To check less: --sample K (K elements per node), "
+               "--nodes PATTERN, or --fast (directional)")
     results = {name: check_node(p, name, config, settings) for name in names}
     results, blame = assign_blame(p, results, config, settings)
     for name, msg in p.problems.items():

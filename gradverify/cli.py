@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import GradverifyError
+from .errors import GradverifyError, one_line
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Check hand-written backpropagation: analytic vs numeric gradients at every "
@@ -49,7 +49,7 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str, code: int) -> None:
-    _console(stderr=True).print(f"gradverify: error: {message}", markup=False, soft_wrap=True)
+    _console(stderr=True).print(f"gradverify: error: {one_line(message)}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -93,6 +93,10 @@ def _settings(method, step, rtol, atol, strict, nodes, max_memory):
 
     return Settings(method=method.value, step=step, rtol=rtol, atol=atol, strict=strict,
                     nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20))
+
+
+def _note(message: str) -> None:
+    _console(stderr=True).print(f"gradverify: note: {message}", markup=False, soft_wrap=True)
 
 
 def _notes(report, quiet: bool) -> None:
@@ -148,7 +152,8 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
 
     path = resolve_config(config, quiet or format == Format.json)
     cfg = _load(path, max_elements)
-    report = engine.run(cfg, _settings(method, step, rtol, atol, strict, nodes, max_memory))
+    notify = None if quiet or format == Format.json else _note
+    report = engine.run(cfg, _settings(method, step, rtol, atol, strict, nodes, max_memory), notify)
     _notes(report, quiet)
     if format == Format.json:
         _emit_json(check_json(report))

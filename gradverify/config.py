@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, GradverifyError, did_you_mean, key_str
 from .ops import ACTIVATIONS, LOSSES, OPS
 
 #: the most elements any one array, and all arrays together, may have (override: --max-elements)
@@ -32,14 +32,6 @@ LOSS_KEYS = ("type", "stable")
 GRAPH_NODE_KEYS = ("name", "op", "inputs", "attrs")
 
 Path_ = tuple  # a key path: ("layers", 1, "weights")
-
-
-def key_str(path: Path_) -> str:
-    """("layers", 1, "weights") -> "layers[1].weights"."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 @dataclass
@@ -61,6 +53,13 @@ class Source:
     def error(self, message: str, path: Path_ = ()) -> ConfigError:
         line, col = self.locate(path)
         return ConfigError(message, key_str(path) or None, file=self.file, line=line, col=col)
+
+    def place(self, err: GradverifyError) -> GradverifyError:
+        """Fill in the file, line and column of an error raised with a key path but no place."""
+        if err.file is None and isinstance(err.key, tuple):
+            err.file = self.file
+            err.line, err.col = self.locate(err.key)
+        return err
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 class GradverifyError(Exception):
     """Base class: a problem with the user's input, reported as one line, exit code 2.
 
-    `key` is the config key path (``layers[1].weights``), `file`/`line`/`col` locate it in the YAML
-    (1-based, as editors count) when known.
+    `key` is the config key path, as text (``layers[1].weights``) or as a tuple
+    (``("layers", 1, "weights")``); `file`/`line`/`col` locate it in the YAML (1-based, as editors
+    count) when known.
     """
 
     exit_code = 2
@@ -32,7 +33,7 @@ class GradverifyError(Exception):
                 if self.col is not None:
                     where += f":{self.col}"
             where += ": "
-        key = f"{self.key}: " if self.key else ""
+        key = f"{key_str(self.key)}: " if self.key else ""
         return f"{where}{key}{self.message}"
 
 
@@ -50,6 +51,24 @@ class UserCodeError(GradverifyError):
 
 class NumericalError(GradverifyError):
     """The forward pass produced NaN or Inf, so no gradient can be checked."""
+
+
+def key_str(path) -> str:
+    """("layers", 1, "weights") -> "layers[1].weights" (text passes through)."""
+    if isinstance(path, str):
+        return path
+    out = ""
+    for part in path:
+        if not isinstance(part, int):
+            part = str(part) if str(part).isprintable() and str(part) else repr(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def one_line(text: str) -> str:
+    """Escape anything that is not printable (newlines, control characters) so a message stays on
+    one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(word: str, choices) -> str:

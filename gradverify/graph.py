@@ -125,7 +125,14 @@ class Graph:
             if node.op is None:
                 values[name] = leaves[name] if leaves and name in leaves else node.value
             else:
-                values[name] = node.op.forward(*(values[i] for i in node.inputs))
+                xs = [values[i] for i in node.inputs]
+                try:
+                    with np.errstate(all="ignore"):
+                        values[name] = node.op.forward(*xs)
+                except (ValueError, IndexError) as e:  # shapes that do not fit the op
+                    shapes = " and ".join(str(list(x.shape[1:])) for x in xs)
+                    raise ConfigError(f"{node.op_label} cannot take {', '.join(node.inputs)} of "
+                                      f"shape {shapes}: {e}", node.key) from None
             if check:
                 check(name, values[name])
         return values

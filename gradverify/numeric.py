@@ -4,7 +4,7 @@ For one node, a chunk of its elements is perturbed at once: the node's value is 
 batch of copies, each with one element moved, and only the ops downstream of the node are run
 (`Graph.propagate`). Methods, for an element x with scale s = max(|x|, 1):
 
-* complex:    Im f(x + ih) / h, h = 1e-20·s. No subtraction, so no cancellation: exact to rounding.
+* complex:    Im f(x + ih) / h, h = 1e-20·s (and at most 1e-8·|x| for a tiny non-zero x). No subtraction, so no cancellation: exact to rounding.
               Needs every op downstream to be complex-analytic (all built-ins are).
 * central:    (f(x+h) - f(x-h)) / 2h, h = ε^(1/3)·s; error bar from the same at 2h.
 * richardson: central differences at h, h/2, h/4 extrapolated twice (error O(h⁶)), h = 1e-3·s.
@@ -201,8 +201,11 @@ def _forward(prober, idx, x, scale, rel_step, f0):
 
 
 def _complex(prober, idx, x, scale, rel_step, f0):
-    """Im f(x + ih) / h: one evaluation, no cancellation; rounding is the only error."""
+    """Im f(x + ih) / h: one evaluation, no cancellation; rounding is the only error.
+    h stays below 1e-8·|x| so that even a tiny x (1e-300, inside a log) is linearized."""
     h = rel_step * scale
+    tiny = (x != 0) & (np.abs(x) < 1e-12)
+    h = np.where(tiny, np.maximum(1e-8 * np.abs(x), 1e-307), h)
     f, crossed = prober.run(idx, [x + 1j * h], mode="complex")
     d = f[0].imag / h
     err = 4 * EPS * np.abs(d)

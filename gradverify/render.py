@@ -7,7 +7,7 @@ from rich.text import Text
 
 from .check import NodeResult, Report
 
-STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red"}
+STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta"}
 METHOD_NAMES = {"complex": "complex step", "central": "central differences",
                 "richardson": "Richardson extrapolation", "forward": "forward differences"}
 
@@ -123,7 +123,8 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
         parts.append(Text(f"… {len(elements) - len(shown)} more elements (--limit 0 shows all, "
                           "--format json lists every one)", style="dim"))
     c = {s: int((result.statuses == s).sum()) for s in STYLE}
-    parts.append(Text(f"{result.size} elements: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail"
+    nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
+    parts.append(Text(f"{result.size} elements: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail{nonfinite}"
                       f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  "))
     parts[-1].append(result.status.upper(), style=STYLE[result.status])
     if result.problem:

@@ -160,3 +160,16 @@ def test_off_by_1e5_backward_is_caught():
 def test_bundled_config_is_the_seed():
     from gradverify.cli import BUNDLED
     assert BUNDLED.read_text() == (CONFIGS / "seed.yaml").read_text()
+
+
+def test_nonfinite_numeric_marks_the_element_only(tmp_path):
+    """p[0,0] = 1e-300: a real step below it takes log of a negative number. That element is
+    marked nonfinite; the other elements and the node's maxima stay meaningful."""
+    f = tmp_path / "g.yaml"
+    f.write_text("values: {p: [[1.0e-300, 1.0], [0.5, 0.5]]}\nlabels: [0, 1]\ngraph:\n"
+                 "- {name: n, op: neg_log_pick, inputs: [p]}\n- {name: s, op: sum, inputs: [n]}\nloss: s\n")
+    rep = check.run(config.load(f), Settings(method="central"))
+    p = rep.node("p")
+    assert p.statuses.tolist() == ["nonfinite", "pass", "pass", "pass"]
+    assert p.status == "fail" and np.isfinite(p.max_abs_error)
+    assert check.run(config.load(f)).node("p").status == "pass"  # the complex step has no such trouble

@@ -93,3 +93,39 @@ def test_usage_error_exit_2(runner):
 def test_version(runner):
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.startswith("gradverify ")
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    """SIGINT during a long check: one line on stderr, exit 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text("inputs: {shape: [128, 784], init: normal, std: 1.0}\nlabels: {classes: 10}\n"
+                   "layers:\n  - {weights: {shape: [784, 512], std: 0.05}, bias: {shape: [512]}, activation: relu}\n"
+                   "  - {weights: {shape: [512, 10], std: 0.05}, bias: {shape: [10]}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "gradverify", "check", str(cfg), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert proc.poll() is None, "the check finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip() == "gradverify: interrupted"
+    assert "Traceback" not in err
+
+
+def test_forward_overflow_names_the_node(runner):
+    res = runner.invoke(app, ["check", str(CONFIGS.parent / "tests" / "corpus" / "overflow_logits.yaml")])
+    assert res.exit_code == 2
+    assert "made Inf at node exps" in res.stderr and "stable: true" in res.stderr
+    assert "overflow_logits.yaml:4:1: loss:" in res.stderr
+
+
+def test_large_check_is_announced(runner, tmp_path, monkeypatch):
+    import gradverify.check as engine
+    monkeypatch.setattr(engine, "LARGE_CHECK", 10)
+    res = runner.invoke(app, ["check", SEED])
+    assert "it may take a while" in res.stderr and "--sample" in res.stderr

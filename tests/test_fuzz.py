@@ -1,0 +1,130 @@
+"""Every config ends in one of three clean outcomes: checked (exit 0/1) or refused with one line
+(exit 2). Never a traceback. A hand-written corpus of nasty configs is replayed on every run, and
+hypothesis generates more (valid ones and mutations of them).
+
+A longer fuzz run: GRADVERIFY_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py
+"""
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+from typer.testing import CliRunner
+
+from gradverify.cli import app
+from conftest import CONFIGS
+
+CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.yaml"))
+EXAMPLES = int(os.environ.get("GRADVERIFY_FUZZ_EXAMPLES", "60"))
+
+
+def outcome(path: Path):
+    res = CliRunner().invoke(app, ["check", str(path), "--format", "json", "--max-memory", "32"])
+    assert res.exit_code in (0, 1, 2), (res.exit_code, res.output)
+    assert "Traceback" not in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    if res.exit_code == 2:
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gradverify: error: "), res.stderr
+        assert "internal error" not in lines[0], lines[0]
+        assert res.stdout == ""
+    return res
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+def test_corpus(path):
+    res = outcome(path)
+    assert res.exit_code == 2  # every config in the corpus is bad in some way
+    assert not Path("/tmp/pwned").exists()
+
+
+# ---- generated configs --------------------------------------------------------------------
+
+numbers = st.one_of(st.integers(-5, 5), st.floats(-3, 3, allow_nan=False, allow_infinity=False))
+junk = st.one_of(st.none(), st.booleans(), st.text(max_size=6), numbers,
+                 st.floats(allow_nan=True, allow_infinity=True), st.lists(numbers, max_size=3))
+
+
+@st.composite
+def matrix(draw, rows, cols):
+    return [[draw(numbers) for _ in range(cols)] for _ in range(rows)]
+
+
+@st.composite
+def network(draw):
+    n, d = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    widths = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    layers, prev = [], d
+    for h in widths:
+        layer = {"weights": draw(matrix(prev, h)), "bias": [draw(numbers) for _ in range(h)]}
+        act = draw(st.sampled_from([None, "relu", "tanh", "sigmoid", "leaky_relu", "identity", "softmax"]))
+        if act:
+            layer["activation"] = act
+        layers.append(layer)
+        prev = h
+    loss = draw(st.sampled_from(["softmax_cross_entropy", "hinge", "mse", "cross_entropy"]))
+    cfg = {"inputs": draw(matrix(n, d)), "layers": layers, "loss": loss}
+    if loss == "mse":
+        cfg["targets"] = draw(matrix(n, prev))
+    else:
+        cfg["labels"] = [draw(st.integers(0, prev - 1)) for _ in range(n)]
+    if draw(st.booleans()):
+        cfg["regularization"] = draw(st.floats(0, 1))
+    return cfg
+
+
+def mutate(cfg, draw):
+    """Replace, delete or add one key somewhere in the config."""
+    node, path = cfg, []
+    while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+        key = draw(st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))))
+        path.append((node, key))
+        node = node[key]
+    if not path:
+        cfg[draw(st.sampled_from(["inputs", "layers", "labels", "loss", "weird", "seed", "dtype"]))] = draw(junk)
+        return cfg
+    parent, key = path[-1]
+    action = draw(st.sampled_from(["replace", "delete", "add"]))
+    if action == "replace":
+        parent[key] = draw(junk)
+    elif action == "delete":
+        del parent[key]
+    elif isinstance(parent, dict):
+        parent[draw(st.text(min_size=1, max_size=5))] = draw(junk)
+    else:
+        parent.append(draw(junk))
+    return cfg
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generated_configs(tmp_path, data):
+    cfg = data.draw(network())
+    if data.draw(st.booleans()):
+        cfg = mutate(cfg, data.draw)
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    outcome(path)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_arbitrary_text(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    res = outcome(path)
+    assert res.exit_code == 2 or text.strip()
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_seed_mutations(tmp_path, data):
+    cfg = yaml.safe_load((CONFIGS / "seed.yaml").read_text())
+    cfg = mutate(cfg, data.draw)
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    outcome(path)
