@@ -167,10 +167,29 @@ class _Reader:
         raise self.source.error("unreadable YAML node", path)  # pragma: no cover
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same rules, faster
+
+
+def _check_depth(text: str, source: Source) -> None:
+    """Refuse nesting deeper than MAX_DEPTH from the event stream, before building any tree
+    (PyYAML's composer recurses once per level)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=source.file,
+                                  line=mark.line + 1, col=mark.column + 1)
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def read_yaml(text: str, source: Source, max_elements: int = DEFAULT_MAX_ELEMENTS):
     """Parse YAML text safely into plain data, filling `source.positions`."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_depth(text, source)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = (e.problem or e.context or "invalid YAML").strip()
@@ -496,7 +515,7 @@ def _layers(value, src, arrays, in_shape):
     if not isinstance(value, list) or not value:
         raise src.error(f"expected a list of layers, got {_kind(value)}", ("layers",))
     layers = []
-    width, width_of = in_shape[1], "the inputs'"
+    width, width_of, prev_shape = in_shape[1], "the inputs'", in_shape
     for i, spec in enumerate(value):
         path = ("layers", i)
         spec = _mapping(spec, src, path, "a layer with weights:, bias:, activation:")
@@ -506,8 +525,11 @@ def _layers(value, src, arrays, in_shape):
                 raise src.error(f"missing `{required}:`", path)
         w = arrays.read(spec["weights"], path + ("weights",), ndim=2, what="the weights")
         if w.shape[0] != width:
+            theirs = "the inputs' shape" if i == 0 else f"layer {i}'s weights"
             raise src.error(f"expected {width} rows to match {width_of} {width} "
-                            f"{'columns' if i == 0 else 'outputs'}, got {w.shape[0]}", path + ("weights",))
+                            f"{'columns' if i == 0 else 'outputs'}, got {w.shape[0]} (these weights "
+                            f"are {w.shape[0]}×{w.shape[1]}; {theirs} {prev_shape[0]}×{prev_shape[1]})",
+                            path + ("weights",))
         b = arrays.read(spec["bias"], path + ("bias",), ndim=1, what="the bias")
         if b.shape[0] != w.shape[1]:
             raise src.error(f"expected {w.shape[1]} values to match the weights' {w.shape[1]} columns, "
@@ -543,7 +565,7 @@ def _layers(value, src, arrays, in_shape):
             attrs = _mapping(spec["attrs"], src, path + ("attrs",), "keyword arguments")
         layers.append(Layer(index=i + 1, weights=w, bias=b, activation=act, alpha=alpha, op=op,
                             params=params, attrs=attrs))
-        width, width_of = w.shape[1], f"layer {i + 1}'s"
+        width, width_of, prev_shape = w.shape[1], f"layer {i + 1}'s", w.shape
     return layers
 
 

@@ -53,6 +53,7 @@ def test_shape_mismatch_names_both_layers_and_line():
     msg = err(bad)
     assert msg.startswith("c.yaml:10:")  # the line of the second layer's weights
     assert "layers[1].weights: expected 3 rows to match layer 1's 3 outputs, got 4" in msg
+    assert "these weights are 4×2; layer 1's weights 1×3" in msg
 
 
 @pytest.mark.parametrize("change,words", [
@@ -139,3 +140,11 @@ def test_load_path_errors(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"\x00\x01\x02")
     with pytest.raises(ConfigError, match="binary"):
         config.load(tmp_path / "bin.yaml")
+
+
+def test_deep_nesting_is_refused_fast():
+    import time
+    t = time.perf_counter()
+    msg = err("inputs: " + "[" * 20000 + "]" * 20000 + "\n")
+    assert time.perf_counter() - t < 1.0
+    assert "nest" in msg
