@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import zlib
+
 import numpy as np
 
 from . import numeric
@@ -46,6 +48,9 @@ class Settings:
     max_memory: int = 256 * 2**20
     strict: bool = False
     nodes: tuple[str, ...] | None = None
+    sample: int | None = None  # check this many random elements per node (all when fewer)
+    seed: int = 0  # for --sample and --fast
+    fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ class NodeResult:
     statuses: np.ndarray  # of str
     problem: str | None = None  # a malformed backward's message
     inherited: bool = False  # fails only because a gradient downstream of it is wrong
+    total: int = -1  # elements in the node (size is how many were checked)
+    mode: str = "full"  # "full", "sampled", or "directional" (--fast)
+    directions: int = 0  # --fast: directional comparisons made (bisection included)
+    directional_error: float = 0.0  # --fast: the largest |vᵀa − D_v f| / (Σ|v_i a_i|)
+    grad_max: float = 0.0  # max |analytic| over the whole node, checked or not
 
     @property
     def status(self) -> str:
@@ -120,7 +130,8 @@ class NodeResult:
 
     @property
     def max_analytic(self) -> float:
-        return _max(np.abs(self.analytic))
+        """max |analytic| over the whole node (not only the elements checked)."""
+        return self.grad_max if self.total >= 0 else _max(np.abs(self.analytic))
 
     @property
     def max_abs_error(self) -> float:
@@ -279,20 +290,94 @@ def select_nodes(graph: Graph, wanted) -> list[str]:
 
 
 def check_node(p: Prepared, name: str, config: Config, settings: Settings, indices=None,
-               problem: str | None = None) -> NodeResult:
-    """Compare one node's analytic gradient with its numeric estimate, element by element."""
+               problem: str | None = None, progress=None) -> NodeResult:
+    """Compare one node's analytic gradient with its numeric estimate, element by element
+    (every element, the given flat `indices`, or a seeded sample of `settings.sample`)."""
+    total = p.values[name][0].size
+    mode = "full"
+    if indices is None and settings.sample is not None and total > settings.sample:
+        rng = np.random.default_rng([settings.seed, zlib.crc32(name.encode())])
+        indices = np.sort(rng.choice(total, settings.sample, replace=False))
+        mode = "sampled"
     est = numeric.estimate(p.graph, p.values, name, settings.method, settings.step, indices,
-                           settings.max_memory, trusted=p.trusted)
+                           settings.max_memory, trusted=p.trusted, progress=progress)
+    return _result(p, name, config, settings, est, problem, total=total, mode=mode)
+
+
+def _result(p: Prepared, name, config, settings, est, problem=None, **extra) -> NodeResult:
     rtol, atol = tolerance_for(est.method, config, settings)
-    a = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)[est.index]
+    full = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)
+    a = full[est.index]
     abs_err, rel_err, statuses = compare(a, est, rtol, atol)
+    extra.setdefault("grad_max", _max(np.abs(full)))
     node = p.graph.nodes[name]
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=p.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
                       value=np.real(p.values[name]).reshape(-1)[est.index].astype(np.float64),
                       analytic=a, numeric=est.numeric, error=est.error, left=est.left,
                       right=est.right, abs_error=abs_err, rel_error=rel_err, statuses=statuses,
-                      problem=problem)
+                      problem=problem, **extra)
+
+
+#: --fast: random directions per node, and at most this many suspects followed by bisection
+FAST_DIRECTIONS = 3
+FAST_MAX_SUSPECTS = 64
+
+
+def check_node_fast(p: Prepared, name: str, config: Config, settings: Settings) -> NodeResult:
+    """Directional check: compare vᵀ(analytic gradient) with the numeric derivative along v for
+    a few random ±1 directions v (one or two evaluations each, whatever the node's size). On a
+    mismatch or a kink, bisect v's support (group testing, about k·log₂ n evaluations for k bad
+    elements) and check the elements it isolates one by one."""
+    total = p.values[name][0].size
+    a = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)
+    rng = np.random.default_rng([settings.seed, zlib.crc32(name.encode())])
+    rtol, atol = tolerance_for(numeric.node_method(p.graph, name, settings.method, p.trusted),
+                               config, settings)
+
+    def judge(vs):
+        d, err, kink, _ = numeric.directional(p.graph, p.values, name, vs, settings.method, p.trusted)
+        want = vs @ a
+        scale = np.abs(vs) @ np.abs(a)  # Σ|v_i a_i|: what rounding in vᵀa is relative to
+        off = np.abs(want - d)
+        bad = ~(off <= atol + rtol * np.maximum(scale, np.abs(d)) + err) | kink
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(scale > 0, off / scale, 0.0)
+        return bad, rel
+
+    v = rng.choice([-1.0, 1.0], size=(FAST_DIRECTIONS, total))
+    bad, rel = judge(v)
+    count, worst = FAST_DIRECTIONS, float(np.nanmax(rel, initial=0.0))
+    suspects: list[np.ndarray] = []
+    if bad.any():
+        sign = v[int(np.argmax(bad))]
+        groups, leaves = [np.arange(total)], []
+        while groups:
+            halves = [h for g in groups for h in (g[: len(g) // 2], g[len(g) // 2:]) if len(h)]
+            vs = np.zeros((len(halves), total))
+            for row, h in enumerate(halves):
+                vs[row, h] = sign[h]
+            hb, _ = judge(vs)
+            count += len(halves)
+            groups = []
+            for h, b in zip(halves, hb):
+                if b:
+                    (leaves if len(h) == 1 else groups).append(h)
+            groups = groups[:FAST_MAX_SUSPECTS]
+            if len(leaves) >= FAST_MAX_SUSPECTS:
+                break
+        suspects = leaves[:FAST_MAX_SUSPECTS]
+    index = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=np.intp)
+    est = numeric.estimate(p.graph, p.values, name, settings.method, settings.step, index,
+                           settings.max_memory, trusted=p.trusted)
+    res = _result(p, name, config, settings, est, total=total, mode="directional",
+                  directions=count, directional_error=worst)
+    if bad.any() and not index.size:
+        # the directions disagree but no single element could be isolated: still a failure
+        res = _replace(res, problem=f"the directional derivative disagrees (relative error "
+                                    f"{worst:.1e}) but bisection isolated no single element; "
+                                    "run without --fast")
+    return res
 
 
 def edge_disagrees(p: Prepared, name: str, consumer: str, positions, config: Config,
@@ -414,18 +499,25 @@ def estimated_cost(p: Prepared, names) -> float:
     return total
 
 
-def run(config: Config, settings: Settings = Settings(), notify=None) -> Report:
+def run(config: Config, settings: Settings = Settings(), notify=None, progress=None) -> Report:
     """Build the network, run forward and backward, and check every (selected) node.
-    `notify(message)` hears about a large check before it starts."""
+    `notify(message)` hears about a large check before it starts; `progress(node, done, total)`
+    after every batch of perturbed copies."""
     p = prepare(config)
     names = select_nodes(p.graph, settings.nodes)
     cost = estimated_cost(p, names)
-    if notify and cost > LARGE_CHECK:
+    if notify and cost > LARGE_CHECK and not settings.fast and settings.sample is None:
         elements = sum(p.values[n][0].size for n in names)
         notify(f"this check perturbs {elements:,} elements ({cost:.1e} element-evaluations "
                "downstream); it may take a while. To check less: --sample K (K elements per node), "
                "--nodes PATTERN, or --fast (directional)")
-    results = {name: check_node(p, name, config, settings) for name in names}
+    results = {}
+    for name in names:
+        if settings.fast:
+            results[name] = check_node_fast(p, name, config, settings)
+        else:
+            step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
+            results[name] = check_node(p, name, config, settings, progress=step)
     results, blame = assign_blame(p, results, config, settings)
     for name, msg in p.problems.items():
         if name in results:
@@ -473,6 +565,8 @@ def _report(p: Prepared, config, settings, results, blame) -> Report:
         "rtol": {m: tolerance_for(m, config, settings)[0] for m in methods},
         "atol": {m: tolerance_for(m, config, settings)[1] for m in methods},
         "dtype": config.dtype, "seed": config.seed, "config": config.source.file,
+        "mode": "directional" if settings.fast else ("sampled" if settings.sample else "full"),
+        "sample": settings.sample, "sample_seed": settings.seed,
     }
     return Report(loss=loss, loss_data=part("loss_data"), loss_reg=part("loss_reg"),
                   settings=settings_out, nodes=tuple(results), blame=blame, strict=settings.strict,

@@ -88,11 +88,56 @@ def resolve_config(config: Optional[Path], quiet: bool) -> Path:
     return BUNDLED
 
 
-def _settings(method, step, rtol, atol, strict, nodes, max_memory):
+def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False):
     from .check import Settings
+    from .errors import GradverifyError
 
+    if sample is not None and sample < 1:
+        raise GradverifyError("--sample takes a positive number of elements per node")
+    if max_memory <= 0:
+        raise GradverifyError("--max-memory takes a positive number of MiB")
     return Settings(method=method.value, step=step, rtol=rtol, atol=atol, strict=strict,
-                    nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20))
+                    nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20),
+                    sample=sample, seed=seed, fast=fast)
+
+
+class _Progress:
+    """A progress bar on stderr for checks that take more than about a second; none when stderr
+    is not a terminal."""
+
+    def __init__(self, enabled: bool):
+        import time
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.bar = None
+        self.task = None
+        self.node = None
+
+    def __call__(self, node: str, done: int, total: int) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.start < 1.0:
+                return
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+            self.bar.start()
+        if node != self.node:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"checking {node}", total=total)
+            self.node = node
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _note(message: str) -> None:
@@ -144,6 +189,12 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
           atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
           nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="Check only nodes matching "
                                                     "this pattern (fnmatch, repeatable)."),
+          sample: Optional[int] = typer.Option(None, "--sample", help="Check K random elements per "
+                                               "node (every node, every tensor; seeded by --seed)."),
+          seed: int = typer.Option(0, "--seed", help="Seed for --sample and --fast."),
+          fast: bool = typer.Option(False, "--fast", help="Directional mode: compare the derivative "
+                                    "along a few random directions per node; bisect to the bad "
+                                    "elements on a mismatch."),
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
@@ -153,7 +204,12 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
     path = resolve_config(config, quiet or format == Format.json)
     cfg = _load(path, max_elements)
     notify = None if quiet or format == Format.json else _note
-    report = engine.run(cfg, _settings(method, step, rtol, atol, strict, nodes, max_memory), notify)
+    settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast)
+    progress = _Progress(enabled=not quiet and format == Format.table)
+    try:
+        report = engine.run(cfg, settings, notify, progress)
+    finally:
+        progress.close()
     _notes(report, quiet)
     if format == Format.json:
         _emit_json(check_json(report))

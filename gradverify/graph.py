@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError
+from .delta import Delta, push
 from .ops import BadGradient, Op
 
 KINDS = ("input", "parameter", "intermediate", "loss")
@@ -163,32 +164,50 @@ class Graph:
                 grads[name] = np.zeros_like(values[name])
         return grads
 
-    def propagate(self, values: dict[str, np.ndarray], changed: dict[str, np.ndarray],
-                  on_kink: Callable[[str, np.ndarray], None] | None = None) -> np.ndarray:
-        """The loss, (B,), after replacing the nodes in `changed` by batched values (B, *shape):
-        only the nodes downstream of them are recomputed, the rest are read from `values`.
-        `on_kink(name, distance)` sees the kink distance of every op with kinks on the way."""
+    def apply(self, name: str, live: dict, values: dict, on_kink=None):
+        """Node `name`'s perturbed copies, from its inputs' (a Delta where it can stay sparse,
+        else dense copies (B, *shape)). `live` holds the perturbed nodes, `values` the plain pass."""
+        node = self.nodes[name]
+        xs = [values[i] for i in node.inputs]
+        slots = [k for k, i in enumerate(node.inputs) if i in live]
+        if len(slots) == 1 and isinstance(live[node.inputs[slots[0]]], Delta):
+            kink = (lambda dist, base: on_kink(name, dist, base)) if on_kink else None
+            res = push(node.op, slots[0], live[node.inputs[slots[0]]], xs, values[name], kink)
+            if res is not None:
+                return res
+        dense = [as_dense(live[i], values[i]) if i in live else values[i] for i in node.inputs]
+        if on_kink is not None and node.op.kinked:
+            on_kink(name, node.op.kink_distance(*dense), node.op.kink_distance(*xs))
+        return node.op.forward(*dense)
+
+    def propagate(self, values: dict[str, np.ndarray], changed: dict,
+                  on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+        """How much the loss changes, (B,), when the nodes in `changed` are replaced by perturbed
+        copies (a Delta, or dense copies (B, *shape)): only the nodes downstream of them are
+        recomputed, sparse changes are pushed through the ops that allow it, the rest is read
+        from `values`. `on_kink(name, distance, plain_distance)` sees the kink distances of
+        every op with kinks on the way."""
         live = dict(changed)
         todo = set()
         for name in changed:
             todo.update(self.downstream(name))
-        if self.loss in changed:
-            return changed[self.loss]
-        # a value is dropped once its last consumer has run, so memory stays near one layer's worth
         order = [n for n in self.nodes if n in todo]
         last_use: dict[str, int] = {}
         for pos, name in enumerate(order):
             for i in self.nodes[name].inputs:
                 last_use[i] = pos
         for pos, name in enumerate(order):
-            node = self.nodes[name]
-            xs = [live[i] if i in live else values[i] for i in node.inputs]
-            if on_kink is not None:
-                dist = node.op.kink_distance(*xs)
-                if dist is not None:
-                    on_kink(name, dist)
-            live[name] = node.op.forward(*xs)
-            for i in node.inputs:
+            live[name] = self.apply(name, live, values, on_kink)
+            for i in self.nodes[name].inputs:  # drop what no later node reads: bounded memory
                 if last_use.get(i) == pos and i != self.loss and i not in changed:
                     live.pop(i, None)
-        return live[self.loss]
+        if self.loss not in live:
+            raise ValueError("the loss is not downstream of the changed nodes")
+        loss = live[self.loss]
+        if isinstance(loss, Delta):
+            return loss.vals.reshape(-1)  # the change itself, never rounded against the loss
+        return loss - values[self.loss]
+
+
+def as_dense(v, base: np.ndarray) -> np.ndarray:
+    return v.dense(base) if isinstance(v, Delta) else v

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import delta
 from .graph import Graph
 
 METHODS = ("auto", "complex", "central", "richardson", "forward")
@@ -99,9 +100,13 @@ def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> b
 
 
 def chunk_size(graph: Graph, values: dict, name: str, evals: int, max_memory: int) -> int:
-    """How many elements of `name` to perturb at once so the copies fit in `max_memory` bytes."""
-    per_copy = values[name][0].size + sum(values[n][0].size for n in graph.downstream(name))
-    per_element = max(per_copy, 1) * 16 * evals * 2  # complex128, and the op's temporaries
+    """How many elements of `name` to perturb at once so the copies fit in `max_memory` bytes.
+
+    A value is dropped once its last consumer has run, so at any time about three nodes' copies
+    are alive (an op's inputs, its output, its temporaries): budget for three of the largest,
+    dense, complex128."""
+    largest = max([values[name][0].size] + [values[n][0].size for n in graph.downstream(name)])
+    per_element = max(largest, 1) * 16 * evals * 3
     return int(max(1, min(4096, max_memory // per_element)))
 
 
@@ -113,70 +118,57 @@ class _Prober:
         self.base = values[name].reshape(-1)
         self.shape = values[name].shape[1:]
         self.reaches = graph.reaches_loss(via or name)
-        self._base_side: dict[str, np.ndarray] = {}
-
-    def base_side(self, name: str) -> np.ndarray:
-        """Which side of its kinks each input position of op `name` is on, unperturbed."""
-        if name not in self._base_side:
-            node = self.graph.nodes[name]
-            dist = node.op.kink_distance(*(self.values[i] for i in node.inputs))
-            self._base_side[name] = np.sign(np.real(dist)).reshape(1, 1, -1)
-        return self._base_side[name]
 
     def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
-        """Loss at each point: points[j][r] replaces element idx[r]. Returns (J, k) losses and
-        a (k,) bool array: the copies of row r straddle a kink ("real": points on different
-        sides; "complex": a kink input exactly on its kink moved by the imaginary step)."""
+        """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
+        (J, k) loss changes and a (k,) bool array: the copies of row r straddle a kink ("real":
+        a point on another side than x itself; "complex": a kink input exactly on its kink moved
+        by the imaginary step)."""
         k, J = len(idx), len(points)
         if not self.reaches:
             return np.zeros((J, k)), np.zeros(k, bool)
-        dtype = np.complex128 if mode == "complex" else self.base.dtype
-        batch = np.repeat(self.base[None, :].astype(dtype), J * k, axis=0)
-        rows = np.arange(J * k)
-        batch[rows, np.tile(idx, J)] = np.concatenate(points)
+        x = np.tile(self.base[idx], J)
+        change = np.concatenate(points) - x  # exact: fl(x + m·h) - x
+        d = delta.elements(np.tile(idx, J), change, self.shape)
         crossed = np.zeros(k, bool)
 
-        def on_kink(node, dist):
+        def on_kink(node, dist, plain):
+            dist = np.asarray(dist)
             if dist.shape[0] != J * k:  # an op none of these copies reached
                 return
-            d = dist.reshape(J, k, -1)
+            d_ = dist.reshape(J, k, -1)
             if mode == "complex":
-                hit = (d.real == 0) & (d.imag != 0)
-                crossed[:] |= hit.any(axis=(0, 2))
-            else:  # a point of the stencil on another side than x itself
-                crossed[:] |= (np.sign(d) != self.base_side(node)).any(axis=(0, 2))
+                hit = (d_.real == 0) & (d_.imag != 0)
+            else:
+                side = np.sign(d_.real)
+                hit = side != np.sign(np.broadcast_to(np.real(plain), dist.shape)).reshape(J, k, -1)
+            crossed[:] |= hit.any(axis=(0, 2))
 
-        batch = batch.reshape((J * k,) + self.shape)
         with np.errstate(all="ignore"):
             if self.via is None:
-                changed = {self.name: batch}
+                changed = {self.name: d}
             else:  # only the consumer `via` sees the perturbed value: one edge's share
-                node = self.graph.nodes[self.via]
-                xs = [batch if i == self.name else self.values[i] for i in node.inputs]
-                dist = node.op.kink_distance(*xs)
-                if dist is not None:
-                    on_kink(self.via, dist)
-                changed = {self.via: node.op.forward(*xs)}
-            loss = self.graph.propagate(self.values, changed, on_kink)
-        return loss.reshape(J, k), crossed
+                changed = {self.via: self.graph.apply(self.via, {self.name: d}, self.values, on_kink)}
+            change = self.graph.propagate(self.values, changed, on_kink)
+        return np.asarray(change).reshape(J, k), crossed
 
 
 def _real_points(x: np.ndarray, h: np.ndarray, multiples) -> list[np.ndarray]:
     return [x + m * h for m in multiples]
 
 
-def _central(prober, idx, x, scale, rel_step, f0):
+def _central(prober, idx, x, scale, rel_step, loss):
     """Central difference at h and 2h: estimate D(h), error bar |D(2h) - D(h)|/3 + rounding."""
     h = rel_step * scale
     pts = _real_points(x, h, (1, -1, 2, -2))
     f, crossed = prober.run(idx, pts)
     d1 = (f[0] - f[1]) / (pts[0] - pts[1])
     d2 = (f[2] - f[3]) / (pts[2] - pts[3])
-    err = np.abs(d2 - d1) / 3 + 4 * EPS * (np.abs(f0) + 1e-300) / h
+    err = np.abs(d2 - d1) / 3 + 4 * EPS * (np.abs(loss) + 1e-300) / h
     return d1, err, crossed
 
 
-def _richardson(prober, idx, x, scale, rel_step, f0):
+def _richardson(prober, idx, x, scale, rel_step, loss):
     """Central differences at h, h/2, h/4, extrapolated: O(h²) -> O(h⁴) -> O(h⁶)."""
     h = rel_step * scale
     pts = _real_points(x, h, (1, -1, 0.5, -0.5, 0.25, -0.25))
@@ -185,22 +177,22 @@ def _richardson(prober, idx, x, scale, rel_step, f0):
     r1 = (4 * d[1] - d[0]) / 3
     r2 = (4 * d[2] - d[1]) / 3
     r = (16 * r2 - r1) / 15
-    err = np.abs(r2 - r1) / 15 + 16 * EPS * (np.abs(f0) + 1e-300) / h
+    err = np.abs(r2 - r1) / 15 + 16 * EPS * (np.abs(loss) + 1e-300) / h
     return r, err, crossed
 
 
-def _forward(prober, idx, x, scale, rel_step, f0):
+def _forward(prober, idx, x, scale, rel_step, loss):
     """(f(x+h) - f(x)) / h, error bar from the same at h/2 (first order: twice the change)."""
     h = rel_step * scale
     pts = _real_points(x, h, (1, 0.5))
     f, crossed = prober.run(idx, pts)
-    d1 = (f[0] - f0) / (pts[0] - x)
-    d2 = (f[1] - f0) / (pts[1] - x)
-    err = 2 * np.abs(d1 - d2) + 4 * EPS * (np.abs(f0) + 1e-300) / h
+    d1 = f[0] / (pts[0] - x)  # f holds changes of the loss: f(x + h) - f(x)
+    d2 = f[1] / (pts[1] - x)
+    err = 2 * np.abs(d1 - d2) + 4 * EPS * (np.abs(loss) + 1e-300) / h
     return d1, err, crossed
 
 
-def _complex(prober, idx, x, scale, rel_step, f0):
+def _complex(prober, idx, x, scale, rel_step, loss):
     """Im f(x + ih) / h: one evaluation, no cancellation; rounding is the only error.
     h stays below 1e-8·|x| so that even a tiny x (1e-300, inside a log) is linearized."""
     h = rel_step * scale
@@ -216,7 +208,7 @@ _ESTIMATORS = {"central": _central, "richardson": _richardson, "forward": _forwa
                "complex": _complex}
 
 
-def one_sided(prober, idx, x, scale, f0, rel_step=STEPS["one_sided"]):
+def one_sided(prober, idx, x, scale, loss, rel_step=STEPS["one_sided"]):
     """Left and right derivatives by second-order one-sided differences at h and h/2:
     D₊(h) = (-3f(x) + 4f(x+h) - f(x+2h)) / 2h, and the mirror image for the left.
     Returns left, right and an error bar for each."""
@@ -225,9 +217,9 @@ def one_sided(prober, idx, x, scale, f0, rel_step=STEPS["one_sided"]):
     f, _ = prober.run(idx, pts)
     out = []
     for s, (a, b, c) in ((1, (0, 1, 2)), (-1, (3, 4, 5))):
-        coarse = (-3 * f0 + 4 * f[b] - f[c]) / (2 * s * h)
-        fine = (-3 * f0 + 4 * f[a] - f[b]) / (s * h)
-        out.append((fine, np.abs(fine - coarse) / 3 + 8 * EPS * (np.abs(f0) + 1e-300) / h))
+        coarse = (4 * f[b] - f[c]) / (2 * s * h)  # f holds changes: f(x) itself is 0
+        fine = (4 * f[a] - f[b]) / (s * h)
+        out.append((fine, np.abs(fine - coarse) / 3 + 8 * EPS * (np.abs(loss) + 1e-300) / h))
     (right, rerr), (left, lerr) = out
     return left, right, np.maximum(lerr, rerr)
 
@@ -235,17 +227,18 @@ def one_sided(prober, idx, x, scale, f0, rel_step=STEPS["one_sided"]):
 def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
              step: float | None = None, indices: np.ndarray | None = None,
              max_memory: int = 256 * 2**20, via: str | None = None,
-             trusted: frozenset = frozenset()) -> Estimate:
+             trusted: frozenset = frozenset(), progress=None) -> Estimate:
     """Numeric d loss / d `name` for the flat element indices `indices` (all by default).
 
     values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
     method's. via: only this consumer of `name` sees the perturbation (the share of the gradient
     that flows through that one edge). trusted: custom op nodes whose complex probe passed.
-    Returns an Estimate whose arrays have one entry per index."""
+    progress(done, total) hears after each chunk. Returns an Estimate whose arrays have one
+    entry per index."""
     method = node_method(graph, name, method, trusted)
     rel_step = step if step is not None else STEPS[method]
     prober = _Prober(graph, values, name, via)
-    f0 = float(np.real(values[graph.loss]).reshape(-1)[0])
+    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     size = values[name][0].size
     index = np.arange(size) if indices is None else np.asarray(indices, dtype=np.intp)
     n = len(index)
@@ -259,7 +252,7 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
         idx = index[sl]
         x = prober.base[idx].real.astype(np.float64)
         scale = np.maximum(np.abs(x), 1.0)
-        d, err, crossed = estimator(prober, idx, x, scale, rel_step, f0)
+        d, err, crossed = estimator(prober, idx, x, scale, rel_step, loss)
         if method != "complex":
             # a real stencil across a kink: shrink the step; a kink near x stops being crossed
             shrink = rel_step
@@ -268,15 +261,68 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
                     break
                 shrink /= 10
                 sub = np.flatnonzero(crossed)
-                d2, e2, c2 = estimator(prober, idx[sub], x[sub], scale[sub], shrink, f0)
+                d2, e2, c2 = estimator(prober, idx[sub], x[sub], scale[sub], shrink, loss)
                 fixed = sub[~c2]
                 d[fixed], err[fixed] = d2[~c2], e2[~c2]
                 crossed[fixed] = False
         numeric[sl], error[sl], kink[sl] = d, err, crossed
         if crossed.any():
             sub = np.flatnonzero(crossed)
-            lo, hi, e = one_sided(prober, idx[sub], x[sub], scale[sub], f0)
+            lo, hi, e = one_sided(prober, idx[sub], x[sub], scale[sub], loss)
             pos = start + sub
             left[pos], right[pos] = lo, hi
             error[pos] = e
+        if progress is not None:
+            progress(min(start + k, n), n)
     return Estimate(index, numeric, error, kink, left, right, method, rel_step)
+
+
+def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
+                method: str = "auto", trusted: frozenset = frozenset()):
+    """Numeric derivatives of the loss along each direction: directions (m, size) over the
+    node's flat elements. One evaluation per direction with the complex step, two with central
+    differences (other methods fall back to central). Returns (derivatives (m,), error bars (m,),
+    kink (m,): the direction moves some op input that sits exactly on a kink), and the method."""
+    method = node_method(graph, name, method, trusted)
+    if method != "complex":
+        method = "central"
+    shape = values[name].shape[1:]
+    m = len(directions)
+    if not graph.reaches_loss(name):
+        return np.zeros(m), np.zeros(m), np.zeros(m, bool), method
+    base = values[name].reshape(-1).real.astype(np.float64)
+    vmax = np.maximum(np.abs(directions).max(axis=1), 1e-300)
+    scale = max(float(np.abs(base).max(initial=0.0)), 1.0)
+    crossed = np.zeros(m, bool)
+    if method == "complex":
+        h = 1e-20 * scale / vmax
+        vals = (1j * h[:, None] * directions).reshape((m,) + shape)
+        J = 1
+    else:
+        h = STEPS["central"] * scale / vmax
+        steps = np.concatenate([h, -h])
+        vals = (steps[:, None] * np.concatenate([directions, directions])).reshape((2 * m,) + shape)
+        J = 2
+
+    def on_kink(node, dist, plain):
+        dist = np.asarray(dist)
+        if dist.shape[0] != J * m:
+            return
+        d_ = dist.reshape(J, m, -1)
+        if method == "complex":
+            hit = (d_.real == 0) & (d_.imag != 0)
+        else:
+            hit = np.sign(d_.real) != np.sign(np.broadcast_to(np.real(plain), dist.shape)).reshape(J, m, -1)
+        crossed[:] |= hit.any(axis=(0, 2))
+
+    with np.errstate(all="ignore"):
+        change = graph.propagate(values, {name: delta.Delta("full", None, vals, shape)}, on_kink)
+    change = np.asarray(change).reshape(J, m)
+    loss = abs(float(np.real(values[graph.loss]).reshape(-1)[0]))
+    if method == "complex":
+        d = change[0].imag / h
+        err = 8 * EPS * np.abs(d)
+    else:
+        d = (change[0] - change[1]).real / (2 * h)
+        err = 8 * EPS * (loss + 1e-300) / h + 1e-6 * np.abs(d)
+    return d, err, crossed, method

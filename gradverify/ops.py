@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .delta import Delta
+
 
 class BadGradient(Exception):
     """An op's backward returned the wrong number or shapes of gradients. Not a crash: the engine
@@ -57,6 +59,17 @@ class Op:
     name = "op"
     arity: int | None = 1
     complex_safe = True  # built-ins all are; custom ops must earn it by a probe
+    kinked = False  # True when kink_distance says something
+    #: "elementwise" (out[i] depends on x[i] only) or "rowwise" (row n of out on row n of x only):
+    #: lets a sparse change be pushed through by recomputing only the changed slices (delta.py)
+    structure: str | None = None
+
+    # An op linear in an input may also define push(slot, delta, xs, out) -> Delta | None: the
+    # change of its output when input `slot` changes by `delta` (see delta.py).
+
+    def forward_rows(self, xr, rows):
+        """A row-wise op on some rows: xr (k, C) are rows `rows` (k,) of the input."""
+        return self.forward(xr[:, None, :])[:, 0]
 
     def forward(self, *xs):
         raise NotImplementedError
@@ -91,6 +104,27 @@ class MatMul(Op):
         # d(x w) = dx w + x dw  =>  dx = g wᵀ,  dw = xᵀ g
         return g @ np.swapaxes(w, -1, -2), np.swapaxes(x, -1, -2) @ g
 
+    def push(self, slot, d, xs, out):
+        x, w = xs[0][0], xs[1][0]
+        if x.ndim != 2 or w.ndim != 2:
+            return None
+        if slot == 1:  # w + Δw:  Δout = x Δw
+            if d.kind == "elem":  # Δw at (r, j): column j of out changes by x[:, r]·v
+                return Delta("col", d.index[:, 1], x[:, d.index[:, 0]].T * d.vals[:, None], out.shape[1:])
+            if d.kind == "col":
+                return Delta("col", d.index, d.vals @ x.T, out.shape[1:])
+            if d.kind == "row":
+                return Delta("full", None, x[:, d.index].T[:, :, None] * d.vals[:, None, :], out.shape[1:])
+            return Delta("full", None, x @ d.vals, out.shape[1:])
+        # x + Δx:  Δout = Δx w
+        if d.kind == "elem":  # Δx at (i, r): row i of out changes by v·w[r]
+            return Delta("row", d.index[:, 0], d.vals[:, None] * w[d.index[:, 1]], out.shape[1:])
+        if d.kind == "row":
+            return Delta("row", d.index, d.vals @ w, out.shape[1:])
+        if d.kind == "col":
+            return Delta("full", None, d.vals[:, :, None] * w[d.index][:, None, :], out.shape[1:])
+        return Delta("full", None, d.vals @ w, out.shape[1:])
+
 
 class AddBias(Op):
     """out = x + b, b added to every row.  x: (B, N, H), b: (B, H) -> (B, N, H)."""
@@ -102,6 +136,16 @@ class AddBias(Op):
 
     def backward(self, g, out, x, b):
         return g, unbroadcast(g, b)
+
+    def push(self, slot, d, xs, out):
+        if slot == 0:
+            return d
+        n = xs[0].shape[1] if xs[0].ndim == 3 else None
+        if n is None or xs[1].ndim != 2:
+            return None
+        if d.kind == "elem":  # b[j] + v: column j of every row
+            return Delta("col", d.index[:, 0], np.repeat(d.vals[:, None], n, axis=1), out.shape[1:])
+        return Delta("full", None, np.broadcast_to(d.vals[:, None, :], (d.k,) + out.shape[1:]), out.shape[1:])
 
 
 class Add(Op):
@@ -116,6 +160,9 @@ class Add(Op):
     def backward(self, g, out, a, b):
         return unbroadcast(g, a), unbroadcast(g, b)
 
+    def push(self, slot, d, xs, out):
+        return d if xs[slot].shape[1:] == out.shape[1:] else None
+
 
 class Sub(Op):
     """out = a - b with numpy broadcasting of the core shapes."""
@@ -128,6 +175,11 @@ class Sub(Op):
 
     def backward(self, g, out, a, b):
         return unbroadcast(g, a), -unbroadcast(g, b)
+
+    def push(self, slot, d, xs, out):
+        if xs[slot].shape[1:] != out.shape[1:]:
+            return None
+        return d if slot == 0 else d.with_vals(-d.vals)
 
 
 class Mul(Op):
@@ -143,11 +195,23 @@ class Mul(Op):
         n = g.ndim
         return unbroadcast(g * expand_to(b, n), a), unbroadcast(g * expand_to(a, n), b)
 
+    def push(self, slot, d, xs, out):
+        mine, other = xs[slot], xs[1 - slot]
+        full_other = np.broadcast_to(expand_to(other, out.ndim), (1,) + out.shape[1:])
+        if mine.shape[1:] == out.shape[1:]:  # not broadcast: Δout = Δa · b at the same places
+            return d.with_vals(d.vals * d.gather(full_other))
+        if mine.shape[1:] == out.shape[1:2] + (1,) and len(out.shape) == 3:
+            rows = d.as_rows()  # a per-row factor (N, 1): its change scales a whole row
+            if rows is not None:
+                return Delta("row", rows.index, rows.vals * other[0][rows.index], out.shape[1:])
+        return None
+
 
 class Reciprocal(Op):
     """out = 1 / x (the notebook's divexps).  Any shape."""
 
     name = "reciprocal"
+    structure = "elementwise"
 
     def forward(self, x):
         return 1.0 / x
@@ -161,6 +225,7 @@ class Square(Op):
     """out = x²  elementwise."""
 
     name = "square"
+    structure = "elementwise"
 
     def forward(self, x):
         return x * x
@@ -173,6 +238,7 @@ class RowSum(Op):
     """out = Σ_j x[..., j], keeping the axis (the notebook's sexps).  (B, N, C) -> (B, N, 1)."""
 
     name = "row_sum"
+    structure = "rowwise"
 
     def forward(self, x):
         return x.sum(axis=-1, keepdims=True)
@@ -192,6 +258,9 @@ class Sum(Op):
     def backward(self, g, out, x):
         return (np.broadcast_to(per_copy(g, x), x.shape).copy(),)
 
+    def push(self, slot, d, xs, out):
+        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1), ())
+
 
 class Mean(Op):
     """out = mean of x over every core element.  (B, ...) -> (B,)."""
@@ -203,6 +272,9 @@ class Mean(Op):
 
     def backward(self, g, out, x):
         return (np.broadcast_to(per_copy(g, x) / (x[0].size or 1), x.shape).copy(),)
+
+    def push(self, slot, d, xs, out):
+        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1) / (xs[0][0].size or 1), ())
 
 
 class BatchMean(Op):
@@ -217,6 +289,9 @@ class BatchMean(Op):
     def backward(self, g, out, x):
         return (np.broadcast_to(per_copy(g, x) / x.shape[1], x.shape).copy(),)
 
+    def push(self, slot, d, xs, out):
+        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1) / xs[0].shape[1], ())
+
 
 # ---------------------------------------------------------------------------------------------
 # Activations
@@ -224,6 +299,7 @@ class BatchMean(Op):
 
 class Identity(Op):
     name = "identity"
+    structure = "elementwise"
 
     def forward(self, x):
         return x + 0  # a new array: values are never aliased between nodes
@@ -236,6 +312,8 @@ class ReLU(Op):
     """out = max(x, 0)  elementwise."""
 
     name = "relu"
+    structure = "elementwise"
+    kinked = True
 
     def forward(self, x):
         return np.where(x.real > 0, x, 0)
@@ -252,6 +330,8 @@ class LeakyReLU(Op):
     """out = x if x > 0 else alpha · x  elementwise."""
 
     name = "leaky_relu"
+    structure = "elementwise"
+    kinked = True
 
     def __init__(self, alpha: float = 0.01):
         self.alpha = float(alpha)
@@ -275,6 +355,7 @@ class Sigmoid(Op):
     """out = 1 / (1 + e^-x)  elementwise, evaluated without overflow on either side."""
 
     name = "sigmoid"
+    structure = "elementwise"
 
     def forward(self, x):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -290,6 +371,7 @@ class Sigmoid(Op):
 
 class Tanh(Op):
     name = "tanh"
+    structure = "elementwise"
 
     def forward(self, x):
         return np.tanh(x)
@@ -303,6 +385,7 @@ class Softmax(Op):
     """Row-wise softmax as one op.  (B, N, C) -> (B, N, C)."""
 
     name = "softmax"
+    structure = "rowwise"
 
     def forward(self, x):
         # The shift by the row max (of the real part: constant under a complex step) cancels.
@@ -325,6 +408,7 @@ class Exp(Op):
 
     def __init__(self, stable: bool = False):
         self.stable = bool(stable)
+        self.structure = "rowwise" if self.stable else "elementwise"
 
     def forward(self, x):
         if self.stable:
@@ -347,9 +431,13 @@ class NegLogPick(Op):
     """out[n] = -log p[n, y[n]] (the notebook's neg_log).  p: (B, N, C) -> (B, N)."""
 
     name = "neg_log_pick"
+    structure = "rowwise"
 
     def __init__(self, labels):
         self.labels = np.asarray(labels, dtype=np.intp)
+
+    def forward_rows(self, pr, rows):
+        return -np.log(pr[np.arange(len(rows)), self.labels[rows]])
 
     def forward(self, p):
         rows = np.arange(p.shape[1])
@@ -368,10 +456,27 @@ class HingeMargins(Op):
     j != y_n, and 0 at j = y_n.  s: (B, N, C) -> (B, N, C)."""
 
     name = "hinge_margins"
+    structure = "rowwise"
+    kinked = True
 
     def __init__(self, labels, margin: float = 1.0):
         self.labels = np.asarray(labels, dtype=np.intp)
         self.margin = float(margin)
+
+    def _raw_rows(self, sr, rows):
+        k = np.arange(len(rows))
+        raw = sr - sr[k, self.labels[rows]][:, None] + self.margin
+        mask = np.zeros(sr.shape, dtype=bool)
+        mask[k, self.labels[rows]] = True
+        return raw, mask
+
+    def forward_rows(self, sr, rows):
+        raw, mask = self._raw_rows(sr, rows)
+        return np.where((raw.real > 0) & ~mask, raw, 0)
+
+    def kink_distance_rows(self, sr, rows):
+        raw, mask = self._raw_rows(sr, rows)
+        return np.where(mask, 1.0, raw)
 
     def _raw(self, s):
         rows = np.arange(s.shape[1])
@@ -412,6 +517,9 @@ class SubConst(Op):
     def backward(self, g, out, x):
         return (g,)
 
+    def push(self, slot, d, xs, out):
+        return d
+
 
 class L2Penalty(Op):
     """out = strength · Σ_i Σ p_i²  over any number of parameters.  (B, ...)* -> (B,)."""
@@ -430,6 +538,12 @@ class L2Penalty(Op):
     def backward(self, g, out, *ps):
         # d(reg Σ p²) = 2 reg p dp
         return tuple(2.0 * self.strength * p * per_copy(g, p) for p in ps)
+
+    def push(self, slot, d, xs, out):
+        # Δ(reg p²) = reg (2 p Δ + Δ²), summed over the changed places
+        p = d.gather(xs[slot])
+        change = (2.0 * p * d.vals + d.vals * d.vals).reshape(d.k, -1).sum(axis=1)
+        return Delta("full", None, self.strength * change, ())
 
     @property
     def label(self):

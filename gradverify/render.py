@@ -57,8 +57,11 @@ def check_view(report: Report, command: str | None = None) -> Group:
                       ("max rel err", "right"), ("worst", "left"), ("status", "left")):
         table.add_column(col, justify=just, no_wrap=col in ("node", "status"))
     for n in report.nodes:
-        table.add_row(n.name, n.kind, "—" if n.kind in ("input", "parameter") else n.op, "×".join(map(str, n.shape)) or "scalar", n.method,
-                      f"{n.max_analytic:.4g}", _err(n.max_abs_error), _err(n.max_rel_error),
+        method = n.method + (" (dir.)" if n.mode == "directional" else "")
+        rel = n.max_rel_error if n.size else n.directional_error
+        table.add_row(n.name, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
+                      "×".join(map(str, n.shape)) or "scalar", method,
+                      f"{_max_abs(n):.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel),
                       _index(n.worst_index), status_text(n.status, n.inherited))
     parts: list = [table, summary_text(report)]
     for b in report.blame:
@@ -78,6 +81,10 @@ def check_view(report: Report, command: str | None = None) -> Group:
     return Group(*parts)
 
 
+def _max_abs(n: NodeResult) -> float:
+    return n.max_analytic
+
+
 def worst_node(report: Report) -> NodeResult | None:
     """The failing node with the largest relative error, else the node with the largest error."""
     pool = [n for n in report.nodes if n.status == "fail" and n.size] or [n for n in report.nodes if n.size]
@@ -88,8 +95,17 @@ def worst_node(report: Report) -> NodeResult | None:
 
 def summary_text(report: Report) -> Text:
     c = report.counts()
-    total = sum(n.size for n in report.nodes)
-    text = Text(f"{len(report.nodes)} nodes, {total} elements: ")
+    checked = sum(n.size for n in report.nodes)
+    total = sum(n.total for n in report.nodes)
+    mode = report.settings.get("mode", "full")
+    if mode == "directional":
+        dirs = sum(n.directions for n in report.nodes)
+        what = f"{total} elements, directional ({dirs} directions, {checked} elements isolated)"
+    elif checked < total:
+        what = f"{checked} of {total} elements (sampled, seed {report.settings['sample_seed']})"
+    else:
+        what = f"{total} elements"
+    text = Text(f"{len(report.nodes)} nodes, {what}: ")
     text.append(f"{c['pass']} pass", style=STYLE["pass"])
     text.append(", ")
     text.append(f"{c['kink']} kink", style=STYLE["kink"])
@@ -140,7 +156,8 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
     return {
         "name": n.name, "kind": n.kind, "op": n.op, "shape": list(n.shape), "method": n.method,
         "status": n.status, "inherited": n.inherited, "problem": n.problem,
-        "size": n.size, "max_analytic": _finite(n.max_analytic),
+        "size": n.size, "total": n.total, "mode": n.mode, "directions": n.directions,
+        "directional_error": n.directional_error, "max_analytic": _finite(n.max_analytic),
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
@@ -165,7 +182,7 @@ def check_json(report: Report) -> dict:
         "blame": [b.to_dict() for b in report.blame],
         "summary": {"nodes": len(report.nodes), "pass": c["pass"], "kink": c["kink"],
                     "fail": c["fail"], "elements": sum(n.size for n in report.nodes),
-                    "strict": report.strict},
+                    "total_elements": sum(n.total for n in report.nodes), "strict": report.strict},
     }
 
 
