@@ -181,12 +181,14 @@ class Graph:
         return node.op.forward(*dense)
 
     def propagate(self, values: dict[str, np.ndarray], changed: dict,
-                  on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+                  on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
+                  stats: dict | None = None) -> np.ndarray:
         """How much the loss changes, (B,), when the nodes in `changed` are replaced by perturbed
         copies (a Delta, or dense copies (B, *shape)): only the nodes downstream of them are
         recomputed, sparse changes are pushed through the ops that allow it, the rest is read
         from `values`. `on_kink(name, distance, plain_distance)` sees the kink distances of
-        every op with kinks on the way."""
+        every op with kinks on the way. `stats["peak_bytes"]` records the most bytes the perturbed
+        copies held at once."""
         live = dict(changed)
         todo = set()
         for name in changed:
@@ -198,6 +200,9 @@ class Graph:
                 last_use[i] = pos
         for pos, name in enumerate(order):
             live[name] = self.apply(name, live, values, on_kink)
+            if stats is not None:
+                held = sum(_nbytes(v) for v in live.values())
+                stats["peak_bytes"] = max(stats.get("peak_bytes", 0), held)
             for i in self.nodes[name].inputs:  # drop what no later node reads: bounded memory
                 if last_use.get(i) == pos and i != self.loss and i not in changed:
                     live.pop(i, None)
@@ -207,6 +212,10 @@ class Graph:
         if isinstance(loss, Delta):
             return loss.vals.reshape(-1)  # the change itself, never rounded against the loss
         return loss - values[self.loss]
+
+
+def _nbytes(v) -> int:
+    return v.vals.nbytes if isinstance(v, Delta) else getattr(v, "nbytes", 0)
 
 
 def as_dense(v, base: np.ndarray) -> np.ndarray:

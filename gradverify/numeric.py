@@ -19,6 +19,8 @@ taken from real one-sided second-order differences.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,12 @@ EVALS = {"complex": 1, "central": 4, "richardson": 6, "forward": 2, "one_sided":
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
 #: x but not at it; one that is still crossed lies at x
 KINK_SHRINKS = 3
+#: chunks of perturbed copies evaluated at once, each in its own thread
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+#: the most copies in one chunk (beyond this, numpy's per-call overhead is already negligible)
+MAX_CHUNK = 8192
+#: but keep a chunk's copies near cache-sized: beyond this, bigger chunks only get slower
+CACHE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class _Prober:
 
     def __init__(self, graph: Graph, values: dict, name: str, via: str | None = None):
         self.graph, self.values, self.name, self.via = graph, values, name, via
+        self.stats: dict = {}  # the copies' peak bytes, for sizing chunks
         self.base = values[name].reshape(-1)
         self.shape = values[name].shape[1:]
         self.reaches = graph.reaches_loss(via or name)
@@ -149,7 +158,10 @@ class _Prober:
                 changed = {self.name: d}
             else:  # only the consumer `via` sees the perturbed value: one edge's share
                 changed = {self.via: self.graph.apply(self.via, {self.name: d}, self.values, on_kink)}
-            change = self.graph.propagate(self.values, changed, on_kink)
+            stats: dict = {}
+            change = self.graph.propagate(self.values, changed, on_kink, stats)
+        per_copy = stats.get("peak_bytes", 0) / (J * k)
+        self.stats["per_copy"] = max(self.stats.get("per_copy", 0.0), per_copy)
         return np.asarray(change).reshape(J, k), crossed
 
 
@@ -246,8 +258,11 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     kink = np.zeros(n, bool)
     left, right = np.full(n, np.nan), np.full(n, np.nan)
     estimator = _ESTIMATORS[method]
-    k = chunk_size(graph, values, name, EVALS[method], max_memory)
-    for start in range(0, n, k):
+    workers = WORKERS if n > 256 else 1
+    budget = max_memory // workers
+    graph.downstream(via or name)  # fill the graph's cache before threads share it
+
+    def chunk(start: int, k: int) -> int:
         sl = slice(start, start + k)
         idx = index[sl]
         x = prober.base[idx].real.astype(np.float64)
@@ -272,8 +287,33 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
             pos = start + sub
             left[pos], right[pos] = lo, hi
             error[pos] = e
-        if progress is not None:
-            progress(min(start + k, n), n)
+        return min(start + k, n)
+
+    # a first small chunk measures what a copy really costs (sparse changes cost far less than
+    # dense copies), then the rest goes in chunks sized to the memory budget
+    first = min(n, chunk_size(graph, values, name, EVALS[method], budget), 32)
+    done = chunk(0, first) if n else 0
+    if progress is not None and n:
+        progress(done, n)
+    per_copy = prober.stats.get("per_copy", 0.0) * EVALS[method] * 2  # and the ops' temporaries
+    k = int(max(first, min(MAX_CHUNK, min(budget, CACHE_BYTES) // max(per_copy, 1.0))))
+    starts = range(done, n, k)
+    if workers == 1 or len(starts) <= 1:
+        for start in starts:
+            finished = chunk(start, k)
+            if progress is not None:
+                progress(finished, n)
+    else:  # numpy releases the GIL in its loops: two chunks at once use both cores
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            finished = done
+            for fut in as_completed([pool.submit(chunk, s, k) for s in starts]):
+                fut.result()
+                finished += k
+                if progress is not None:
+                    progress(min(finished, n), n)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return Estimate(index, numeric, error, kink, left, right, method, rel_step)
 
 
