@@ -21,9 +21,11 @@ from .graph import Graph
 from .ops import BadGradient
 
 STATUSES = ("pass", "kink", "fail")
-#: element statuses: the node statuses, and "nonfinite" where the numeric estimate itself is NaN or
-#: Inf (the element cannot be checked; its node fails, its numbers stay out of the node's maxima)
-ELEMENT_STATUSES = STATUSES + ("nonfinite",)
+#: element statuses: the node statuses; "floor" where analytic and numeric are both below the
+#: noise floor (atol + the estimate's error bar), so they agree only in being too small to judge
+#: (not a failure); and "nonfinite" where the numeric estimate itself is NaN or Inf (the element
+#: cannot be checked; its node fails, its numbers stay out of the node's maxima)
+ELEMENT_STATUSES = STATUSES + ("floor", "nonfinite")
 
 #: default (rtol, atol) per numeric method. The complex step is exact to rounding, so its rtol can
 #: catch a backward wrong by 1e-9 relative; the real methods are limited by truncation and
@@ -51,6 +53,7 @@ class Settings:
     sample: int | None = None  # check this many random elements per node (all when fewer)
     seed: int = 0  # for --sample and --fast
     fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
+    split: bool = False  # also check each parameter's gradient of loss_data and of loss_reg
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class NodeResult:
     directions: int = 0  # --fast: directional comparisons made (bisection included)
     directional_error: float = 0.0  # --fast: the largest |vᵀa − D_v f| / (Σ|v_i a_i|)
     grad_max: float = 0.0  # max |analytic| over the whole node, checked or not
+    of: str = "loss"  # the scalar differentiated: "loss", or with --split "loss_data"/"loss_reg"
+    float64_rel_error: float | None = None  # float32 networks: the same check's error in float64
 
     @property
     def status(self) -> str:
@@ -151,6 +156,7 @@ class NodeResult:
         ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), 0.0)
         rank = np.select([self.statuses == "fail", self.statuses == "nonfinite", self.statuses == "kink"],
                          [3.0, 2.0, 1.0], 0.0)
+        ratio = np.where(self.statuses == "floor", 0.0, ratio)
         ratio = rank * 1e300 + np.minimum(ratio, 1e299)
         return int(np.argmax(ratio))
 
@@ -172,7 +178,7 @@ class NodeResult:
     def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
         pos = range(self.size)
         if only_failing_or_kink:
-            pos = np.flatnonzero(self.statuses != "pass")
+            pos = np.flatnonzero((self.statuses != "pass") & (self.statuses != "floor"))
         return [self.element(int(p)) for p in pos]
 
 
@@ -237,7 +243,9 @@ def compare(analytic, est: numeric.Estimate, rtol: float, atol: float):
     with np.errstate(invalid="ignore", divide="ignore"):
         rel_err = np.where(scale > 0, abs_err / scale, 0.0)
     ok = abs_err <= atol + rtol * scale + est.error
-    statuses = np.where(ok, np.where(est.kink, "kink", "pass"), "fail")
+    # both below what the estimate can resolve (and not both exactly 0): no verdict either way
+    floor = (scale <= atol + est.error) & (scale > 0) & ~est.kink
+    statuses = np.where(ok, np.where(est.kink, "kink", np.where(floor, "floor", "pass")), "fail")
     statuses = np.where(np.isfinite(a), statuses, "fail")
     statuses = np.where(np.isfinite(n) | est.kink, statuses, "nonfinite")
     abs_err = np.where(statuses == "nonfinite", np.nan, abs_err)
@@ -299,17 +307,57 @@ def check_node(p: Prepared, name: str, config: Config, settings: Settings, indic
         rng = np.random.default_rng([settings.seed, zlib.crc32(name.encode())])
         indices = np.sort(rng.choice(total, settings.sample, replace=False))
         mode = "sampled"
-    est = numeric.estimate(p.graph, p.values, name, settings.method, settings.step, indices,
+    est = numeric.estimate(p.graph, p.nvalues, name, settings.method, settings.step, indices,
                            settings.max_memory, trusted=p.trusted, progress=progress)
+    est = _opaque_kinks(p, name, est, config, settings)
     return _result(p, name, config, settings, est, problem, total=total, mode=mode)
+
+
+#: upstream of a custom op, nodes up to this size have every element tested for kinks from the
+#: numbers; larger ones only their failing elements
+OPAQUE_KINK_SCAN = 2048
+
+
+def _opaque_kinks(p: Prepared, name: str, est, config, settings):
+    """Elements upstream of code the engine cannot see inside (custom ops declare no kinks) get a
+    second look: if their one-sided derivatives stay apart as the step shrinks, they sit on a
+    kink and are judged against the interval between them (a steep but smooth function's close
+    up). Every element of a small node is looked at; of a large node, the failing ones."""
+    opaque = [n for n in p.graph.downstream(name) if getattr(p.graph.nodes[n].op, "opaque", False)]
+    if not opaque:
+        return est
+    rtol, atol = tolerance_for(est.method, config, settings)
+    a = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)[est.index]
+    _, _, statuses = compare(a, est, rtol, atol)
+    if len(est.index) <= OPAQUE_KINK_SCAN:
+        bad = np.flatnonzero(~est.kink)
+    else:
+        bad = np.flatnonzero(statuses == "fail")
+    if not bad.size:
+        return est
+    kink, left, right, err = numeric.detect_kinks(p.graph, p.nvalues, name, est.index[bad])
+    if not kink.any():
+        return est
+    from dataclasses import replace
+    arrays = {f: getattr(est, f).copy() for f in ("kink", "left", "right", "error")}
+    pos = bad[kink]
+    arrays["kink"][pos] = True
+    arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
+    arrays["error"][pos] = err[kink]
+    return replace(est, **arrays)
 
 
 def _result(p: Prepared, name, config, settings, est, problem=None, **extra) -> NodeResult:
     rtol, atol = tolerance_for(est.method, config, settings)
-    full = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)
+    grads = extra.pop("grads", p.grads)
+    full = np.asarray(grads[name], dtype=np.float64).reshape(-1)
     a = full[est.index]
     abs_err, rel_err, statuses = compare(a, est, rtol, atol)
     extra.setdefault("grad_max", _max(np.abs(full)))
+    if p.grads64 is not None:  # float32: how much of the error float32 alone explains
+        r64, a64 = DEFAULT_TOLERANCE[est.method]
+        _, rel64, _ = compare(np.asarray(p.grads64[name]).reshape(-1)[est.index], est, r64, a64)
+        extra["float64_rel_error"] = _max(rel64)
     node = p.graph.nodes[name]
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=p.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
@@ -457,6 +505,15 @@ class Prepared:
     problems: dict  # node -> message, for backwards that returned malformed gradients
     trusted: frozenset  # custom op nodes whose complex-step probe agreed with central differences
     warnings: tuple
+    #: what the numeric side perturbs: the plain pass itself in float64; for a float32 network,
+    #: the same network re-run in float64 from its float32 leaves (so float32 rounding does not
+    #: dominate the numeric estimate), whose own backward is `grads64`
+    numeric_values: dict | None = None
+    grads64: dict | None = None
+
+    @property
+    def nvalues(self) -> dict:
+        return self.numeric_values if self.numeric_values is not None else self.values
 
 
 def prepare(config: Config) -> Prepared:
@@ -477,12 +534,18 @@ def _prepare(config: Config) -> Prepared:
     problems: dict[str, str] = {}
     with np.errstate(all="ignore"):
         grads = graph.backward(values, problems)
+    values64 = grads64 = None
+    if config.dtype == "float32":
+        leaves = {n: node.value.astype(np.float64) for n, node in graph.nodes.items() if node.op is None}
+        with np.errstate(all="ignore"):
+            values64 = graph.forward(leaves)
+            grads64 = graph.backward(values64, {})
     trusted = frozenset(n for n, node in graph.nodes.items()
                         if node.op is not None and not node.op.complex_safe
-                        and numeric.complex_probe(graph, values, n))
+                        and numeric.complex_probe(graph, values64 or values, n))
     notes = tuple(f"node {n!r} does not reach the loss {loss.name!r}: its gradient is zero"
                   for n in unused_nodes(graph))
-    return Prepared(graph, values, grads, problems, trusted, notes)
+    return Prepared(graph, values, grads, problems, trusted, notes, values64, grads64)
 
 
 #: element-evaluations (perturbed elements × elements downstream) above which a check is "large"
@@ -522,7 +585,29 @@ def run(config: Config, settings: Settings = Settings(), notify=None, progress=N
     for name, msg in p.problems.items():
         if name in results:
             results[name] = _replace(results[name], problem=msg)
-    return _report(p, config, settings, [results[n] for n in names], blame)
+    rows = [results[n] for n in names]
+    if settings.split:
+        rows += split_parts(p, names, config, settings)
+    return _report(p, config, settings, rows, blame)
+
+
+def split_parts(p: Prepared, names, config: Config, settings: Settings) -> list[NodeResult]:
+    """Every parameter's gradient of loss_data and of loss_reg, checked separately: a large L2
+    term cannot hide a data-loss bug (the cs231n notes' advice, automated)."""
+    out = []
+    for part in ("loss_data", "loss_reg"):
+        if part not in p.graph.nodes:
+            continue
+        sub = Graph(nodes=p.graph.nodes, loss=part)
+        with np.errstate(all="ignore"):
+            grads = sub.backward(p.values, {})
+        sp = Prepared(sub, p.values, grads, {}, p.trusted, (), p.numeric_values, None)
+        for name in names:
+            if p.graph.nodes[name].kind != "parameter":
+                continue
+            res = check_node(sp, name, config, settings)
+            out.append(_replace(res, of=part))
+    return out
 
 
 def run_node(config: Config, name: str, settings: Settings = Settings(),
@@ -588,3 +673,22 @@ def step_rule(settings: Settings, methods=None) -> dict:
         rules[m] = (f"h = {settings.step:g}·max(|x|, 1)" if settings.step is not None else STEP_RULES[m])
     rules["kink"] = "one-sided second-order differences at h = ε^(1/3)·max(|x|, 1) and h/2"
     return rules
+
+
+def run_sweep(config: Config, name: str, index: str | None = None):
+    """The data of `gradverify sweep`: (index tuple, value, analytic, sweep data, chosen steps).
+    Without `index`, the element with the largest |analytic| gradient."""
+    p = prepare(config)
+    if name not in p.graph.nodes:
+        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, p.graph.nodes)}; the nodes "
+                               f"are: {', '.join(p.graph.nodes)}")
+    shape = p.values[name].shape[1:]
+    a = np.asarray(p.grads[name], dtype=np.float64).reshape(-1)
+    flat = parse_index(index, shape, name) if index is not None else int(np.argmax(np.abs(a)))
+    data = numeric.sweep(p.graph, p.nvalues, name, flat)
+    value = float(np.real(p.values[name]).reshape(-1)[flat])
+    scale = max(abs(value), 1.0)
+    chosen = {m: numeric.STEPS[m] * scale for m in ("forward", "central", "richardson", "complex")}
+    chosen["complex"] = max(chosen["complex"], float(data["steps"][-1]))  # 1e-20 is off the plot
+    idx = tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
+    return idx, value, float(a[flat]), data, chosen

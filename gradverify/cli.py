@@ -95,7 +95,8 @@ def resolve_config(config: Optional[Path], quiet: bool) -> Path:
     return BUNDLED
 
 
-def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False):
+def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False,
+              split=False):
     from .check import Settings
     from .errors import GradverifyError
 
@@ -105,7 +106,7 @@ def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, 
         raise GradverifyError("--max-memory takes a positive number of MiB")
     return Settings(method=method.value, step=step, rtol=rtol, atol=atol, strict=strict,
                     nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20),
-                    sample=sample, seed=seed, fast=fast)
+                    sample=sample, seed=seed, fast=fast, split=split)
 
 
 class _Progress:
@@ -184,9 +185,15 @@ def _load(path: Path, max_elements):
     return load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
 
 
-def _command_line(path: Path) -> str:
-    """The command that probes one node again ({node} is filled in)."""
-    return f"gradverify node {{node}} --config {path}" if path != BUNDLED else "gradverify node {node}"
+def _command_line(path: Path, method, step, rtol, atol) -> str:
+    """The command that probes one node again, with the same settings ({node} is filled in)."""
+    cmd = f"gradverify node {{node}} --config {path}" if path != BUNDLED else "gradverify node {node}"
+    if method != Method.auto:
+        cmd += f" --method {method.value}"
+    for flag, value in (("--step", step), ("--rtol", rtol), ("--atol", atol)):
+        if value is not None:
+            cmd += f" {flag} {value:g}"
+    return cmd
 
 
 @app.command()
@@ -202,6 +209,8 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
           fast: bool = typer.Option(False, "--fast", help="Directional mode: compare the derivative "
                                     "along a few random directions per node; bisect to the bad "
                                     "elements on a mismatch."),
+          split: bool = typer.Option(False, "--split", help="Also check every parameter's gradient "
+                                     "of loss_data and of loss_reg separately."),
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
@@ -211,7 +220,7 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
     path = resolve_config(config, quiet or format == Format.json)
     cfg = _load(path, max_elements)
     notify = None if quiet or format == Format.json else _note
-    settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast)
+    settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast, split)
     progress = _Progress(enabled=not quiet and format == Format.table)
     try:
         report = engine.run(cfg, settings, notify, progress)
@@ -221,7 +230,7 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
     if format == Format.json:
         _emit_json(check_json(report))
     else:
-        _console().print(check_view(report, _command_line(path)))
+        _console().print(check_view(report, _command_line(path, method, step, rtol, atol)))
     raise typer.Exit(report.exit_code)
 
 
@@ -251,6 +260,29 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
     else:
         _console().print(node_view(result, limit or None))
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handled
+def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
+          index: Optional[str] = typer.Option(None, "--index", "-i", help="The element, e.g. 0,2 "
+                                              "(default: the one with the largest gradient)."),
+          config: Optional[Path] = typer.Option(None, "--config", "-c", show_default=False,
+                                                help="The network's YAML config (default as for check)."),
+          format: Format = FormatOpt, max_elements: Optional[int] = MaxElOpt,
+          quiet: bool = QuietOpt) -> None:
+    """Numeric error against the analytic gradient for steps 1e-1 … 1e-14: forward, central,
+    Richardson and complex step, as a table and a log-log plot."""
+    from . import check as engine
+    from .render import sweep_json, sweep_view
+
+    path = resolve_config(config, quiet or format == Format.json)
+    cfg = _load(path, max_elements)
+    idx, value, analytic, data, chosen = engine.run_sweep(cfg, name, index)
+    if format == Format.json:
+        _emit_json(sweep_json(name, idx, value, analytic, data, chosen))
+    else:
+        _console().print(sweep_view(name, idx, value, analytic, data, chosen))
 
 
 def _version(value: bool):

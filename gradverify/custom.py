@@ -72,6 +72,7 @@ class PythonOp(Op):
     name = "custom"
     arity = None
     complex_safe = False
+    opaque = True  # declares no kinks: they are looked for in the numbers (numeric.detect_kinks)
 
     def __init__(self, ref: str, forward, backward, attrs: dict | None = None, seed: int = 0,
                  input_names: tuple[str, ...] = ("x",), node: str = ""):

@@ -366,3 +366,48 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
         d = (change[0] - change[1]).real / (2 * h)
         err = 8 * EPS * (loss + 1e-300) / h + 1e-6 * np.abs(d)
     return d, err, crossed, method
+
+
+def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray):
+    """Kinks seen from the numbers alone, for code that declares none: one-sided derivatives at
+    two steps 100× apart. A smooth function's left and right derivatives differ by O(h) and close
+    up as h shrinks (a steep one too, only from further apart); at a kink they stay apart.
+    Returns (kink, left, right, error bar), one entry per index."""
+    prober = _Prober(graph, values, name)
+    idx = np.asarray(indices, dtype=np.intp)
+    x = prober.base[idx].real.astype(np.float64)
+    scale = np.maximum(np.abs(x), 1.0)
+    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
+    l1, r1, _ = one_sided(prober, idx, x, scale, loss, rel_step=1e-3)
+    l2, r2, e2 = one_sided(prober, idx, x, scale, loss, rel_step=1e-5)
+    gap1, gap2 = np.abs(r1 - l1), np.abs(r2 - l2)
+    size = np.maximum(np.maximum(np.abs(l2), np.abs(r2)), 1e-300)
+    kink = (gap2 > 0.5 * gap1) & (gap2 > 1e-6 * size) & np.isfinite(gap2)
+    return kink, l2, r2, e2
+
+
+#: the steps `gradverify sweep` tries, relative to max(|x|, 1)
+SWEEP_STEPS = 10.0 ** -np.arange(1, 15)
+
+
+def sweep(graph: Graph, values: dict, name: str, index: int) -> dict:
+    """Every method's estimate of d loss / d name[index] at every step in SWEEP_STEPS:
+    {"steps": (S,), method: (S,), …}; at a kink also "left" and "right" (one-sided), and
+    "kink": True."""
+    prober = _Prober(graph, values, name)
+    idx = np.array([index], dtype=np.intp)
+    x = prober.base[idx].real.astype(np.float64)
+    scale = np.maximum(np.abs(x), 1.0)
+    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
+    out: dict = {"steps": SWEEP_STEPS * scale[0]}
+    with np.errstate(all="ignore"):
+        for method in ("forward", "central", "richardson", "complex"):
+            out[method] = np.array([_ESTIMATORS[method](prober, idx, x, scale, h, loss)[0][0]
+                                    for h in SWEEP_STEPS])
+        _, _, crossed = _complex(prober, idx, x, scale, STEPS["complex"], loss)
+        out["kink"] = bool(crossed[0])
+        if out["kink"]:
+            sides = [one_sided(prober, idx, x, scale, loss, rel_step=h) for h in SWEEP_STEPS]
+            out["left"] = np.array([s[0][0] for s in sides])
+            out["right"] = np.array([s[1][0] for s in sides])
+    return out

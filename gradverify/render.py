@@ -1,13 +1,14 @@
 """Results -> rich renderables and JSON documents. Never prints, never exits."""
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from .check import NodeResult, Report
 
-STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta"}
+STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta", "floor": "dim"}
 METHOD_NAMES = {"complex": "complex step", "central": "central differences",
                 "richardson": "Richardson extrapolation", "forward": "forward differences"}
 
@@ -46,23 +47,36 @@ def rule_lines(report: Report) -> list[str]:
                      f"{s['step_rule'][m]}")
     if any(n.status == "kink" for n in report.nodes):
         lines.append(f"  kinks: {s['step_rule']['kink']}")
+    if s.get("dtype") == "float32":
+        lines.append("  float32: the network and its backward run in float32; the numeric side re-runs "
+                     "it in float64 from the same float32 values. 'in float64' is the same check with "
+                     "the backward in float64: what remains of the error there is not float32's")
+    lines.append(f"  dtype {s['dtype']}, config seed {s['seed']}" +
+                 (f", sample seed {s['sample_seed']}" if s.get("mode") != "full" else ""))
     return lines
 
 
 def check_view(report: Report, command: str | None = None) -> Group:
     """The `check` table: one row per node, then the summary, blame and the rule used."""
     table = Table(title="gradverify check", title_justify="left", header_style="bold")
-    for col, just in (("node", "left"), ("kind", "left"), ("op", "left"), ("shape", "left"),
-                      ("method", "left"), ("max |analytic|", "right"), ("max abs err", "right"),
-                      ("max rel err", "right"), ("worst", "left"), ("status", "left")):
+    f32 = report.settings.get("dtype") == "float32"
+    cols = [("node", "left"), ("kind", "left"), ("op", "left"), ("shape", "left"),
+            ("method", "left"), ("max |analytic|", "right"), ("max abs err", "right"),
+            ("max rel err", "right")]
+    if f32:
+        cols.append(("in float64", "right"))
+    for col, just in cols + [("worst", "left"), ("status", "left")]:
         table.add_column(col, justify=just, no_wrap=col in ("node", "status"))
     for n in report.nodes:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
         rel = n.max_rel_error if n.size else n.directional_error
-        table.add_row(n.name, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
-                      "×".join(map(str, n.shape)) or "scalar", method,
-                      f"{_max_abs(n):.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel),
-                      _index(n.worst_index), status_text(n.status, n.inherited))
+        name = n.name if n.of == "loss" else f"{n.name} (∂{n.of})"
+        cells = [name, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
+                 "×".join(map(str, n.shape)) or "scalar", method,
+                 f"{_max_abs(n):.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
+        if f32:
+            cells.append(_err(n.float64_rel_error))
+        table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
     parts: list = [table, summary_text(report)]
     for b in report.blame:
         parts.append(Text("blame: " + b.message, style="bold red"))
@@ -140,6 +154,7 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
                           "--format json lists every one)", style="dim"))
     c = {s: int((result.statuses == s).sum()) for s in STYLE}
     nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
+    nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
     parts.append(Text(f"{result.size} elements: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail{nonfinite}"
                       f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  "))
     parts[-1].append(result.status.upper(), style=STYLE[result.status])
@@ -158,6 +173,8 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
         "status": n.status, "inherited": n.inherited, "problem": n.problem,
         "size": n.size, "total": n.total, "mode": n.mode, "directions": n.directions,
         "directional_error": n.directional_error, "max_analytic": _finite(n.max_analytic),
+        "of": n.of, "below_floor": int((n.statuses == "floor").sum()),
+        "float64_max_rel_error": n.float64_rel_error,
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
@@ -191,3 +208,76 @@ def node_json(result: NodeResult, report: Report) -> dict:
     doc["exit_code"] = report.exit_code
     doc["settings"] = report.settings
     return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# gradverify sweep
+
+SWEEP_MARKS = {"forward": "f", "central": "c", "richardson": "r", "complex": "i", "left": "<", "right": ">"}
+
+
+def sweep_errors(data: dict, analytic: float) -> dict:
+    """|estimate − analytic| per method and step."""
+    return {m: np.abs(data[m] - analytic) for m in SWEEP_MARKS if m in data}
+
+
+def sweep_plot(data: dict, analytic: float, chosen: dict, rows: int = 17) -> str:
+    """A log-log plot in text: x = step (1e-1 … 1e-14, left to right), y = error (1 … 1e-16)."""
+    errors = sweep_errors(data, analytic)
+    steps = data["steps"]
+    col_w = 4
+    width = col_w * len(steps)
+    grid = [[" "] * width for _ in range(rows)]
+    top, bottom = 0.0, -16.0
+
+    def row_of(err):
+        e = np.log10(max(err, 1e-300))
+        e = min(max(e, bottom), top)
+        return int(round((top - e) / (top - bottom) * (rows - 1)))
+
+    for m, errs in errors.items():
+        for k, err in enumerate(errs):
+            if not np.isfinite(err):
+                continue
+            r, c = row_of(err), k * col_w + 1 + list(SWEEP_MARKS).index(m) % 3
+            grid[r][c] = SWEEP_MARKS[m] if grid[r][c] == " " else "*"
+    lines = []
+    for r in range(rows):
+        label = f"1e{int(round(top - r * (top - bottom) / (rows - 1))):+03d}" if r % 4 == 0 else ""
+        lines.append(f"{label:>6} |" + "".join(grid[r]))
+    lines.append(" " * 7 + "+" + "-" * width)
+    axis = "".join(f"{int(np.round(np.log10(s))):>+{col_w}d}"[:col_w] for s in steps)
+    lines.append(" " * 8 + axis + "   log10(step)")
+    marks = [" "] * width
+    for m, h in chosen.items():
+        k = int(np.argmin(np.abs(np.log10(steps) - np.log10(h))))
+        marks[k * col_w + 1 + list(SWEEP_MARKS).index(m) % 3] = "^"
+    lines.append(" " * 8 + "".join(marks) + "   ^ the step gradverify uses")
+    legend = "  ".join(f"{v} {k}" for k, v in SWEEP_MARKS.items() if k in errors)
+    lines.append(" " * 8 + legend + "  (* overlap)")
+    return "\n".join(lines)
+
+
+def sweep_view(name: str, index, value: float, analytic: float, data: dict, chosen: dict) -> Group:
+    errors = sweep_errors(data, analytic)
+    table = Table(title=f"gradverify sweep {name} [{','.join(map(str, index))}]  value {value:.8g}, "
+                        f"analytic {analytic:.15g}" + ("  (on a kink)" if data.get("kink") else ""),
+                  title_justify="left", header_style="bold")
+    table.add_column("step h", justify="right")
+    for m in errors:
+        table.add_column(f"|err| {m}", justify="right")
+    for k, h in enumerate(data["steps"]):
+        table.add_row(f"{h:.0e}", *(_err(float(errors[m][k])) for m in errors))
+    note = ("forward differences fall as h until rounding (ε/h) takes over: the V; central and "
+            "Richardson fall faster and turn earlier; the complex step has no subtraction, so its "
+            "error stays at rounding level for every small h.")
+    return Group(table, Text(sweep_plot(data, analytic, chosen)), Text(note, style="dim"))
+
+
+def sweep_json(name, index, value, analytic, data, chosen) -> dict:
+    errors = sweep_errors(data, analytic)
+    return {"name": name, "index": list(index), "value": value, "analytic": analytic,
+            "kink": data.get("kink", False), "steps": [float(h) for h in data["steps"]],
+            "estimates": {m: [_finite(float(v)) for v in data[m]] for m in errors},
+            "errors": {m: [_finite(float(v)) for v in errors[m]] for m in errors},
+            "chosen_steps": chosen}

@@ -129,3 +129,45 @@ def test_large_check_is_announced(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "LARGE_CHECK", 10)
     res = runner.invoke(app, ["check", SEED])
     assert "it may take a while" in res.stderr and "--sample" in res.stderr
+
+
+def test_sweep_command(runner):
+    res = runner.invoke(app, ["sweep", "w1", "--config", SEED, "--index", "0,0"])
+    assert res.exit_code == 0, res.output
+    assert "log10(step)" in res.stdout and "^ the step gradverify uses" in res.stdout
+    doc = json.loads(runner.invoke(app, ["sweep", "w2", "-c", SEED, "--format", "json"]).stdout)
+    assert doc["kink"] is False and len(doc["steps"]) == 14
+    assert min(doc["errors"]["complex"]) < 1e-15 and min(doc["errors"]["forward"]) > 1e-10
+    kink = json.loads(runner.invoke(app, ["sweep", "w1", "-c", SEED, "-i", "0,0", "-f", "json"]).stdout)
+    assert kink["kink"] is True and "left" in kink["errors"] and "right" in kink["errors"]
+
+
+def test_sample_covers_every_node_and_says_so(runner):
+    medium = str(CONFIGS / "bench_medium.yaml")
+    res = runner.invoke(app, ["check", medium, "--sample", "7", "--format", "json"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["settings"]["mode"] == "sampled"
+    for n in doc["nodes"]:
+        assert n["size"] == min(7, n["total"]) and n["mode"] == ("sampled" if n["total"] > 7 else "full")
+    again = json.loads(runner.invoke(app, ["check", medium, "--sample", "7", "--format", "json"]).stdout)
+    assert again == doc  # seeded: the same elements every time
+    table = runner.invoke(app, ["check", medium, "--sample", "7"]).stdout
+    assert "(sampled, seed 0)" in table
+
+
+def test_fast_mode(runner):
+    res = runner.invoke(app, ["check", str(CONFIGS / "bench_medium.yaml"), "--fast", "--format", "json"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["settings"]["mode"] == "directional"
+    assert all(n["mode"] == "directional" and n["directions"] >= 3 for n in doc["nodes"])
+
+
+def test_split_flag(runner):
+    doc = json.loads(runner.invoke(app, ["check", SEED, "--split", "--format", "json"]).stdout)
+    parts = [(n["name"], n["of"]) for n in doc["nodes"] if n["of"] != "loss"]
+    assert parts == [(p, part) for part in ("loss_data", "loss_reg") for p in ("w1", "b1", "w2", "b2")]
+
+
+def test_no_progress_bar_when_not_a_terminal(runner):
+    res = runner.invoke(app, ["check", str(CONFIGS / "bench_medium.yaml"), "--sample", "50"])
+    assert "checking" not in res.stderr
