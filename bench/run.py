@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from gradverify import check, config  # noqa: E402
-from gradverify.check import Settings  # noqa: E402
+from gradverify import checker, config  # noqa: E402
+from gradverify.checker import Settings  # noqa: E402
 
 NETWORKS = [("notebook (seed.yaml)", "seed.yaml"), ("64×128→256→10 (bench_medium.yaml)", "bench_medium.yaml"),
             ("128×784→512→10 (bench_large.yaml)", "bench_large.yaml")]
@@ -73,7 +73,7 @@ def naive_loss(graph, values, name, new_value) -> float:
 
 def naive(cfg, per_node: int | None, seed: int = 0):
     """Central differences element by element. Returns (seconds, elements covered, extrapolated)."""
-    p = check.prepare(cfg)
+    p = checker.prepare(cfg)
     rng = np.random.default_rng(seed)
     total_time, extrapolated = 0.0, False
     for name in p.graph.nodes:
@@ -151,13 +151,13 @@ def main() -> None:
     for label, file in nets:
         cfg = config.load(ROOT / "configs" / file)
         with threadpool_limits(1):  # as the CLI runs
-            check.run(cfg, Settings(nodes=("loss",)))  # warm up imports and caches
-            t_full, rep = timed(check.run, cfg, Settings())
+            checker.run(cfg, Settings(nodes=("loss",)))  # warm up imports and caches
+            t_full, rep = timed(checker.run, cfg, Settings())
             elements = sum(n.total for n in rep.nodes)
             params = sum(n.total for n in rep.nodes if n.kind == "parameter")
-            mem = peak_mb(check.run, cfg, Settings())
-            t_fast, _ = timed(check.run, cfg, Settings(fast=True))
-            t_sample, _ = timed(check.run, cfg, Settings(sample=100))
+            mem = peak_mb(checker.run, cfg, Settings())
+            t_fast, _ = timed(checker.run, cfg, Settings(fast=True))
+            t_sample, _ = timed(checker.run, cfg, Settings(sample=100))
         per_node = None if elements <= 10_000 else args.naive_sample
         t_naive, extrapolated = naive(cfg, per_node)
         torch_res = torch_gradcheck(cfg) if params <= 50_000 else None

@@ -97,7 +97,7 @@ def resolve_config(config: Optional[Path], quiet: bool) -> Path:
 
 def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False,
               split=False):
-    from .check import Settings
+    from .checker import Settings
     from .errors import GradverifyError
 
     if sample is not None and sample < 1:
@@ -214,7 +214,7 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
-    from . import check as engine
+    from . import checker as engine
     from .render import check_json, check_view
 
     path = resolve_config(config, quiet or format == Format.json)
@@ -247,7 +247,7 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
          max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
          quiet: bool = QuietOpt) -> None:
     """Check one node, element by element."""
-    from . import check as engine
+    from . import checker as engine
     from .render import node_json, node_view
 
     path = resolve_config(config, quiet or format == Format.json)
@@ -273,7 +273,7 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
           quiet: bool = QuietOpt) -> None:
     """Numeric error against the analytic gradient for steps 1e-1 … 1e-14: forward, central,
     Richardson and complex step, as a table and a log-log plot."""
-    from . import check as engine
+    from . import checker as engine
     from .render import sweep_json, sweep_view
 
     path = resolve_config(config, quiet or format == Format.json)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gradverify import check, config
+from gradverify import checker, config
 from gradverify.cli import app
 from gradverify.errors import UserCodeError
 from conftest import ROOT
@@ -38,7 +38,7 @@ def test_correct_case_passes(case):
 
 
 def test_inherited_nodes_are_marked_not_blamed():
-    rep = check.run(config.load(ZOO / "softmax_rowsum.yaml"))
+    rep = checker.run(config.load(ZOO / "softmax_rowsum.yaml"))
     assert rep.node("l2_lin").status == "fail" and not rep.node("l2_lin").inherited
     for upstream in ("w2_out", "l1_tanh", "l1_lin", "w1_out", "x"):
         assert rep.node(upstream).status == "fail" and rep.node(upstream).inherited
@@ -49,7 +49,7 @@ def test_inherited_nodes_are_marked_not_blamed():
 
 def test_notebook_softmax_as_custom_activation_matches_closed_form():
     """The notebook's softmax (correct.py) gives l2_lin's gradient (p - onehot)/N by hand."""
-    rep = check.run(config.load(ZOO / "softmax_rowsum_ok.yaml"))
+    rep = checker.run(config.load(ZOO / "softmax_rowsum_ok.yaml"))
     assert rep.status == "pass"
     cfg = config.load(ZOO / "softmax_rowsum_ok.yaml")
     h = np.tanh(cfg.inputs @ cfg.layers[0].weights + cfg.layers[0].bias)
@@ -60,7 +60,7 @@ def test_notebook_softmax_as_custom_activation_matches_closed_form():
 
 
 def test_malformed_backward_is_a_fail_naming_shapes():
-    rep = check.run(config.load(ZOO / "bias_axis.yaml"))
+    rep = checker.run(config.load(ZOO / "bias_axis.yaml"))
     assert rep.exit_code == 1
     (b,) = rep.blame
     assert b.node == "l1_affine_axis" and "db of shape [4], but b has shape [5]" in b.message
@@ -107,7 +107,7 @@ def test_forward_gets_fresh_inputs(tmp_path):
             "def inplace_forward(x):\n    x[x.real < 0] = 0\n    return x, x.copy()\n"
             "def inplace_backward(d, c):\n    return d * (c.real > 0)\n")
     cfg = _net(tmp_path, body, "mine.py:inplace")
-    rep = check.run(config.load(cfg))
+    rep = checker.run(config.load(cfg))
     assert rep.status == "pass", [(n.name, n.status) for n in rep.nodes]
 
 
@@ -118,15 +118,15 @@ def test_code_dropping_imaginary_part_falls_back_to_central(tmp_path):
             "def sq_forward(x):\n    x = np.asarray(x).real.astype(float)\n    return x * x, x\n"
             "def sq_backward(d, c):\n    return 2 * c * d\n")
     cfg = _net(tmp_path, body, "mine.py:sq")
-    rep = check.run(config.load(cfg))
+    rep = checker.run(config.load(cfg))
     assert rep.status == "pass"
     assert rep.node("l1_lin").method == "central"
     assert rep.node("l1_sq").method == "complex"  # nothing custom downstream of it
 
 
 def test_graph_form_reproduces_layers_form():
-    layers = check.run(config.load(ROOT / "configs" / "seed.yaml"))
-    graph = check.run(config.load(ROOT / "configs" / "seed_graph.yaml"))
+    layers = checker.run(config.load(ROOT / "configs" / "seed.yaml"))
+    graph = checker.run(config.load(ROOT / "configs" / "seed_graph.yaml"))
     assert sorted(n.name for n in graph.nodes) == sorted(n.name for n in layers.nodes)
     assert graph.loss == layers.loss
     for a in layers.nodes:
@@ -137,7 +137,7 @@ def test_graph_form_reproduces_layers_form():
 
 
 def test_skip_connection_sums_both_paths():
-    rep = check.run(config.load(ROOT / "configs" / "skip.yaml"))
+    rep = checker.run(config.load(ROOT / "configs" / "skip.yaml"))
     assert rep.status == "pass"
     cfg = config.load(ROOT / "configs" / "skip.yaml")
     v = cfg.values
@@ -178,7 +178,7 @@ def test_graph_form_warns_on_unused_nodes(tmp_path):
     f.write_text("values: {x: [[1.0, 2.0]], w: [[1.0], [2.0]]}\ngraph:\n"
                  "- {name: a, op: matmul, inputs: [x, w]}\n- {name: s, op: sum, inputs: [a]}\n"
                  "- {name: dead, op: square, inputs: [a]}\nloss: s\n")
-    rep = check.run(config.load(f))
+    rep = checker.run(config.load(f))
     assert any("'dead' does not reach the loss" in w for w in rep.warnings)
     res = CliRunner().invoke(app, ["check", str(f)])
     assert res.exit_code == 0 and "'dead' does not reach the loss" in res.stderr

@@ -3,8 +3,8 @@ error bars, kinks (declared and found from the numbers), the step sweep."""
 import numpy as np
 import pytest
 
-from gradverify import check, config, numeric, ops
-from gradverify.check import Settings
+from gradverify import checker, config, numeric, ops
+from gradverify.checker import Settings
 from conftest import CONFIGS
 
 SMOOTH = CONFIGS / "smooth.yaml"
@@ -15,7 +15,7 @@ def smooth_worst(method: str, negligible: float) -> float:
     `negligible` times its node's largest. (A real difference's error has an absolute floor,
     ε·|loss|/h ≈ 1e-11 here, so an element 1e-6 the size of its node's largest cannot be had to
     1e-7 relative by central differences; the complex step has no such floor.)"""
-    rep = check.run(config.load(SMOOTH), Settings(method=method))
+    rep = checker.run(config.load(SMOOTH), Settings(method=method))
     assert rep.status == "pass", [(n.name, n.status) for n in rep.nodes]
     worst = 0.0
     for n in rep.nodes:
@@ -43,7 +43,7 @@ def test_smooth_analytic_matches_closed_form():
     dh2 = dz @ l3.weights.T
     dh1 = (dh2 * h2 * (1 - h2)) @ l2.weights.T
     dw1 = x.T @ (dh1 * (1 - h1 ** 2)) + 2 * cfg.reg_strength * l1.weights
-    rep = check.run(config.load(SMOOTH), Settings(nodes=("w1",)))
+    rep = checker.run(config.load(SMOOTH), Settings(nodes=("w1",)))
     np.testing.assert_allclose(rep.node("w1").analytic, dw1.reshape(-1), rtol=1e-12)
     np.testing.assert_allclose(rep.node("w1").numeric, dw1.reshape(-1), rtol=1e-12)
 
@@ -55,7 +55,7 @@ def _smooth_with_seed(seed: int):
 
 def test_correct_backward_never_fails_over_100_seeds():
     for seed in range(100):
-        rep = check.run(_smooth_with_seed(seed))
+        rep = checker.run(_smooth_with_seed(seed))
         assert rep.status == "pass", (seed, [(n.name, n.max_rel_error) for n in rep.nodes if n.status != "pass"])
 
 
@@ -67,16 +67,16 @@ def test_backward_wrong_by_1e9_is_caught(seed, monkeypatch):
 
     import gradverify.build as build
     monkeypatch.setitem(build._ACTIVATION_OPS, "tanh", Off)
-    rep = check.run(_smooth_with_seed(seed))
+    rep = checker.run(_smooth_with_seed(seed))
     assert rep.node("l1_lin").status == "fail" and rep.node("l1_tanh").status == "pass"
     assert [b.node for b in rep.blame] == ["l1_tanh"]
 
 
 def test_error_bars_cover_the_real_error():
     """Each real method's error bar is at least its actual error against the complex step."""
-    exact = check.run(config.load(SMOOTH))
+    exact = checker.run(config.load(SMOOTH))
     for method in ("central", "richardson"):
-        rep = check.run(config.load(SMOOTH), Settings(method=method))
+        rep = checker.run(config.load(SMOOTH), Settings(method=method))
         for n, e in zip(rep.nodes, exact.nodes):
             actual = np.abs(n.numeric - e.numeric)
             assert np.all(actual <= n.error + 1e-15), (method, n.name)
@@ -88,15 +88,15 @@ def test_near_kink_is_stepped_around_not_reported(tmp_path):
     a thousandth of the step, it is reported as a kink, the analytic value on its right side."""
     f = tmp_path / "near.yaml"
     f.write_text((CONFIGS / "seed.yaml").read_text().replace("bias: [-1, 3, 1]", "bias: [-0.9999999, 3, 1]"))
-    rep = check.run(config.load(f), Settings(method="central"))
+    rep = checker.run(config.load(f), Settings(method="central"))
     assert rep.status == "pass", [(n.name, n.status) for n in rep.nodes]
     f.write_text((CONFIGS / "seed.yaml").read_text().replace("bias: [-1, 3, 1]", "bias: [-0.999999999, 3, 1]"))
-    e = check.run(config.load(f), Settings(method="central")).node("w1").element(0)
+    e = checker.run(config.load(f), Settings(method="central")).node("w1").element(0)
     assert e.status == "kink" and e.analytic == pytest.approx(e.right, abs=1e-9)
 
 
 def test_kink_found_from_numbers_in_custom_code():
-    rep = check.run(config.load(CONFIGS / "seed_custom_relu.yaml"))
+    rep = checker.run(config.load(CONFIGS / "seed_custom_relu.yaml"))
     got = {n.name: n.status for n in rep.nodes}
     assert {k for k, v in got.items() if v == "kink"} == {"x", "w1", "b1", "w1_out", "l1_lin"}
     assert got["divexps"] == "pass"   # steep but smooth: its one-sided derivatives close up
@@ -106,7 +106,7 @@ def test_kink_found_from_numbers_in_custom_code():
 
 def test_divexps_steep_but_smooth_not_a_kink():
     """detect_kinks itself on divexps (1/sexps is steep): no kink."""
-    p = check.prepare(config.load(CONFIGS / "seed.yaml"))
+    p = checker.prepare(config.load(CONFIGS / "seed.yaml"))
     kink, left, right, _ = numeric.detect_kinks(p.graph, p.values, "divexps", np.array([0, 1]))
     assert not kink.any()
     kink, *_ = numeric.detect_kinks(p.graph, p.values, "l1_lin", np.array([0]))
@@ -118,7 +118,7 @@ def test_below_noise_floor(tmp_path):
     f = tmp_path / "tiny.yaml"
     f.write_text("values: {x: [[1.0e-20, 1.0]]}\ngraph:\n- {name: s, op: sum, inputs: [x]}\n"
                  "- {name: q, op: square, inputs: [x]}\n- {name: t, op: sum, inputs: [q]}\nloss: t\n")
-    rep = check.run(config.load(f))
+    rep = checker.run(config.load(f))
     assert rep.node("x").statuses.tolist() == ["floor", "pass"] and rep.status == "pass"
 
 
@@ -137,26 +137,26 @@ def test_split_finds_a_data_bug_hidden_by_l2(tmp_path):
     cfg.write_text("inputs: [[1.0, 2.0], [0.5, -1.0]]\nlabels: [0, 1]\nregularization: 1000000\n"
                    "layers:\n  - {weights: [[0.3, -0.2], [0.1, 0.4]], bias: [0.1, -0.1]}\n"
                    "loss: mine.py:softmax_loss\n")
-    plain = check.run(config.load(cfg), Settings(nodes=("w1", "b1")))
+    plain = checker.run(config.load(cfg), Settings(nodes=("w1", "b1")))
     assert plain.status == "pass"   # the L2 term's gradient is 1e7× larger
-    split = check.run(config.load(cfg), Settings(nodes=("w1", "b1"), split=True))
+    split = checker.run(config.load(cfg), Settings(nodes=("w1", "b1"), split=True))
     parts = {(n.name, n.of): n.status for n in split.nodes}
     assert parts[("w1", "loss_data")] == "fail" and parts[("w1", "loss_reg")] == "pass"
 
 
 def test_float32_side_by_side():
     text = SMOOTH.read_text().replace("seed: 3", "seed: 3\ndtype: float32")
-    rep = check.run(config.parse(text, file="smooth32.yaml"))
+    rep = checker.run(config.parse(text, file="smooth32.yaml"))
     assert rep.status == "pass"
     worst32 = max(n.max_rel_error for n in rep.nodes)
     worst64 = max(n.float64_rel_error for n in rep.nodes)
     assert worst32 > 1e-9 and worst64 < 1e-12   # float32 rounding explains all of the error
-    assert rep.nodes[0].rtol == check.FLOAT32_TOLERANCE[0]
+    assert rep.nodes[0].rtol == checker.FLOAT32_TOLERANCE[0]
 
 
 def test_sweep_shapes():
     """The V of forward differences, the complex step's flat floor."""
-    p = check.prepare(config.load(SMOOTH))
+    p = checker.prepare(config.load(SMOOTH))
     flat = int(np.argmax(np.abs(p.grads["w2"])))
     data = numeric.sweep(p.graph, p.values, "w2", flat)
     a = float(np.asarray(p.grads["w2"]).reshape(-1)[flat])

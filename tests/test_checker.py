@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from gradverify import check, config, ops
-from gradverify.check import Settings
+from gradverify import checker, config, ops
+from gradverify.checker import Settings
 from conftest import CONFIGS
 
 # the notebook's network, written out again here
@@ -47,7 +47,7 @@ def hand_gradients():
 
 @pytest.fixture(scope="module")
 def report():
-    return check.run(config.load(CONFIGS / "seed.yaml"))
+    return checker.run(config.load(CONFIGS / "seed.yaml"))
 
 
 def test_seed_loss_matches_notebook(report):
@@ -71,7 +71,7 @@ def test_seed_statuses(report):
 
 
 def test_seed_strict_exits_1():
-    strict = check.run(config.load(CONFIGS / "seed.yaml"), Settings(strict=True))
+    strict = checker.run(config.load(CONFIGS / "seed.yaml"), Settings(strict=True))
     assert strict.status == "kink" and strict.exit_code == 1
 
 
@@ -124,7 +124,7 @@ def test_notebook_rounded_dsoftmax_is_caught():
     orig = build.NegLogPick
     build.NegLogPick = Rounded
     try:
-        rep = check.run(cfg)
+        rep = checker.run(cfg)
     finally:
         build.NegLogPick = orig
     assert rep.node("softmax").status == "fail" and rep.node("neg_log").status == "pass"
@@ -134,7 +134,7 @@ def test_notebook_rounded_dsoftmax_is_caught():
 
 @pytest.mark.parametrize("method", ["complex", "central", "richardson", "forward"])
 def test_every_method_reproduces_the_seed_verdicts(method):
-    rep = check.run(config.load(CONFIGS / "seed.yaml"), Settings(method=method))
+    rep = checker.run(config.load(CONFIGS / "seed.yaml"), Settings(method=method))
     assert {n.name for n in rep.nodes if n.status == "kink"} == {"x", "w1", "b1", "w1_out", "l1_lin"}
     assert rep.status == "kink"
 
@@ -149,7 +149,7 @@ def test_off_by_1e5_backward_is_caught():
     orig = build.Reciprocal
     build.Reciprocal = Off
     try:
-        rep = check.run(config.load(CONFIGS / "seed.yaml"))
+        rep = checker.run(config.load(CONFIGS / "seed.yaml"))
     finally:
         build.Reciprocal = orig
     assert rep.node("sexps").status == "fail" and rep.node("divexps").status == "pass"
@@ -168,8 +168,8 @@ def test_nonfinite_numeric_marks_the_element_only(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text("values: {p: [[1.0e-300, 1.0], [0.5, 0.5]]}\nlabels: [0, 1]\ngraph:\n"
                  "- {name: n, op: neg_log_pick, inputs: [p]}\n- {name: s, op: sum, inputs: [n]}\nloss: s\n")
-    rep = check.run(config.load(f), Settings(method="central"))
+    rep = checker.run(config.load(f), Settings(method="central"))
     p = rep.node("p")
     assert p.statuses.tolist() == ["nonfinite", "pass", "pass", "pass"]
     assert p.status == "fail" and np.isfinite(p.max_abs_error)
-    assert check.run(config.load(f)).node("p").status == "pass"  # the complex step has no such trouble
+    assert checker.run(config.load(f)).node("p").status == "pass"  # the complex step has no such trouble
