@@ -1,3 +1,19 @@
-"""gradverify: checks hand-written backpropagation, node by node."""
+"""gradverify: checks hand-written backpropagation, node by node, and says which op is wrong.
+
+The Python API (see README, "Python API"):
+
+    gradverify.check(config) -> Report        a network from a path, YAML text or a dict
+    gradverify.check_op(forward, backward, *inputs, **attrs) -> Report
+                                              one cs231n-style op on given inputs
+    Report: .ok, .status, .nodes, .blame, .to_dict(), .table(), .assert_ok()
+"""
 
 __version__ = "0.1.0"
+__all__ = ["check", "check_op", "Report", "GradverifyError", "__version__"]
+
+
+def __getattr__(name):  # the API loads numpy only when used: `gradverify --version` stays fast
+    if name in ("check", "check_op", "Report", "GradverifyError"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'gradverify' has no attribute {name!r}")

@@ -225,6 +225,26 @@ class Report:
     def counts(self) -> dict:
         return {s: sum(n.status == s for n in self.nodes) for s in STATUSES}
 
+    def to_dict(self) -> dict:
+        """The same document as `gradverify check --format json`."""
+        from .render import check_json
+        return check_json(self)
+
+    def table(self, width: int = 160) -> str:
+        """The check table as plain text (what the terminal shows, without colour)."""
+        from .render import as_text, check_view
+        return as_text(check_view(self), width)
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError, with the table as its message, unless the gradients agree."""
+        if not self.ok:
+            raise AssertionError("gradients disagree\n" + self.table())
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"<Report {self.status}: {len(self.nodes)} nodes, {c['pass']} pass, {c['kink']} kink, "
+                f"{c['fail']} fail, blame={[b.node for b in self.blame]}>")
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -516,16 +536,17 @@ class Prepared:
         return self.numeric_values if self.numeric_values is not None else self.values
 
 
-def prepare(config: Config) -> Prepared:
-    """Build the graph, run the plain forward and backward passes, probe custom ops."""
+def prepare(config: Config, graph: Graph | None = None) -> Prepared:
+    """Build the graph (unless given one), run the plain forward and backward passes, probe
+    custom ops."""
     try:
-        return _prepare(config)
+        return _prepare(config, graph)
     except GradverifyError as err:
         raise config.source.place(err) from None
 
 
-def _prepare(config: Config) -> Prepared:
-    graph = build(config)
+def _prepare(config: Config, graph: Graph | None) -> Prepared:
+    graph = graph if graph is not None else build(config)
     values = forward_checked(graph, config)
     loss = graph.nodes[graph.loss]
     if values[graph.loss].shape != (1,):
@@ -562,11 +583,12 @@ def estimated_cost(p: Prepared, names) -> float:
     return total
 
 
-def run(config: Config, settings: Settings = Settings(), notify=None, progress=None) -> Report:
-    """Build the network, run forward and backward, and check every (selected) node.
-    `notify(message)` hears about a large check before it starts; `progress(node, done, total)`
-    after every batch of perturbed copies."""
-    p = prepare(config)
+def run(config: Config, settings: Settings = Settings(), notify=None, progress=None,
+        graph: Graph | None = None) -> Report:
+    """Build the network (or take `graph`), run forward and backward, and check every (selected)
+    node. `notify(message)` hears about a large check before it starts; `progress(node, done,
+    total)` after every batch of perturbed copies."""
+    p = prepare(config, graph)
     names = select_nodes(p.graph, settings.nodes)
     cost = estimated_cost(p, names)
     if notify and cost > LARGE_CHECK and not settings.fast and settings.sample is None:

@@ -551,6 +551,27 @@ class SubConst(Op):
         return d
 
 
+class WeightedSum(Op):
+    """out = Σ x · W over every core element, W a constant of x's core shape (a fixed random
+    cotangent turns an op's output into a scalar to check, as cs231n's eval_numerical_gradient_array
+    does with dout).  (B, ...) -> (B,)."""
+
+    name = "weighted_sum"
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def forward(self, x):
+        return (x * self.weights[None]).sum(axis=core_axes(x))
+
+    def backward(self, g, out, x):
+        return (per_copy(g, x) * self.weights[None],)
+
+    def push(self, slot, d, xs, out):
+        w = d.gather(self.weights[None])
+        return Delta("full", None, (d.vals * w).reshape(d.k, -1).sum(axis=1), ())
+
+
 class L2Penalty(Op):
     """out = strength · Σ_i Σ p_i²  over any number of parameters.  (B, ...)* -> (B,)."""
 
@@ -584,7 +605,7 @@ OPS: dict[str, type[Op]] = {
     cls.name: cls
     for cls in (MatMul, AddBias, Add, Sub, Mul, Reciprocal, Square, RowSum, Sum, Mean, BatchMean,
                 Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Exp, NegLogPick, HingeMargins,
-                SubConst, L2Penalty)
+                SubConst, WeightedSum, L2Penalty)
 }
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity", "softmax")

@@ -13,6 +13,16 @@ METHOD_NAMES = {"complex": "complex step", "central": "central differences",
                 "richardson": "Richardson extrapolation", "forward": "forward differences"}
 
 
+def as_text(renderable, width: int = 160) -> str:
+    """A renderable as plain text, no colour."""
+    import io
+
+    from rich.console import Console
+    buf = io.StringIO()
+    Console(file=buf, width=width, no_color=True, highlight=False, color_system=None).print(renderable)
+    return buf.getvalue()
+
+
 def _num(v, digits: int = 12) -> str:
     if v is None:
         return "—"

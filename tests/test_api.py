@@ -1,0 +1,59 @@
+"""The Python API: gradverify.check, gradverify.check_op, Report; the README's example runs."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gradverify
+from gradverify.errors import ConfigError
+from conftest import CONFIGS, ROOT
+
+
+def test_public_surface():
+    assert set(gradverify.__all__) == {"check", "check_op", "Report", "GradverifyError", "__version__"}
+
+
+def test_check_takes_path_text_and_dict():
+    text = (CONFIGS / "seed.yaml").read_text()
+    import yaml
+    for cfg in (CONFIGS / "seed.yaml", str(CONFIGS / "seed.yaml"), text, yaml.safe_load(text)):
+        rep = gradverify.check(cfg)
+        assert rep.ok and rep.status == "kink" and rep.loss == pytest.approx(1.6433835063990552)
+    assert rep.to_dict()["summary"]["kink"] == 5
+
+
+def test_check_bad_config_raises_with_location():
+    with pytest.raises(ConfigError, match=r"<string>:1:1: inptus: unknown key"):
+        gradverify.check("inptus: 1\nlayers: []\n")
+
+
+def test_check_op_matches_hand_gradient():
+    """Σ out·R for out = x @ w: d/dx = R wᵀ, d/dw = xᵀ R, by hand."""
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(3, 2)), rng.normal(size=(2, 4))
+    fwd = lambda x, w: (x @ w, (x, w))  # noqa: E731
+    bwd = lambda d, c: (d @ c[1].T, c[0].T @ d)  # noqa: E731
+    rep = gradverify.check_op(fwd, bwd, x, w, seed=5)
+    assert rep.ok and [n.name for n in rep.nodes] == ["x", "w", "out", "loss"]
+    R = np.random.default_rng(5).normal(size=(3, 4))
+    np.testing.assert_allclose(rep.nodes[0].analytic, (R @ w.T).reshape(-1), rtol=1e-13)
+    np.testing.assert_allclose(rep.nodes[1].numeric, (x.T @ R).reshape(-1), rtol=1e-12)
+
+
+def test_assert_ok_message_is_the_table():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3))
+    bad = lambda d, c: d * 0.5 * (1 - c ** 2)  # noqa: E731  tanh' wrong by a factor 2
+    rep = gradverify.check_op(lambda x: (np.tanh(x), np.tanh(x)), bad, x)
+    with pytest.raises(AssertionError) as e:
+        rep.assert_ok()
+    assert "gradverify check" in str(e.value) and "FAIL" in str(e.value) and "blame" in str(e.value)
+
+
+def test_example_test_file_passes():
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(ROOT / "examples" / "test_layers_example.py")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 passed" in res.stdout
