@@ -53,7 +53,7 @@ def _build_layers(c: Config) -> Graph:
         g.add(Node(name, kind, op=op_, inputs=tuple(inputs), key=key, source=source))
         return name
 
-    _leaf(g, "x", c.inputs, "input", "inputs")
+    _leaf(g, "x", c.inputs, "input", ("inputs",))
     prev, params = "x", []
     for layer in c.layers:
         i, key = layer.index, ("layers", layer.index - 1)

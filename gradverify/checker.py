@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
 import zlib
 
 import numpy as np
@@ -122,6 +123,8 @@ class NodeResult:
     grad_max: float = 0.0  # max |analytic| over the whole node, checked or not
     of: str = "loss"  # the scalar differentiated: "loss", or with --split "loss_data"/"loss_reg"
     float64_rel_error: float | None = None  # float32 networks: the same check's error in float64
+    line: int | None = None  # the config line that defines the node (its layer, op or value)
+    seconds: float = 0.0  # time spent checking it
 
     @property
     def status(self) -> str:
@@ -379,6 +382,8 @@ def _result(p: Prepared, name, config, settings, est, problem=None, **extra) -> 
         _, rel64, _ = compare(np.asarray(p.grads64[name]).reshape(-1)[est.index], est, r64, a64)
         extra["float64_rel_error"] = _max(rel64)
     node = p.graph.nodes[name]
+    if node.key is not None:
+        extra.setdefault("line", config.source.locate(tuple(node.key))[0])
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=p.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
                       value=np.real(p.values[name]).reshape(-1)[est.index].astype(np.float64),
@@ -598,11 +603,13 @@ def run(config: Config, settings: Settings = Settings(), notify=None, progress=N
                "--nodes PATTERN, or --fast (directional)")
     results = {}
     for name in names:
+        start = time.perf_counter()
         if settings.fast:
-            results[name] = check_node_fast(p, name, config, settings)
+            res = check_node_fast(p, name, config, settings)
         else:
             step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
-            results[name] = check_node(p, name, config, settings, progress=step)
+            res = check_node(p, name, config, settings, progress=step)
+        results[name] = _replace(res, seconds=time.perf_counter() - start)
     results, blame = assign_blame(p, results, config, settings)
     for name, msg in p.problems.items():
         if name in results:

@@ -39,6 +39,13 @@ class Format(str, Enum):
     json = "json"
 
 
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+    github = "github"
+    markdown = "markdown"
+
+
 class Method(str, Enum):
     auto = "auto"
     complex = "complex"
@@ -196,9 +203,20 @@ def _command_line(path: Path, method, step, rtol, atol) -> str:
     return cmd
 
 
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise GradverifyError(f"cannot write the {what} to {path}: {e.strerror or e}") from None
+
+
 @app.command()
 @handled
-def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method: Method = MethodOpt,
+def check(config: Optional[Path] = ConfigArg,
+          format: CheckFormat = typer.Option(CheckFormat.table, "--format", "-f",
+                                             help="table (rich), json, github (Actions annotations) "
+                                                  "or markdown, on stdout."),
+          method: Method = MethodOpt,
           step: Optional[float] = StepOpt, rtol: Optional[float] = RtolOpt,
           atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
           nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="Check only nodes matching "
@@ -211,26 +229,47 @@ def check(config: Optional[Path] = ConfigArg, format: Format = FormatOpt, method
                                     "elements on a mismatch."),
           split: bool = typer.Option(False, "--split", help="Also check every parameter's gradient "
                                      "of loss_data and of loss_reg separately."),
+          junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report "
+                                               "(one test case per node) to this file."),
+          svg: Optional[Path] = typer.Option(None, "--svg", help="Also save what the terminal shows "
+                                             "as an SVG picture."),
+          html: Optional[Path] = typer.Option(None, "--html", help="Also save what the terminal "
+                                              "shows as an HTML page."),
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
     from . import checker as engine
+    from .formats import github_annotations, junit_xml, markdown
     from .render import check_json, check_view
 
-    path = resolve_config(config, quiet or format == Format.json)
+    machine = format in (CheckFormat.json, CheckFormat.github)
+    path = resolve_config(config, quiet or machine)
     cfg = _load(path, max_elements)
-    notify = None if quiet or format == Format.json else _note
+    notify = None if quiet or machine else _note
     settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast, split)
-    progress = _Progress(enabled=not quiet and format == Format.table)
+    progress = _Progress(enabled=not quiet and format == CheckFormat.table)
     try:
         report = engine.run(cfg, settings, notify, progress)
     finally:
         progress.close()
     _notes(report, quiet)
-    if format == Format.json:
+    if junit is not None:
+        _write(junit, junit_xml(report, f"gradverify.{Path(path).stem}"), "JUnit report")
+    console = _console()
+    if svg is not None or html is not None:
+        console.record = True
+    if format == CheckFormat.json:
         _emit_json(check_json(report))
+    elif format == CheckFormat.github:
+        sys.stdout.write(github_annotations(report, str(path)))
+    elif format == CheckFormat.markdown:
+        console.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
     else:
-        _console().print(check_view(report, _command_line(path, method, step, rtol, atol)))
+        console.print(check_view(report, _command_line(path, method, step, rtol, atol)))
+    if svg is not None:
+        _write(svg, console.export_svg(title="gradverify check", clear=False), "SVG")
+    if html is not None:
+        _write(html, console.export_html(clear=False), "HTML page")
     raise typer.Exit(report.exit_code)
 
 
@@ -283,6 +322,65 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
         _emit_json(sweep_json(name, idx, value, analytic, data, chosen))
     else:
         _console().print(sweep_view(name, idx, value, analytic, data, chosen))
+
+
+@app.command()
+@handled
+def graph(config: Optional[Path] = ConfigArg,
+          check: bool = typer.Option(False, "--check", help="Run the check and colour each node by "
+                                     "its status."),
+          dot: bool = typer.Option(False, "--dot", help="Print Graphviz source instead (for `dot -Tpng`)."),
+          max_elements: Optional[int] = MaxElOpt, quiet: bool = QuietOpt) -> None:
+    """The network as a tree from the loss down to its inputs: each node's op and shape."""
+    from . import checker as engine
+    from .render import graph_dot, graph_tree
+
+    path = resolve_config(config, quiet or dot)
+    cfg = _load(path, max_elements)
+    prepared = engine.prepare(cfg)
+    statuses = None
+    exit_code = 0
+    if check:
+        report = engine.run(cfg)
+        statuses = {n.name: n.status for n in report.nodes}
+        exit_code = report.exit_code
+    if dot:
+        sys.stdout.write(graph_dot(prepared.graph, prepared.values, statuses))
+    else:
+        _console().print(graph_tree(prepared.graph, prepared.values, statuses))
+    raise typer.Exit(exit_code)
+
+
+@app.command()
+@handled
+def init(path: Path = typer.Argument(Path(DEFAULT_NAME), help="Where to write it."),
+         layers: str = typer.Option("4,16,3", "--layers", help="Widths from input to output."),
+         activation: str = typer.Option("relu", "--activation", help="Hidden layers' activation."),
+         loss: str = typer.Option("softmax_cross_entropy", "--loss", help="The loss."),
+         rows: int = typer.Option(8, "--rows", help="Input rows (the batch)."),
+         seed: int = typer.Option(0, "--seed", help="Seed for the random weights.")) -> None:
+    """Write a commented starter config with random weights that passes `check`."""
+    from .starter import starter
+
+    try:
+        widths = [int(w) for w in layers.split(",")]
+    except ValueError:
+        raise GradverifyError(f"--layers {layers!r}: expected widths like 4,16,3") from None
+    text = starter(widths, activation, loss, rows, seed)
+    if path.exists():
+        raise GradverifyError(f"{path} exists: not overwriting it (choose another path)")
+    _write(path, text, "config")
+    if path.suffix in (".yaml", ".yml"):
+        _console(stderr=True).print(f"gradverify: wrote {path}; check it with: gradverify check {path}",
+                                    markup=False, soft_wrap=True)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config format (for editors: see the README)."""
+    from .schema import schema as make
+
+    _emit_json(make())
 
 
 def _version(value: bool):

@@ -291,3 +291,56 @@ def sweep_json(name, index, value, analytic, data, chosen) -> dict:
             "estimates": {m: [_finite(float(v)) for v in data[m]] for m in errors},
             "errors": {m: [_finite(float(v)) for v in errors[m]] for m in errors},
             "chosen_steps": chosen}
+
+
+# ---------------------------------------------------------------------------------------------
+# gradverify graph
+
+
+def _node_text(graph, values, name, statuses) -> Text:
+    node = graph.nodes[name]
+    shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
+    text = Text(name, style=STYLE.get(statuses.get(name), "bold") if statuses else "bold")
+    text.append(f"  {node.op_label if node.op else node.kind}  {shape}", style="dim")
+    if statuses and name in statuses:
+        text.append("  ")
+        text.append(statuses[name].upper(), style=STYLE[statuses[name]])
+    return text
+
+
+def graph_tree(graph, values, statuses: dict | None = None):
+    """The network as a tree from the loss down to the inputs; a node reached again (shared
+    weights, skip connections) is shown once in full and then as "↑ name"."""
+    from rich.tree import Tree
+
+    root = Tree(_node_text(graph, values, graph.loss, statuses))
+    seen = {graph.loss}
+    stack = [(root, graph.loss)]
+    while stack:
+        branch, name = stack.pop()
+        for inp in graph.nodes[name].inputs:
+            if inp in seen:
+                branch.add(Text(f"↑ {inp}", style="dim"))
+                continue
+            seen.add(inp)
+            sub = branch.add(_node_text(graph, values, inp, statuses))
+            stack.append((sub, inp))
+    return root
+
+
+def graph_dot(graph, values, statuses: dict | None = None) -> str:
+    """Graphviz source: leaves as boxes, ops as ellipses, edges along the forward pass."""
+    colour = {"pass": "palegreen", "kink": "gold", "fail": "salmon"}
+    lines = ["digraph gradverify {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
+    for name, node in graph.nodes.items():
+        shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
+        label = f"{name}\\n{node.op_label if node.op else node.kind} {shape}".replace('"', "'")
+        attrs = [f'label="{label}"', f'shape={"box" if node.op is None else "ellipse"}']
+        if statuses and name in statuses:
+            attrs.append(f'style=filled, fillcolor="{colour[statuses[name]]}"')
+        lines.append(f'  "{name}" [{", ".join(attrs)}];')
+    for name, node in graph.nodes.items():
+        for inp in node.inputs:
+            lines.append(f'  "{inp}" -> "{name}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

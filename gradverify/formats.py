@@ -1,0 +1,146 @@
+"""Reports for CI: JUnit XML, GitHub Actions annotations, GitHub-flavoured markdown.
+Each takes a Report and returns text; nothing here prints or exits."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .checker import NodeResult, Report
+
+
+def _shape(n: NodeResult) -> str:
+    return "×".join(map(str, n.shape)) or "scalar"
+
+
+def _label(n: NodeResult) -> str:
+    return n.name if n.of == "loss" else f"{n.name} (d{n.of})"
+
+
+def worst_text(n: NodeResult) -> str:
+    """"worst element [0,2]: analytic 0.05, numeric 0.0501 (rel err 2.0e-03)" and kinks' sides."""
+    if n.worst is None:
+        return f"directional check, relative error {n.directional_error:.1e}" if n.mode == "directional" else ""
+    e = n.element(n.worst)
+    text = (f"worst element [{','.join(map(str, e.index))}]: analytic {e.analytic!r}, numeric {e.numeric!r} "
+            f"(abs err {e.abs_error:.1e}, rel err {e.rel_error:.1e})" if e.analytic is not None
+            and e.numeric is not None and e.abs_error is not None else
+            f"worst element [{','.join(map(str, e.index))}]: {e.status}")
+    if e.left is not None:
+        text += f"; left derivative {e.left!r}, right {e.right!r}"
+    return text
+
+
+# ---- JUnit ---------------------------------------------------------------------------------
+
+
+def junit_xml(report: Report, suite: str = "gradverify") -> str:
+    """One <testcase> per node. A failing node is a <failure> carrying its worst element and the
+    blamed op; a kink is <skipped> with its reason (a <failure> under --strict)."""
+    c = report.counts()
+    kinks_fail = report.strict
+    failures = c["fail"] + (c["kink"] if kinks_fail else 0)
+    skipped = 0 if kinks_fail else c["kink"]
+    total_time = sum(n.seconds for n in report.nodes)
+    root = ET.Element("testsuites", name="gradverify", tests=str(len(report.nodes)),
+                      failures=str(failures), errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(report.nodes)), failures=str(failures),
+                       errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
+    props = ET.SubElement(ts, "properties")
+    for key in ("method", "dtype", "seed", "config", "mode"):
+        ET.SubElement(props, "property", name=key, value=str(report.settings.get(key)))
+    for n in report.nodes:
+        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{n.kind}", name=_label(n),
+                             time=f"{n.seconds:.6f}")
+        detail = (f"node {_label(n)} ({n.op}, shape {_shape(n)}, {n.method}): {worst_text(n)}")
+        blamed = [b for b in report.blame if b.node == n.name or f"gradient {n.name} " in b.message]
+        if n.status == "fail":
+            msg = detail
+            if n.inherited:
+                msg += "; inherited from a wrong gradient downstream"
+            if n.problem:
+                msg += f"; {n.problem}"
+            body = "\n".join([msg] + [f"blame: {b.message}" for b in blamed])
+            f = ET.SubElement(case, "failure", message=msg, type="GradientMismatch")
+            f.text = body
+        elif n.status == "kink":
+            reason = (f"kink: {detail}; the analytic value lies between the one-sided derivatives "
+                      "(a valid subgradient)")
+            if kinks_fail:
+                ET.SubElement(case, "failure", message=reason, type="Kink").text = reason
+            else:
+                ET.SubElement(case, "skipped", message=reason)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# ---- GitHub Actions ------------------------------------------------------------------------
+
+
+def _esc_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _esc_prop(text: str) -> str:
+    return _esc_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(report: Report, config_file: str | None) -> str:
+    """`::error` for each failing node and each blamed op, `::warning` for each kink, each
+    pointing at the config line that defines the node (its layer, op or value)."""
+    lines = []
+
+    def emit(level: str, n_line, title: str, message: str):
+        where = []
+        if config_file:
+            where.append(f"file={_esc_prop(config_file)}")
+            if n_line:
+                where.append(f"line={n_line}")
+        where.append(f"title={_esc_prop(title)}")
+        lines.append(f"::{level} {','.join(where)}::{_esc_data(message)}")
+
+    by_name = {n.name: n for n in report.nodes if n.of == "loss"}
+    for b in report.blame:
+        n = by_name.get(b.node)
+        emit("error", n.line if n else None, f"gradverify: the backward of {b.node} is wrong", b.message)
+    for n in report.nodes:
+        if n.status == "fail":
+            extra = " (inherited from a wrong gradient downstream)" if n.inherited else ""
+            emit("error", n.line, f"gradverify: {_label(n)} FAIL",
+                 f"{_label(n)} ({n.op}, {_shape(n)}): {worst_text(n)}{extra}")
+        elif n.status == "kink":
+            emit("error" if report.strict else "warning", n.line, f"gradverify: {_label(n)} KINK",
+                 f"{_label(n)} ({n.op}, {_shape(n)}) sits on a kink: {worst_text(n)}")
+    c = report.counts()
+    lines.append(f"gradverify: {len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, "
+                 f"{c['fail']} fail: {report.status.upper()}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- markdown ------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: Report) -> str:
+    """The check table as GitHub-flavoured markdown, for a PR comment or a job summary."""
+    icon = {"pass": "✅ PASS", "kink": "⚠️ KINK", "fail": "❌ FAIL"}
+    out = [f"### gradverify: {icon[report.status]}", ""]
+    cfg = report.settings.get("config")
+    if cfg:
+        out.append(f"Config `{Path(cfg).name}` · loss {report.loss!r}")
+        out.append("")
+    out.append("| node | kind | op | shape | method | max \\|analytic\\| | max abs err | max rel err | worst | status |")
+    out.append("|---|---|---|---|---|---:|---:|---:|---|---|")
+    for n in report.nodes:
+        worst = "[" + ",".join(map(str, n.worst_index)) + "]" if n.worst_index is not None else "—"
+        status = icon[n.status] + (" (inherited)" if n.inherited else "")
+        out.append("| " + " | ".join(_md(v) for v in (
+            f"`{_label(n)}`", n.kind, n.op, _shape(n), n.method, f"{n.max_analytic:.4g}",
+            f"{n.max_abs_error:.1e}", f"{n.max_rel_error:.1e}", worst, status)) + " |")
+    c = report.counts()
+    out += ["", f"{len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail."]
+    for b in report.blame:
+        out.append(f"\n**Blame:** {_md(b.message)}")
+    return "\n".join(out) + "\n"

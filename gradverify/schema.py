@@ -1,0 +1,85 @@
+"""The JSON Schema of the config format (`gradverify schema`), for editors' completion and
+validation. The validator in config.py is the authority; this mirrors it."""
+from __future__ import annotations
+
+from .config import DTYPES, INITS
+from .ops import ACTIVATIONS, LOSSES, OPS
+
+CUSTOM = r"^.+\.py:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def schema() -> dict:
+    number = {"type": "number"}
+    nested = {"$ref": "#/$defs/nested"}
+    array = {
+        "description": "An inline nested list of numbers, a generated array, or a .npy file.",
+        "oneOf": [
+            nested,
+            {"type": "object", "additionalProperties": False, "required": ["shape"],
+             "properties": {"shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
+                            "init": {"enum": list(INITS), "default": "normal"},
+                            "std": {"type": "number", "minimum": 0, "default": 0.1}}},
+            {"type": "object", "additionalProperties": False, "required": ["file"],
+             "properties": {"file": {"type": "string", "description": "a .npy file, relative to the config"}}},
+        ],
+    }
+    labels = {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}},
+                        {"type": "object", "additionalProperties": False, "required": ["classes"],
+                         "properties": {"classes": {"type": "integer", "minimum": 1}}}],
+              "description": "One class index per input row, or {classes: C} drawn from the seed."}
+    custom = {"type": "string", "pattern": CUSTOM}
+    layer = {
+        "type": "object", "additionalProperties": False, "required": ["weights", "bias"],
+        "properties": {
+            "weights": {"$ref": "#/$defs/array", "description": "D×H"},
+            "bias": {"$ref": "#/$defs/array", "description": "H"},
+            "activation": {"anyOf": [{"enum": list(ACTIVATIONS)}, custom]},
+            "alpha": {"type": "number", "minimum": 0, "description": "leaky_relu's slope below 0"},
+            "op": {**custom, "description": "your layer: name_forward(x, w, b, *params, **attrs)"},
+            "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
+            "attrs": {"type": "object"},
+        },
+    }
+    node = {"type": "object", "additionalProperties": False, "required": ["name", "op"],
+            "properties": {"name": {"type": "string", "minLength": 1},
+                           "op": {"anyOf": [{"enum": list(OPS)}, custom]},
+                           "inputs": {"type": "array", "items": {"type": "string"}},
+                           "attrs": {"type": "object"}}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "gradverify-config",
+        "title": "gradverify config",
+        "description": "A network for gradverify: the layers form (inputs, layers, loss) or the "
+                       "graph form (values, graph, loss).",
+        "type": "object",
+        "additionalProperties": False,
+        "$defs": {
+            "nested": {"oneOf": [number, {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/nested"}}]},
+            "array": array,
+        },
+        "properties": {
+            "seed": {"type": "integer", "minimum": 0, "default": 0},
+            "dtype": {"enum": list(DTYPES), "default": "float64"},
+            "tolerance": {"type": "object", "additionalProperties": False,
+                          "properties": {"rtol": {"type": "number", "minimum": 0},
+                                         "atol": {"type": "number", "minimum": 0}}},
+            "inputs": {"anyOf": [{"$ref": "#/$defs/array"},
+                                 {"type": "array", "items": {"type": "string"},
+                                  "description": "graph form: which values are inputs"}]},
+            "labels": labels,
+            "targets": {"$ref": "#/$defs/array"},
+            "regularization": {"oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "object", "additionalProperties": False,
+                 "properties": {"strength": {"type": "number", "minimum": 0},
+                                "include": {"type": "array", "items": {"type": "string"}}}}]},
+            "layers": {"type": "array", "minItems": 1, "items": layer},
+            "loss": {"anyOf": [
+                {"type": "string", "description": f"one of {', '.join(LOSSES)}, file.py:name, or in "
+                                                  "the graph form the scalar node's name"},
+                {"type": "object", "additionalProperties": False, "required": ["type"],
+                 "properties": {"type": {"enum": list(LOSSES)}, "stable": {"type": "boolean"}}}]},
+            "values": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
+            "graph": {"type": "array", "minItems": 1, "items": node},
+        },
+    }

@@ -1,0 +1,155 @@
+"""CI formats from a failing zoo case (JUnit, GitHub annotations, markdown, SVG/HTML), the graph
+picture, init, the schema, and the command-line conventions."""
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gradverify.cli import app
+from gradverify.ops import ACTIVATIONS, LOSSES
+from conftest import CONFIGS, ROOT
+
+ZOO = ROOT / "examples" / "zoo"
+CASE = ZOO / "softmax_rowsum.yaml"  # 15 nodes, 10 fail (l2_lin and 9 inherited), l2_softmax blamed
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_junit(runner, tmp_path):
+    out = tmp_path / "report.xml"
+    res = runner.invoke(app, ["check", str(CASE), "--junit", str(out), "-q"])
+    assert res.exit_code == 1
+    import xmlschema
+    xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd")).validate(str(out))
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert suite.get("tests") == "15" and suite.get("failures") == "10" and suite.get("skipped") == "0"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert len(cases) == 15
+    failure = cases["l2_lin"].find("failure")
+    assert "worst element [0,0]: analytic" in failure.get("message") and "numeric" in failure.get("message")
+    assert "blame: the backward of l2_softmax (buggy.py:softmax) is wrong" in failure.text
+    assert cases["l2_softmax"].find("failure") is None
+
+
+def test_junit_kinks_skipped_or_failed_under_strict(runner, tmp_path):
+    out = tmp_path / "r.xml"
+    assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out)]).exit_code == 0
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert suite.get("skipped") == "5" and suite.get("failures") == "0"
+    skipped = [c.get("name") for c in suite.findall("testcase") if c.find("skipped") is not None]
+    assert skipped == ["x", "w1", "b1", "w1_out", "l1_lin"]
+    assert "left derivative" in suite.find("testcase/skipped").get("message")
+    assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out), "--strict"]).exit_code == 1
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert suite.get("failures") == "5" and suite.get("skipped") == "0"
+
+
+def test_github_annotations_point_at_config_lines(runner):
+    res = runner.invoke(app, ["check", str(CASE), "--format", "github"])
+    assert res.exit_code == 1
+    lines = res.stdout.strip().splitlines()
+    errors = [l for l in lines if l.startswith("::error ")]
+    assert len(errors) == 11  # the blamed op, then the 10 failing nodes
+    text = CASE.read_text().splitlines()
+    for line in errors:
+        m = re.match(r"::error file=([^,]+),line=(\d+),title=([^:]+)::(.*)", line)
+        assert m and m.group(1) == str(CASE)
+        row = text[int(m.group(2)) - 1]
+        node = m.group(3).split("%3A ")[1].split(" ")[0] if "backward of" not in m.group(3) else "l2_softmax"
+        expected = {"x": "inputs:", "w1": "weights:", "w1_out": "weights:", "b1": "bias:",
+                    "l1_lin": "bias:", "l1_tanh": "activation: tanh", "w2": "weights:",
+                    "w2_out": "weights:", "b2": "bias:", "l2_lin": "bias:",
+                    "l2_softmax": "activation: buggy.py:softmax"}[node]
+        assert expected in row, (node, row)
+    assert "the backward of l2_softmax (buggy.py:softmax) is wrong" in errors[0]
+    seed = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--format", "github"]).stdout
+    assert seed.count("::warning ") == 5 and "::error" not in seed
+
+
+def test_markdown_has_every_node(runner):
+    res = runner.invoke(app, ["check", str(CASE), "--format", "markdown", "-q"])
+    assert res.exit_code == 1
+    rows = [l for l in res.stdout.splitlines() if l.startswith("| `")]
+    names = [r.split("`")[1] for r in rows]
+    assert names == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin",
+                     "l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]
+    assert all(r.count(" | ") == 9 for r in rows)  # ten cells, no stray pipes
+    assert "**Blame:** the backward of l2_softmax" in res.stdout
+
+
+def test_svg_and_html_save_the_table(runner, tmp_path):
+    svg, html = tmp_path / "r.svg", tmp_path / "r.html"
+    res = runner.invoke(app, ["check", str(CASE), "--svg", str(svg), "--html", str(html), "-q"])
+    assert res.exit_code == 1
+    assert svg.read_text().startswith("<svg") and "l2_softmax" in svg.read_text()
+    assert "<html" in html.read_text().lower() and "l2_softmax" in html.read_text()
+
+
+def test_graph_tree_and_dot(runner):
+    res = runner.invoke(app, ["graph", str(CONFIGS / "skip.yaml"), "--check"])
+    assert res.exit_code == 0
+    for name in ("loss", "neg_log", "skip", "l1_tanh", "w1", "b2", "x"):
+        assert name in res.stdout
+    assert "↑ x" in res.stdout  # x reached twice: through the skip and through w1_out
+    dot = runner.invoke(app, ["graph", str(CONFIGS / "seed.yaml"), "--dot"]).stdout
+    assert dot.startswith("digraph gradverify {") and '"l1_lin" -> "l1_relu";' in dot
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_init_passes_check(runner, tmp_path, activation, loss):
+    path = tmp_path / "g.yaml"
+    res = runner.invoke(app, ["init", str(path), "--activation", activation, "--loss", loss])
+    assert res.exit_code == 0, res.output
+    check = runner.invoke(app, ["check", str(path), "--format", "json"])
+    assert check.exit_code == 0, check.output
+    assert json.loads(check.stdout)["status"] == "pass"
+
+
+def test_init_refuses_to_overwrite(runner, tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("mine")
+    res = runner.invoke(app, ["init", str(path)])
+    assert res.exit_code == 2 and "not overwriting" in res.stderr and path.read_text() == "mine"
+
+
+def test_schema_validates_every_bundled_config(runner):
+    import jsonschema
+    schema = json.loads(runner.invoke(app, ["schema"]).stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    files = sorted(CONFIGS.glob("*.yaml")) + sorted(ZOO.glob("*.yaml"))
+    assert len(files) > 20
+    for f in files:
+        errors = list(validator.iter_errors(yaml.safe_load(f.read_text())))
+        assert not errors, (f.name, errors[0].message)
+    bad = yaml.safe_load((CONFIGS / "seed.yaml").read_text())
+    bad["layres"] = bad.pop("layers")
+    assert list(validator.iter_errors(bad))
+
+
+def test_schema_file_is_current(runner):
+    committed = json.loads((ROOT / "gradverify.schema.json").read_text())
+    assert committed == json.loads(runner.invoke(app, ["schema"]).stdout)
+
+
+def test_python_dash_m_and_version():
+    res = subprocess.run([sys.executable, "-m", "gradverify", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("gradverify ")
+
+
+def test_no_color(tmp_path):
+    env = dict(os.environ, NO_COLOR="1", FORCE_COLOR="")
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(CASE), "-q"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and "\x1b[" not in res.stdout
