@@ -173,3 +173,21 @@ def test_nonfinite_numeric_marks_the_element_only(tmp_path):
     assert p.statuses.tolist() == ["nonfinite", "pass", "pass", "pass"]
     assert p.status == "fail" and np.isfinite(p.max_abs_error)
     assert checker.run(config.load(f)).node("p").status == "pass"  # the complex step has no such trouble
+
+
+@pytest.mark.parametrize("settings", [Settings(), Settings(max_memory=1), Settings(sample=5),
+                                      Settings(fast=True), Settings(method="richardson")],
+                         ids=["full", "one-at-a-time", "sampled", "fast", "richardson"])
+def test_smooth_passes_in_every_mode(settings):
+    rep = checker.run(config.load(CONFIGS / "smooth.yaml"), settings)
+    assert rep.status == "pass" and rep.exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["smooth.yaml", "seed.yaml", "skip.yaml"])
+def test_vectorized_equals_one_at_a_time(name):
+    """Chunks of copies with sparse changes give what one plain copy at a time gives."""
+    batched = checker.run(config.load(CONFIGS / name))
+    single = checker.run(config.load(CONFIGS / name), Settings(max_memory=1))
+    for a, b in zip(batched.nodes, single.nodes):
+        assert a.status == b.status
+        np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-13, atol=1e-16)
