@@ -11,7 +11,7 @@ does (two chunks of copies in two threads, BLAS single-threaded); the baselines 
 default threads. Where a baseline would take
 too long, it is timed on a seeded sample of elements per node and extrapolated by node size (the
 table says so). Peak memory of (a) is numpy's peak allocation under tracemalloc, in a second,
-untimed run.
+untimed run, and the peak resident size of a whole `gradverify check` process.
 
     python bench/run.py            # every network; writes the markdown table to stdout
     python bench/run.py --quick    # the notebook and the medium network only
@@ -128,6 +128,16 @@ def torch_gradcheck(cfg):
 # ---- the run -------------------------------------------------------------------------------
 
 
+def process_rss_mb(file: str) -> float:
+    """Peak resident memory of a whole `gradverify check FILE` process (its own child, measured
+    by a wrapper so each run is counted alone)."""
+    code = ("import resource, subprocess, sys; subprocess.run([sys.executable, '-m', 'gradverify', "
+            f"'check', {str(ROOT / 'configs' / file)!r}, '-q'], stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return int(out.stdout.strip() or 0) / 1024
+
+
 def startup_seconds() -> float:
     """The whole `gradverify check configs/seed.yaml` process, start-up included (best of 3)."""
     best = 1e9
@@ -161,15 +171,16 @@ def main() -> None:
         per_node = None if elements <= 10_000 else args.naive_sample
         t_naive, extrapolated = naive(cfg, per_node)
         torch_res = torch_gradcheck(cfg) if params <= 50_000 else None
-        rows.append((label, elements, params, t_full, mem, t_fast, t_sample, t_naive, extrapolated,
+        rss = process_rss_mb(file)
+        rows.append((label, elements, params, t_full, (mem, rss), t_fast, t_sample, t_naive, extrapolated,
                      torch_res, rep.status))
         print(f"done: {label}", file=sys.stderr)
 
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}.  Run: {time.strftime('%Y-%m-%d')}, `python bench/run.py"
           f"{' --quick' if args.quick else ''}`.\n")
-    print("| network | elements (params) | gradverify full | peak MiB | --fast | --sample 100 | "
-          "naive loop | naive / full | torch gradcheck (params only) | torch / full |")
+    print("| network | elements (params) | gradverify full | peak MiB: numpy / process | --fast | "
+          "--sample 100 | naive loop | naive / full | torch gradcheck (params only) | torch / full |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (label, elements, params, t_full, mem, t_fast, t_sample, t_naive, extrapolated, torch_res,
          status) in rows:
@@ -180,7 +191,7 @@ def main() -> None:
             t_torch, ok, n, version = torch_res
             torch_txt = f"{t_torch:.2f} s (torch {version}, {n:,} params, {'pass' if ok else 'FAIL'})"
             ratio_t = f"{t_torch / t_full:.1f}×"
-        print(f"| {label} | {elements:,} ({params:,}) | {t_full:.2f} s ({status}) | {mem:.0f} | "
+        print(f"| {label} | {elements:,} ({params:,}) | {t_full:.2f} s ({status}) | {mem[0]:.0f} / {mem[1]:.0f} | "
               f"{t_fast:.2f} s | {t_sample:.2f} s | {naive_txt} | {t_naive / t_full:.1f}× | "
               f"{torch_txt} | {ratio_t} |")
     print(f"\nThe whole `gradverify check configs/seed.yaml` process, start-up included: "
