@@ -22,29 +22,27 @@ def test_seed_parses():
     assert [l.activation for l in c.layers] == ["relu", None]
 
 
-def test_generated_and_file_arrays(tmp_path):
-    np.save(tmp_path / "x.npy", np.arange(6.0).reshape(3, 2))
-    c = config.parse("""
+GENERATED = """
 seed: 3
 inputs: {file: x.npy}
 labels: {classes: 4}
 layers:
   - {weights: {shape: [2, 5], init: normal, std: 0.1}, bias: {shape: [5], init: zeros}, activation: tanh}
   - {weights: {shape: [5, 4], init: uniform, std: 0.5}, bias: [0, 0, 0, 0]}
-""", base_dir=tmp_path)
+"""
+
+
+def test_generated_and_file_arrays(tmp_path):
+    np.save(tmp_path / "x.npy", np.arange(6.0).reshape(3, 2))
+    c = config.parse(GENERATED, base_dir=tmp_path)
     assert c.inputs.tolist() == [[0, 1], [2, 3], [4, 5]]
     assert c.layers[0].weights.shape == (2, 5) and np.all(c.layers[0].bias == 0)
     assert np.all(np.abs(c.layers[1].weights) <= 0.5)
     assert c.labels.shape == (3,) and set(c.labels) <= {0, 1, 2, 3}
-    again = config.parse(c.source.base_dir.joinpath("x.npy").name and """
-seed: 3
-inputs: {file: x.npy}
-labels: {classes: 4}
-layers:
-  - {weights: {shape: [2, 5], init: normal, std: 0.1}, bias: {shape: [5], init: zeros}, activation: tanh}
-  - {weights: {shape: [5, 4], init: uniform, std: 0.5}, bias: [0, 0, 0, 0]}
-""", base_dir=tmp_path)
+    again = config.parse(GENERATED, base_dir=tmp_path)
     assert np.array_equal(again.layers[0].weights, c.layers[0].weights)  # same seed, same draw
+    other = config.parse(GENERATED.replace("seed: 3", "seed: 4"), base_dir=tmp_path)
+    assert not np.array_equal(other.layers[0].weights, c.layers[0].weights)
 
 
 def test_shape_mismatch_names_both_layers_and_line():
