@@ -199,7 +199,7 @@ def read_yaml(text: str, source: Source, max_elements: int = DEFAULT_MAX_ELEMENT
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}", file=source.file) from None
     except RecursionError:
-        raise ConfigError(f"invalid YAML: nested too deeply", file=source.file) from None
+        raise ConfigError("invalid YAML: nested too deeply", file=source.file) from None
     if node is None:
         raise ConfigError("the config is empty: expected a mapping with `layers:` or `graph:`",
                           file=source.file, line=1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import random
-import sys
 import warnings
 from pathlib import Path
 

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from gradverify import checker, config
 from gradverify.cli import app
-from gradverify.errors import UserCodeError
 from conftest import ROOT
 
 ZOO = ROOT / "examples" / "zoo"
