@@ -1,4 +1,5 @@
-"""Comparing analytic with numeric gradients: statuses, blame, and frozen result records.
+"""Running a check: comparing analytic with numeric gradients, element statuses, blame.
+The records it returns are in results.py.
 
 An element passes when |a − n| ≤ atol + rtol·max(|a|, |n|) + e, where e is the numeric estimate's
 own error bar. At a kink it is judged against the interval between the left and right one-sided
@@ -7,10 +8,9 @@ subgradient and the element is a KINK; outside it is a FAIL.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import time
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,13 +20,9 @@ from .config import Config
 from .errors import GradverifyError, NumericalError, UnknownNodeError, did_you_mean
 from .graph import Graph
 from .ops import BadGradient
+from .results import Blame, NodeResult, Report, Settings, _max
 
-STATUSES = ("pass", "kink", "fail")
-#: element statuses: the node statuses; "floor" where analytic and numeric are both below the
-#: noise floor (atol + the estimate's error bar), so they agree only in being too small to judge
-#: (not a failure); and "nonfinite" where the numeric estimate itself is NaN or Inf (the element
-#: cannot be checked; its node fails, its numbers stay out of the node's maxima)
-ELEMENT_STATUSES = STATUSES + ("floor", "nonfinite")
+__all__ = ["run", "run_node", "run_sweep", "prepare", "Settings", "Report", "NodeResult", "Blame"]
 
 #: default (rtol, atol) per numeric method. The complex step is exact to rounding, so its rtol can
 #: catch a backward wrong by 1e-9 relative; the real methods are limited by truncation and
@@ -38,215 +34,6 @@ DEFAULT_TOLERANCE = {
     "forward": (1e-4, 1e-7),
 }
 FLOAT32_TOLERANCE = (1e-4, 1e-6)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How a check runs. None means the default for the method (or the config's tolerance)."""
-
-    method: str = "auto"
-    step: float | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    max_memory: int = 256 * 2**20
-    strict: bool = False
-    nodes: tuple[str, ...] | None = None
-    sample: int | None = None  # check this many random elements per node (all when fewer)
-    seed: int = 0  # for --sample and --fast
-    fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
-    split: bool = False  # also check each parameter's gradient of loss_data and of loss_reg
-
-
-@dataclass(frozen=True)
-class Element:
-    """One element of one node."""
-
-    index: tuple[int, ...]
-    value: float
-    analytic: float
-    numeric: float
-    error: float
-    left: float | None
-    right: float | None
-    abs_error: float
-    rel_error: float
-    status: str
-
-    def to_dict(self) -> dict:
-        return {"index": list(self.index), "value": self.value, "analytic": self.analytic,
-                "numeric": self.numeric, "numeric_error": self.error, "left": self.left,
-                "right": self.right, "abs_error": self.abs_error, "rel_error": self.rel_error,
-                "status": self.status}
-
-
-def _f(v) -> float | None:
-    v = float(v)
-    return v if np.isfinite(v) else None
-
-
-def _max(values: np.ndarray) -> float:
-    """The largest finite value (NaN when there are values but none is finite)."""
-    finite = values[np.isfinite(values)]
-    if finite.size:
-        return float(finite.max())
-    return float("nan") if values.size else 0.0
-
-
-@dataclass(frozen=True, eq=False)
-class NodeResult:
-    """Every checked element of one node, as arrays over flat indices (`flat`)."""
-
-    name: str
-    kind: str
-    op: str
-    shape: tuple[int, ...]
-    method: str
-    rtol: float
-    atol: float
-    step: float
-    flat: np.ndarray
-    value: np.ndarray
-    analytic: np.ndarray
-    numeric: np.ndarray
-    error: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    abs_error: np.ndarray
-    rel_error: np.ndarray
-    statuses: np.ndarray  # of str
-    problem: str | None = None  # a malformed backward's message
-    inherited: bool = False  # fails only because a gradient downstream of it is wrong
-    total: int = -1  # elements in the node (size is how many were checked)
-    mode: str = "full"  # "full", "sampled", or "directional" (--fast)
-    directions: int = 0  # --fast: directional comparisons made (bisection included)
-    directional_error: float = 0.0  # --fast: the largest |vᵀa − D_v f| / (Σ|v_i a_i|)
-    grad_max: float = 0.0  # max |analytic| over the whole node, checked or not
-    of: str = "loss"  # the scalar differentiated: "loss", or with --split "loss_data"/"loss_reg"
-    float64_rel_error: float | None = None  # float32 networks: the same check's error in float64
-    line: int | None = None  # the config line that defines the node (its layer, op or value)
-    seconds: float = 0.0  # time spent checking it
-
-    @property
-    def status(self) -> str:
-        if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
-            return "fail"
-        return "kink" if (self.statuses == "kink").any() else "pass"
-
-    @property
-    def size(self) -> int:
-        return len(self.flat)
-
-    @property
-    def max_analytic(self) -> float:
-        """max |analytic| over the whole node (not only the elements checked)."""
-        return self.grad_max if self.total >= 0 else _max(np.abs(self.analytic))
-
-    @property
-    def max_abs_error(self) -> float:
-        return _max(self.abs_error)
-
-    @property
-    def max_rel_error(self) -> float:
-        return _max(self.rel_error)
-
-    @property
-    def worst(self) -> int | None:
-        """Position (into the arrays) of the element failing most; else a kink; else the one
-        closest to failing."""
-        if not self.size:
-            return None
-        allowed = self.atol + self.rtol * np.maximum(np.abs(self.analytic), np.abs(self.numeric)) + self.error
-        ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), 0.0)
-        rank = np.select([self.statuses == "fail", self.statuses == "nonfinite", self.statuses == "kink"],
-                         [3.0, 2.0, 1.0], 0.0)
-        ratio = np.where(self.statuses == "floor", 0.0, ratio)
-        ratio = rank * 1e300 + np.minimum(ratio, 1e299)
-        return int(np.argmax(ratio))
-
-    @property
-    def worst_index(self) -> tuple[int, ...] | None:
-        w = self.worst
-        return None if w is None else self.index_of(w)
-
-    def index_of(self, pos: int) -> tuple[int, ...]:
-        return tuple(int(i) for i in np.unravel_index(int(self.flat[pos]), self.shape)) if self.shape else ()
-
-    def element(self, pos: int) -> Element:
-        kink = self.statuses[pos] == "kink" or np.isfinite(self.left[pos])
-        return Element(self.index_of(pos), float(self.value[pos]), _f(self.analytic[pos]),
-                       _f(self.numeric[pos]), _f(self.error[pos]),
-                       _f(self.left[pos]) if kink else None, _f(self.right[pos]) if kink else None,
-                       _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
-
-    def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
-        pos = range(self.size)
-        if only_failing_or_kink:
-            pos = np.flatnonzero((self.statuses != "pass") & (self.statuses != "floor"))
-        return [self.element(int(p)) for p in pos]
-
-
-@dataclass(frozen=True)
-class Blame:
-    node: str
-    op: str
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"node": self.node, "op": self.op, "message": self.message}
-
-
-@dataclass(frozen=True)
-class Report:
-    loss: float
-    loss_data: float | None
-    loss_reg: float | None
-    settings: dict
-    nodes: tuple[NodeResult, ...]
-    blame: tuple[Blame, ...] = ()
-    strict: bool = False
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def status(self) -> str:
-        statuses = {n.status for n in self.nodes}
-        return "fail" if "fail" in statuses else "kink" if "kink" in statuses else "pass"
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.status == "fail" or (self.strict and self.status == "kink") else 0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def node(self, name: str) -> NodeResult:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise UnknownNodeError(f"no node {name!r}{did_you_mean(name, [n.name for n in self.nodes])}")
-
-    def counts(self) -> dict:
-        return {s: sum(n.status == s for n in self.nodes) for s in STATUSES}
-
-    def to_dict(self) -> dict:
-        """The same document as `gradverify check --format json`."""
-        from .render import check_json
-        return check_json(self)
-
-    def table(self, width: int = 160) -> str:
-        """The check table as plain text (what the terminal shows, without colour)."""
-        from .render import as_text, check_view
-        return as_text(check_view(self), width)
-
-    def assert_ok(self) -> None:
-        """Raise AssertionError, with the table as its message, unless the gradients agree."""
-        if not self.ok:
-            raise AssertionError("gradients disagree\n" + self.table())
-
-    def __repr__(self) -> str:
-        c = self.counts()
-        return (f"<Report {self.status}: {len(self.nodes)} nodes, {c['pass']} pass, {c['kink']} kink, "
-                f"{c['fail']} fail, blame={[b.node for b in self.blame]}>")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .checker import NodeResult, Report
+from .results import NodeResult, Report
 
 
 def _shape(n: NodeResult) -> str:

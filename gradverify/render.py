@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .checker import NodeResult, Report
+from .results import NodeResult, Report
 
 STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta", "floor": "dim"}
 METHOD_NAMES = {"complex": "complex step", "central": "central differences",
