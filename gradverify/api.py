@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from . import checker, config as config_mod
 from .checker import Report, Settings
 from .config import Config, Source
-from .custom import PythonOp
+from .custom import PythonOp, gradient_names
 from .errors import GradverifyError
 from .graph import Graph, Node
 from .ops import WeightedSum
@@ -68,9 +67,7 @@ def check_op(forward, backward, *inputs, method: str = "auto", rtol: float | Non
     if not inputs:
         raise GradverifyError("check_op needs at least one input array")
     arrays = [np.array(a, dtype=np.float64) for a in inputs]
-    params = [p.name for p in inspect.signature(forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    names = params[: len(arrays)] if len(params) >= len(arrays) else [f"x{i}" for i in range(len(arrays))]
+    names = list(gradient_names(forward, len(arrays)))
     ref = getattr(forward, "__name__", "forward").removesuffix("_forward")
     graph = Graph(loss="loss")
     for name, a in zip(names, arrays):

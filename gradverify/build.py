@@ -155,11 +155,8 @@ def _build_graph(c: Config) -> Graph:
             if inp not in defined:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
         if is_custom(spec.op):
-            _, fname = custom.split_ref(spec.op)
-            input_names = spec.attrs.get("grad_names") or (["x"] if len(spec.inputs) == 1 else
-                                                          [f"x{k}" for k in range(len(spec.inputs))])
-            attrs = {k: v for k, v in spec.attrs.items() if k != "grad_names"}
-            op_ = custom.layer(spec.op, c.source.base_dir, c.seed, spec.name, input_names, attrs)
+            op_ = custom.layer(spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs),
+                               n_inputs=len(spec.inputs))
         else:
             op_ = _builtin(c, spec)
             if op_.arity is not None and len(spec.inputs) != op_.arity:

@@ -14,6 +14,7 @@ call so a random op (dropout) is deterministic.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import random
 import warnings
 from pathlib import Path
@@ -177,10 +178,27 @@ def activation(ref: str, base_dir: Path, seed: int, node: str) -> PythonOp:
     return PythonOp(ref, fwd, bwd, seed=seed, input_names=("x",), node=node)
 
 
-def layer(ref: str, base_dir: Path, seed: int, node: str, input_names, attrs) -> PythonOp:
+def gradient_names(forward, count: int) -> tuple[str, ...]:
+    """The names a backward's dict uses for its inputs ("dx", "dw", …): forward's own
+    positional parameter names, else x (one input) or x0, x1, …"""
+    try:
+        params = [p.name for p in inspect.signature(forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= count:
+        return tuple(params[:count])
+    return ("x",) if count == 1 else tuple(f"x{k}" for k in range(count))
+
+
+def layer(ref: str, base_dir: Path, seed: int, node: str, input_names, attrs,
+          n_inputs: int | None = None) -> PythonOp:
+    """A layer or graph-form op; input_names None: taken from forward's parameters."""
     file, name = split_ref(ref)
     module = load_module(base_dir / file, ref)
     fwd, bwd = find(module, file, ref, f"{name}_forward", f"{name}_backward")
+    if input_names is None:
+        input_names = gradient_names(fwd, n_inputs or 1)
     return PythonOp(ref, fwd, bwd, attrs=attrs, seed=seed, input_names=tuple(input_names), node=node)
 
 

@@ -199,3 +199,18 @@ def test_every_mode_catches_every_zoo_bug(case, mode):
     assert [b["node"] for b in json.loads(res.stdout)["blame"]] == [CASES[case]]
     ok = CliRunner().invoke(app, ["check", str(ZOO / f"{case}_ok.yaml"), "--format", "json"] + mode)
     assert ok.exit_code == 0, ok.output
+
+
+def test_graph_form_custom_op_dict_names_from_forward(tmp_path):
+    """A two-input custom op in the graph form: its backward's dict keys are d + the names of
+    forward's parameters."""
+    (tmp_path / "mine.py").write_text(
+        "def scale_forward(a, s):\n    return a * s, (a, s)\n"
+        "def scale_backward(d, c):\n    a, s = c\n    return {'da': d * s, 'ds': (d * a).sum(0)}\n")
+    f = tmp_path / "g.yaml"
+    f.write_text("values: {a: [[1.0, 2.0], [3.0, 4.0]], s: [0.5, -1.0]}\ngraph:\n"
+                 "- {name: m, op: mine.py:scale, inputs: [a, s]}\n- {name: q, op: square, inputs: [m]}\n"
+                 "- {name: loss, op: sum, inputs: [q]}\nloss: loss\n")
+    rep = checker.run(config.load(f))
+    assert rep.status == "pass"
+    np.testing.assert_allclose(rep.node("s").analytic, [2 * (0.5 * 1 + 0.5 * 9), 2 * (4 + 16) * -1.0])
