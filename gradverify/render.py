@@ -110,8 +110,11 @@ def _max_abs(n: NodeResult) -> float:
 
 
 def worst_node(report: Report) -> NodeResult | None:
-    """The failing node with the largest relative error, else the node with the largest error."""
-    pool = [n for n in report.nodes if n.status == "fail" and n.size] or [n for n in report.nodes if n.size]
+    """The node most worth probing again: a failing one (not inherited first, then the largest
+    relative error), else one on a kink, else the one with the largest relative error."""
+    pool = ([n for n in report.nodes if n.status == "fail" and n.size]
+            or [n for n in report.nodes if n.status == "kink" and n.size]
+            or [n for n in report.nodes if n.size])
     if not pool:
         return None
     return max(pool, key=lambda n: (not n.inherited, n.max_rel_error))
