@@ -119,3 +119,26 @@ def push(op, slot: int, d: Delta, xs: list, out: np.ndarray, on_kink=None):
             return Delta("elem", rows.index[:, None], new_out - base, out.shape[1:])
         return Delta("row", rows.index, new_out - out[0][rows.index], out.shape[1:])
     return None
+
+
+def push_rows(op, changed: dict, xs: list, out: np.ndarray):
+    """Several inputs changed at once (softmax = exps · divexps, after exps changed), all in the
+    same rows of 2-D nodes: recompute just those rows. `changed` maps input slot -> Delta.
+    Only for ops whose output row n depends on input rows n alone (`row_separable`)."""
+    if not getattr(op, "row_separable", False) or out.ndim != 3:
+        return None
+    rows = {slot: d.as_rows() for slot, d in changed.items()}
+    if any(r is None for r in rows.values()):
+        return None
+    first = next(iter(rows.values()))
+    if any(r.k != first.k or not np.array_equal(r.index, first.index) for r in rows.values()):
+        return None
+    if any(x.ndim != 3 or x.shape[1] != out.shape[1] for x in xs):
+        return None
+    idx = first.index
+    inputs = []
+    for slot, x in enumerate(xs):
+        base = x[0][idx]  # (k, C_slot)
+        inputs.append((base + rows[slot].vals if slot in rows else base)[:, None, :])
+    new = op.forward(*inputs)[:, 0]
+    return Delta("row", idx, new - out[0][idx], out.shape[1:])

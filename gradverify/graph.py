@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError
-from .delta import Delta, push
+from .delta import Delta, push, push_rows
 from .ops import BadGradient, Op
 
 KINDS = ("input", "parameter", "intermediate", "loss")
@@ -173,6 +173,11 @@ class Graph:
         if len(slots) == 1 and isinstance(live[node.inputs[slots[0]]], Delta):
             kink = (lambda dist, base: on_kink(name, dist, base)) if on_kink else None
             res = push(node.op, slots[0], live[node.inputs[slots[0]]], xs, values[name], kink)
+            if res is not None:
+                return res
+        elif len(slots) > 1 and all(isinstance(live[node.inputs[k]], Delta) for k in slots) \
+                and not node.op.kinked:
+            res = push_rows(node.op, {k: live[node.inputs[k]] for k in slots}, xs, values[name])
             if res is not None:
                 return res
         dense = [as_dense(live[i], values[i]) if i in live else values[i] for i in node.inputs]

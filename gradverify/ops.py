@@ -184,6 +184,7 @@ class Add(Op):
     """out = a + b with numpy broadcasting of the core shapes."""
 
     name, arity = "add", 2
+    row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a, b):
         n = max(a.ndim, b.ndim)
@@ -200,6 +201,7 @@ class Sub(Op):
     """out = a - b with numpy broadcasting of the core shapes."""
 
     name, arity = "sub", 2
+    row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a, b):
         n = max(a.ndim, b.ndim)
@@ -218,6 +220,7 @@ class Mul(Op):
     """out = a * b with numpy broadcasting of the core shapes (softmax = exps · divexps)."""
 
     name, arity = "mul", 2
+    row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a, b):
         n = max(a.ndim, b.ndim)

@@ -81,3 +81,21 @@ def test_complex_step_goes_through_sparse_paths():
     res2 = delta.push(t, 0, res, [out], tout)
     want = (1 - np.tanh(out[0][:, 0]) ** 2) * x[0][:, 2]
     np.testing.assert_allclose(res2.vals.imag[0] / 1e-20, want, rtol=1e-14)
+
+
+def test_push_rows_with_two_changed_inputs():
+    """softmax = exps · divexps after both changed in the same rows: only those rows recomputed,
+    equal to the dense copies."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(1, 4, 3)), rng.normal(size=(1, 4, 1))
+    op = ops.Mul()
+    out = op.forward(a, b)
+    rows = np.array([2, 0, 3])
+    da = Delta("row", rows, rng.normal(size=(3, 3)), (4, 3))
+    db = delta.elements(np.array([2, 0, 3]), rng.normal(size=3), (4, 1))
+    res = delta.push_rows(op, {0: da, 1: db}, [a, b], out)
+    assert res.kind == "row"
+    want = op.forward(da.dense(a), db.dense(b))
+    np.testing.assert_allclose(res.dense(out), want, rtol=1e-13)
+    other = Delta("row", np.array([1, 1, 1]), rng.normal(size=(3, 3)), (4, 3))
+    assert delta.push_rows(op, {0: other, 1: db}, [a, b], out) is None  # different rows: dense
