@@ -37,10 +37,10 @@ def cexp(z: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
     last bit)."""
     if not np.iscomplexobj(z) or not z.size or not (-_TINY_IMAG < z.imag.min() and z.imag.max() < _TINY_IMAG):
         return np.exp(z if shift is None else z - shift)
-    e = np.exp(z.real if shift is None else z.real - shift)
-    out = np.empty(z.shape, dtype=np.complex128)
+    out = z - shift if shift is not None else z.copy()  # a new array, filled in place
+    e = np.exp(out.real)
     out.real = e
-    np.multiply(e, z.imag, out=out.imag)
+    out.imag *= e
     return out
 
 
