@@ -1,20 +1,22 @@
 """Finite-difference estimates of d loss / d node, element by element, with error bars and kinks.
 
-For one node, a chunk of its elements is perturbed at once: the node's value is stacked into a
-batch of copies, each with one element moved, and only the ops downstream of the node are run
-(`Graph.propagate`). Methods, for an element x with scale s = max(|x|, 1):
+For one node, a chunk of its elements is perturbed at once: k copies of the node, each with one
+element moved, travel as a sparse change (delta.py) through the ops downstream of the node only
+(`Graph.propagate`), which returns how much the loss changed in each copy. Methods, for an element
+x with scale s = max(|x|, 1):
 
-* complex:    Im f(x + ih) / h, h = 1e-20·s (and at most 1e-8·|x| for a tiny non-zero x). No subtraction, so no cancellation: exact to rounding.
-              Needs every op downstream to be complex-analytic (all built-ins are).
+* complex:    Im f(x + ih) / h, h = 1e-20·s (at most 1e-8·|x| for a tiny non-zero x). No
+              subtraction, so no cancellation: exact to rounding. Needs every op downstream to be
+              complex-analytic (all built-ins are).
 * central:    (f(x+h) - f(x-h)) / 2h, h = ε^(1/3)·s; error bar from the same at 2h.
 * richardson: central differences at h, h/2, h/4 extrapolated twice (error O(h⁶)), h = 1e-3·s.
 * forward:    (f(x+h) - f(x)) / h, h = √ε·s (the notebook's method, for comparison).
 
 Kinks: an op with kinks reports `kink_distance` (0 exactly at its kink) as the copies pass.
 With real steps an element is at a kink when a point of the stencil lies on another side of one
-than x itself does, and still does as the step shrinks a thousandfold (a kink merely near x stops being crossed). With
-the complex step it is exact: a kink op's input sits exactly on the kink (real part 0) and the
-element moves it (imaginary part non-zero). There the derivative is two one-sided derivatives,
+than x itself does, and still does as the step shrinks a thousandfold (a kink merely near x stops
+being crossed). With the complex step it is exact: a kink op's input sits exactly on the kink
+(real part 0) and the element moves it (imaginary part non-zero). There the derivative is two one-sided derivatives,
 taken from real one-sided second-order differences.
 """
 from __future__ import annotations
@@ -108,11 +110,9 @@ def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> b
 
 
 def chunk_size(graph: Graph, values: dict, name: str, evals: int, max_memory: int) -> int:
-    """How many elements of `name` to perturb at once so the copies fit in `max_memory` bytes.
-
-    A value is dropped once its last consumer has run, so at any time about three nodes' copies
-    are alive (an op's inputs, its output, its temporaries): budget for three of the largest,
-    dense, complex128."""
+    """A first, safe chunk size: as if every copy were dense complex128 (a value is dropped once
+    its last consumer has run, so about three nodes' copies are alive at once). `estimate` then
+    measures what a copy really costs and sizes the rest of the chunks from that."""
     largest = max([values[name][0].size] + [values[n][0].size for n in graph.downstream(name)])
     per_element = max(largest, 1) * 16 * evals * 3
     return int(max(1, min(4096, max_memory // per_element)))
