@@ -4,7 +4,7 @@ import pytest
 
 from gradverify import config, ops
 from gradverify.build import build
-from gradverify.delta import Delta, elements
+from gradverify.delta import elements
 from gradverify.errors import ConfigError
 from gradverify.graph import Graph, Node, topological_order
 from conftest import CONFIGS
