@@ -21,7 +21,7 @@ import numpy as np
 
 from . import custom
 from .config import Config, is_custom
-from .errors import did_you_mean
+from .errors import UserCodeError, did_you_mean
 from .graph import Graph, Node
 from .ops import (OPS, Add, AddBias, BatchMean, Exp, HingeMargins, Identity, L2Penalty, LeakyReLU,
                   MatMul, Mean, Mul, NegLogPick, Op, Reciprocal, ReLU, RowSum, Sigmoid, Softmax,
@@ -34,6 +34,21 @@ _ACTIVATION_OPS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": I
 def build(config: Config) -> Graph:
     """The network's graph, leaves holding their values with the leading axis (1, *shape)."""
     graph = _build_graph(config) if config.is_graph else _build_layers(config)
+    return _cast(config, graph)
+
+
+def _user(key: tuple, make):
+    """A custom op from make(); a missing file or function is located at the config key."""
+    try:
+        return make()
+    except UserCodeError as err:
+        if err.key is None:
+            err.key = key
+        raise
+
+
+def _cast(config: Config, graph: Graph) -> Graph:
+    """A float32 network holds its leaves in float32 (every op then computes in float32)."""
     if config.dtype == "float32":
         for node in graph.nodes.values():
             if node.value is not None:
@@ -68,8 +83,8 @@ def _build_layers(c: Config) -> Graph:
             params += extra
             _, fname = custom.split_ref(layer.op)
             node = f"l{i}_{fname}"
-            user = custom.layer(layer.op, base, seed, node, ("x", "w", "b") + tuple(p for p, _ in layer.params),
-                                layer.attrs)
+            user = _user(key + ("op",), lambda: custom.layer(
+                layer.op, base, seed, node, ("x", "w", "b") + tuple(p for p, _ in layer.params), layer.attrs))
             prev = op(node, user, [prev, f"w{i}", f"b{i}"] + extra, key + ("op",), layer.op)
         else:
             op(f"w{i}_out", MatMul(), [prev, f"w{i}"], key + ("weights",))
@@ -80,7 +95,8 @@ def _build_layers(c: Config) -> Graph:
         if is_custom(act):
             _, fname = custom.split_ref(act)
             node = f"l{i}_{fname}"
-            prev = op(node, custom.activation(act, base, seed, node), [prev], key + ("activation",), act)
+            user = _user(key + ("activation",), lambda: custom.activation(act, base, seed, node))
+            prev = op(node, user, [prev], key + ("activation",), act)
         else:
             act_op = LeakyReLU(layer.alpha) if act == "leaky_relu" else _ACTIVATION_OPS[act]()
             prev = op(f"l{i}_{act}", act_op, [prev], key + ("activation",))
@@ -104,7 +120,8 @@ def _build_layers(c: Config) -> Graph:
         op("margins", HingeMargins(c.labels), [prev], ("loss",))
         op("loss_data", BatchMean(), ["margins"], ("loss",))
     else:  # file.py:name, cs231n's (loss, dx) = name(x, y)
-        op("loss_data", custom.loss(loss, base, seed, c.labels), [prev], ("loss",), loss)
+        user = _user(("loss",), lambda: custom.loss(loss, base, seed, c.labels))
+        op("loss_data", user, [prev], ("loss",), loss)
 
     include = params
     if c.reg_include is not None:
@@ -155,8 +172,9 @@ def _build_graph(c: Config) -> Graph:
             if inp not in defined:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
         if is_custom(spec.op):
-            op_ = custom.layer(spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs),
-                               n_inputs=len(spec.inputs))
+            op_ = _user(tuple(spec.path) + ("op",), lambda: custom.layer(
+                spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs),
+                n_inputs=len(spec.inputs)))
         else:
             op_ = _builtin(c, spec)
             if op_.arity is not None and len(spec.inputs) != op_.arity:

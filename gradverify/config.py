@@ -43,12 +43,16 @@ class Source:
     positions: dict = field(default_factory=dict)
 
     def locate(self, path: Path_) -> tuple[int | None, int | None]:
+        """The line and column of `path`, or of its nearest enclosing key that the file has; a
+        top-level key the file does not have (a default) has no place: (None, None)."""
         path = tuple(path)
+        if not path:
+            return self.positions.get((), (None, None))
         while path:
             if path in self.positions:
                 return self.positions[path]
             path = path[:-1]
-        return self.positions.get((), (None, None))
+        return None, None
 
     def error(self, message: str, path: Path_ = ()) -> ConfigError:
         line, col = self.locate(path)

@@ -56,7 +56,7 @@ def topological_order(deps: dict[str, tuple[str, ...]]) -> list[str]:
             elif state.get(nxt) == 1:
                 cycle = [n for n, _ in stack]
                 cycle = cycle[cycle.index(nxt):] + [nxt]
-                raise ConfigError("the graph has a cycle: " + " -> ".join(reversed(cycle)), "graph")
+                raise ConfigError("the graph has a cycle: " + " -> ".join(reversed(cycle)), ("graph",))
             elif state.get(nxt) is None and nxt in deps:
                 state[nxt] = 1
                 stack.append((nxt, iter(deps[nxt])))

@@ -32,11 +32,47 @@ def outcome(path: Path):
     return res
 
 
+#: for each corpus config, the words that must locate its problem (after "file:line:col: ")
+WHERE = {
+    "billion_laughs": ":1: the YAML expands to more than", "binary": ": is a binary file",
+    "bool_labels": ":2:10: labels[0]: expected a class index", "custom_tag": ":1:1: inputs: the YAML tag '!mytag'",
+    "deep_nesting": ":1:1008: invalid YAML: exceeded maximum nesting depth",
+    "deep_nesting_maps": ":34:65: nested more than 32 levels", "duplicate_keys": ":2:1: inputs: this key is given twice",
+    "empty": ":1: the config is empty", "empty_list": ":1:1: inputs: empty list",
+    "graph_bad_attrs": ":3:36: graph[0].attrs: bad attrs for op relu",
+    "graph_cycle": ":2:1: graph: the graph has a cycle: a -> b -> a",
+    "graph_labels_out_of_range": ":5:3: graph[1]: neg_log_pick cannot take p of shape [1, 2]",
+    "graph_self_loop": ":2:1: graph: the graph has a cycle: a -> a",
+    "graph_shape_mismatch": ":3:3: graph[0]: matmul cannot take x, w of shape [1, 2] and [1, 2]",
+    "huge_logits_stable": ": loss: the forward pass made Inf at node neg_log",
+    "huge_shape": ":1:10: inputs.shape: 1,000,000,000,000 elements is more than the limit",
+    "inf": ":1:11: inputs[0][0]: expected a number", "latin1": ": is not UTF-8 text",
+    "layer_not_mapping": ":3:10: layers[0]: expected a mapping", "layers_not_list": ":3:1: layers: expected a list",
+    "list": ":1:1: the config must be a mapping", "missing_custom": ":3:44: layers[0].activation: ../../nowhere.py:relu: no such file",
+    "nan": ":1:11: inputs[0][0]: contains nan", "negative_shape": ":1:10: inputs.shape: expected a list of positive integers",
+    "only_comment": ":1: the config is empty",
+    "overflow_logits": ":4:1: loss: the forward pass made Inf at node exps",
+    "python_name": ":1:1: loss: the YAML tag", "python_tag": ":1:1: inputs: the YAML tag",
+    "ragged": ":1:18: inputs[1]: ragged array", "scalar": ":1:1: the config must be a mapping",
+    "string_labels": ":2:1: labels: expected a list of class indices", "strings_in_array": ":1:11: inputs[0][0]: expected a number",
+    "tabs": ":2:1: invalid YAML", "unclosed": ":2:7: invalid YAML",
+    "unicode": ":3:44: layers[0].activation: unknown activation 'rélu' (did you mean 'relu'?)",
+    "unknown_everything": ":1:1: inptus: unknown key 'inptus' in the config (did you mean 'inputs'?)",
+    "weights_3d": ":3:11: layers[0].weights: expected the weights as a list of rows (2-D), got 3-D",
+    "zero_reciprocal": ":3:3: graph[0]: the forward pass made Inf at node r",
+}
+
+
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_corpus(path):
     res = outcome(path)
     assert res.exit_code == 2  # every config in the corpus is bad in some way
+    assert f"{path.name}{WHERE[path.stem]}" in res.stderr, res.stderr
     assert not Path("/tmp/pwned").exists()
+
+
+def test_corpus_is_all_located():
+    assert sorted(WHERE) == sorted(p.stem for p in CORPUS)
 
 
 # ---- generated configs --------------------------------------------------------------------
