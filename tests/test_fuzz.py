@@ -17,6 +17,8 @@ from conftest import CONFIGS
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.yaml"))
 EXAMPLES = int(os.environ.get("GRADVERIFY_FUZZ_EXAMPLES", "60"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 def outcome(path: Path):
@@ -133,8 +135,7 @@ def mutate(cfg, draw):
     return cfg
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(data=st.data())
 def test_generated_configs(tmp_path, data):
     cfg = data.draw(network())
@@ -145,8 +146,7 @@ def test_generated_configs(tmp_path, data):
     outcome(path)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(text=st.text(max_size=200))
 def test_arbitrary_text(tmp_path, text):
     path = tmp_path / "fuzz.yaml"
@@ -155,8 +155,7 @@ def test_arbitrary_text(tmp_path, text):
     assert res.exit_code == 2 or text.strip()
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(data=st.data())
 def test_seed_mutations(tmp_path, data):
     cfg = yaml.safe_load((CONFIGS / "seed.yaml").read_text())
