@@ -171,3 +171,17 @@ def test_split_flag(runner):
 def test_no_progress_bar_when_not_a_terminal(runner):
     res = runner.invoke(app, ["check", str(CONFIGS / "bench_medium.yaml"), "--sample", "50"])
     assert "checking" not in res.stderr
+
+
+def test_python_m_without_dependencies_is_one_line(tmp_path):
+    """From a checkout with a Python that lacks typer: one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "typer.py"
+    blocker.write_text("raise ImportError('No module named typer')\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{CONFIGS.parent}", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-m", "gradverify", "--version"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("gradverify: error: ") and "pip install ." in res.stderr
