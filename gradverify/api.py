@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checker, config as config_mod
-from .checker import Report, Settings
+from .results import Report, Settings
 from .config import Config, Source
 from .custom import PythonOp, gradient_names
 from .errors import GradverifyError

@@ -132,6 +132,10 @@ def _build_layers(c: Config) -> Graph:
         include = list(c.reg_include)
     op("loss_reg", L2Penalty(c.reg_strength), include, ("regularization",))
     op("loss", Add(), ["loss_data", "loss_reg"], ("loss",), kind="loss")
+    g.parts = ("loss_data", "loss_reg")
+    if loss == "softmax_cross_entropy" and not c.stable:
+        g.hints["exps"] = ("the logits are too large for e^x: use "
+                           "`loss: {type: softmax_cross_entropy, stable: true}`")
     return g
 
 
@@ -185,6 +189,7 @@ def _build_graph(c: Config) -> Graph:
                    source=spec.op if is_custom(spec.op) else None))
     if c.loss not in g.nodes or g.nodes[c.loss].op is None:
         raise c.error(f"the loss {c.loss!r} is not a node of the graph{did_you_mean(c.loss, g.nodes)}", "loss")
+    g.parts = tuple(n for n in ("loss_data", "loss_reg") if n in g.nodes)
     g.finish()
     return g
 

@@ -25,6 +25,7 @@ from rich.console import Console  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .errors import GradverifyError, one_line  # noqa: E402
+from .numeric.methods import AUTO, CHOICES  # noqa: E402
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Check hand-written backpropagation: analytic vs numeric gradients at every "
@@ -46,12 +47,8 @@ class CheckFormat(str, Enum):
     markdown = "markdown"
 
 
-class Method(str, Enum):
-    auto = "auto"
-    complex = "complex"
-    central = "central"
-    richardson = "richardson"
-    forward = "forward"
+#: --method's choices: "auto" and every row of the numeric methods' table
+Method = Enum("Method", {name: name for name in CHOICES}, type=str)  # type: ignore[misc]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -172,7 +169,7 @@ def _emit_json(doc: dict) -> None:
 ConfigArg = typer.Argument(None, help="The network's YAML config (default: ./gradverify.yaml, "
                                       "else the bundled notebook network).", show_default=False)
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table (rich) or json, on stdout.")
-MethodOpt = typer.Option(Method.auto, "--method", "-m",
+MethodOpt = typer.Option(Method(AUTO), "--method", "-m",
                          help="Numeric method: auto (complex step where every op allows it), "
                               "complex, central, richardson or forward.")
 StepOpt = typer.Option(None, "--step", help="Relative step h (times max(|x|, 1)), overriding the method's.")
@@ -195,7 +192,7 @@ def _load(path: Path, max_elements):
 def _command_line(path: Path, method, step, rtol, atol) -> str:
     """The command that probes one node again, with the same settings ({node} is filled in)."""
     cmd = f"gradverify node {{node}} --config {path}" if path != BUNDLED else "gradverify node {node}"
-    if method != Method.auto:
+    if method.value != AUTO:
         cmd += f" --method {method.value}"
     for flag, value in (("--step", step), ("--rtol", rtol), ("--atol", atol)):
         if value is not None:
@@ -341,7 +338,7 @@ def graph(config: Optional[Path] = ConfigArg,
     statuses = None
     exit_code = 0
     if check:
-        report = engine.run(cfg)
+        report = engine.run_prepared(prepared)
         statuses = {n.name: n.status for n in report.nodes}
         exit_code = report.exit_code
     if dot:

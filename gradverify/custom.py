@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import random
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,21 @@ from .errors import UserCodeError
 from .ops import BadGradient, Op
 
 _MODULES: dict[Path, object] = {}
+
+
+@contextmanager
+def seeded(seed: int):
+    """numpy's and Python's global generators seeded for one user call (so a random op such as
+    dropout draws the same mask every time), and the caller's generator states restored after:
+    checking never reseeds the process that asked for the check (a notebook, a test suite)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 def load_module(path: Path, ref: str):
@@ -87,15 +103,14 @@ class PythonOp(Op):
         return self.ref
 
     def _call(self, fn, *args, **kw):
-        np.random.seed(self.seed)
-        random.seed(self.seed)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return fn(*args, **kw)
-        except Exception as e:
-            raise UserCodeError(f"{self.node} ({self.ref}): {fn.__name__} raised "
-                                f"{type(e).__name__}: {e}") from None
+        with seeded(self.seed):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return fn(*args, **kw)
+            except Exception as e:
+                raise UserCodeError(f"{self.node} ({self.ref}): {fn.__name__} raised "
+                                    f"{type(e).__name__}: {e}") from None
 
     def _one(self, xs, b):
         return [np.array(x[b if x.shape[0] > 1 else 0]) for x in xs]  # fresh copies

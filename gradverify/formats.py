@@ -8,14 +8,6 @@ from pathlib import Path
 from .results import NodeResult, Report
 
 
-def _shape(n: NodeResult) -> str:
-    return "×".join(map(str, n.shape)) or "scalar"
-
-
-def _label(n: NodeResult) -> str:
-    return n.name if n.of == "loss" else f"{n.name} (d{n.of})"
-
-
 def worst_text(n: NodeResult) -> str:
     """"worst element [0,2]: analytic 0.05, numeric 0.0501 (rel err 2.0e-03)" and kinks' sides."""
     if n.worst is None:
@@ -47,12 +39,12 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
                        errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
     props = ET.SubElement(ts, "properties")
     for key in ("method", "dtype", "seed", "config", "mode"):
-        ET.SubElement(props, "property", name=key, value=str(report.settings.get(key)))
+        ET.SubElement(props, "property", name=key, value=str(getattr(report.info, key)))
     for n in report.nodes:
-        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{n.kind}", name=_label(n),
+        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{n.kind}", name=n.label,
                              time=f"{n.seconds:.6f}")
-        detail = (f"node {_label(n)} ({n.op}, shape {_shape(n)}, {n.method}): {worst_text(n)}")
-        blamed = [b for b in report.blame if b.node == n.name or f"gradient {n.name} " in b.message]
+        detail = (f"node {n.label} ({n.op}, shape {n.shape_text}, {n.method}): {worst_text(n)}")
+        blamed = [b for b in report.blame if n.name in (b.node, b.input)]
         if n.status == "fail":
             msg = detail
             if n.inherited:
@@ -105,11 +97,11 @@ def github_annotations(report: Report, config_file: str | None) -> str:
     for n in report.nodes:
         if n.status == "fail":
             extra = " (inherited from a wrong gradient downstream)" if n.inherited else ""
-            emit("error", n.line, f"gradverify: {_label(n)} FAIL",
-                 f"{_label(n)} ({n.op}, {_shape(n)}): {worst_text(n)}{extra}")
+            emit("error", n.line, f"gradverify: {n.label} FAIL",
+                 f"{n.label} ({n.op}, {n.shape_text}): {worst_text(n)}{extra}")
         elif n.status == "kink":
-            emit("error" if report.strict else "warning", n.line, f"gradverify: {_label(n)} KINK",
-                 f"{_label(n)} ({n.op}, {_shape(n)}) sits on a kink: {worst_text(n)}")
+            emit("error" if report.strict else "warning", n.line, f"gradverify: {n.label} KINK",
+                 f"{n.label} ({n.op}, {n.shape_text}) sits on a kink: {worst_text(n)}")
     c = report.counts()
     lines.append(f"gradverify: {len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, "
                  f"{c['fail']} fail: {report.status.upper()}")
@@ -127,7 +119,7 @@ def markdown(report: Report) -> str:
     """The check table as GitHub-flavoured markdown, for a PR comment or a job summary."""
     icon = {"pass": "✅ PASS", "kink": "⚠️ KINK", "fail": "❌ FAIL"}
     out = [f"### gradverify: {icon[report.status]}", ""]
-    cfg = report.settings.get("config")
+    cfg = report.info.config
     if cfg:
         out.append(f"Config `{Path(cfg).name}` · loss {report.loss!r}")
         out.append("")
@@ -137,7 +129,7 @@ def markdown(report: Report) -> str:
         worst = "[" + ",".join(map(str, n.worst_index)) + "]" if n.worst_index is not None else "—"
         status = icon[n.status] + (" (inherited)" if n.inherited else "")
         out.append("| " + " | ".join(_md(v) for v in (
-            f"`{_label(n)}`", n.kind, n.op, _shape(n), n.method, f"{n.max_analytic:.4g}",
+            f"`{n.label}`", n.kind, n.op, n.shape_text, n.method, f"{n.max_analytic:.4g}",
             f"{n.max_abs_error:.1e}", f"{n.max_rel_error:.1e}", worst, status)) + " |")
     c = report.counts()
     out += ["", f"{len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail."]

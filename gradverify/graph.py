@@ -14,9 +14,6 @@ from .errors import ConfigError
 from .delta import Delta, push, push_rows
 from .ops import BadGradient, Op
 
-KINDS = ("input", "parameter", "intermediate", "loss")
-
-
 @dataclass
 class Node:
     """One named value. Leaves (inputs, parameters) have no op and hold their value."""
@@ -75,10 +72,16 @@ def _check_gradients(node: Node, gs, xs) -> None:
 
 @dataclass
 class Graph:
-    """Named nodes in topological order, with `loss` naming the scalar output."""
+    """Named nodes in topological order, with `loss` naming the scalar output.
+
+    `parts` names the scalar nodes the loss is the sum of (loss_data, loss_reg), checked one by
+    one with --split; `hints` says, per node, what to do when the forward pass makes NaN or Inf
+    there. Both are the builder's knowledge of its names, so the checker needs none."""
 
     nodes: dict[str, Node] = field(default_factory=dict)
     loss: str = "loss"
+    parts: tuple[str, ...] = ()
+    hints: dict[str, str] = field(default_factory=dict)
     _downstream: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def add(self, node: Node) -> Node:

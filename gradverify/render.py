@@ -6,11 +6,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .numeric import METHODS, SWEEP_METHODS
 from .results import NodeResult, Report
 
 STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta", "floor": "dim"}
-METHOD_NAMES = {"complex": "complex step", "central": "central differences",
-                "richardson": "Richardson extrapolation", "forward": "forward differences"}
 
 
 def as_text(renderable, width: int = 160) -> str:
@@ -48,28 +47,27 @@ def status_text(status: str, inherited: bool = False) -> Text:
 
 def rule_lines(report: Report) -> list[str]:
     """How elements were judged: the rule, and rtol/atol/step per method used."""
-    s = report.settings
+    s = report.info
     lines = ["rule: |analytic − numeric| ≤ atol + rtol·max(|analytic|, |numeric|) + the numeric "
              "estimate's error bar; at a kink, the analytic value must lie between the left and "
              "right one-sided derivatives"]
-    for m in s["methods_used"]:
-        lines.append(f"  {METHOD_NAMES[m]}: rtol {s['rtol'][m]:g}, atol {s['atol'][m]:g}; "
-                     f"{s['step_rule'][m]}")
+    for m in s.methods_used:
+        lines.append(f"  {METHODS[m].title}: rtol {s.rtol[m]:g}, atol {s.atol[m]:g}; {s.step_rule[m]}")
     if any(n.status == "kink" for n in report.nodes):
-        lines.append(f"  kinks: {s['step_rule']['kink']}")
-    if s.get("dtype") == "float32":
+        lines.append(f"  kinks: {s.step_rule['kink']}")
+    if s.dtype == "float32":
         lines.append("  float32: the network and its backward run in float32; the numeric side re-runs "
                      "it in float64 from the same float32 values. 'in float64' is the same check with "
                      "the backward in float64: what remains of the error there is not float32's")
-    lines.append(f"  dtype {s['dtype']}, config seed {s['seed']}" +
-                 (f", sample seed {s['sample_seed']}" if s.get("mode") != "full" else ""))
+    lines.append(f"  dtype {s.dtype}, config seed {s.seed}" +
+                 (f", sample seed {s.sample_seed}" if s.mode != "full" else ""))
     return lines
 
 
 def check_view(report: Report, command: str | None = None) -> Group:
     """The `check` table: one row per node, then the summary, blame and the rule used."""
     table = Table(title="gradverify check", title_justify="left", header_style="bold")
-    f32 = report.settings.get("dtype") == "float32"
+    f32 = report.info.dtype == "float32"
     cols = [("node", "left"), ("kind", "left"), ("op", "left"), ("shape", "left"),
             ("method", "left"), ("max |analytic|", "right"), ("max abs err", "right"),
             ("max rel err", "right")]
@@ -80,10 +78,8 @@ def check_view(report: Report, command: str | None = None) -> Group:
     for n in report.nodes:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
         rel = n.max_rel_error if n.size else n.directional_error
-        name = n.name if n.of == "loss" else f"{n.name} (∂{n.of})"
-        cells = [name, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
-                 "×".join(map(str, n.shape)) or "scalar", method,
-                 f"{_max_abs(n):.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
+        cells = [n.label, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
+                 n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
         if f32:
             cells.append(_err(n.float64_rel_error))
         table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
@@ -105,10 +101,6 @@ def check_view(report: Report, command: str | None = None) -> Group:
     return Group(*parts)
 
 
-def _max_abs(n: NodeResult) -> float:
-    return n.max_analytic
-
-
 def worst_node(report: Report) -> NodeResult | None:
     """The node most worth probing again: a failing one (not inherited first, then the largest
     relative error), else one on a kink, else the one with the largest relative error."""
@@ -124,12 +116,12 @@ def summary_text(report: Report) -> Text:
     c = report.counts()
     checked = sum(n.size for n in report.nodes)
     total = sum(n.total for n in report.nodes)
-    mode = report.settings.get("mode", "full")
+    mode = report.info.mode
     if mode == "directional":
         dirs = sum(n.directions for n in report.nodes)
         what = f"{total} elements, directional ({dirs} directions, {checked} elements isolated)"
     elif checked < total:
-        what = f"{checked} of {total} elements (sampled, seed {report.settings['sample_seed']})"
+        what = f"{checked} of {total} elements (sampled, seed {report.info.sample_seed})"
     else:
         what = f"{total} elements"
     text = Text(f"{len(report.nodes)} nodes, {what}: ")
@@ -149,7 +141,7 @@ def summary_text(report: Report) -> Text:
 def node_view(result: NodeResult, limit: int | None = None) -> Group:
     """The `node` table: one row per element."""
     table = Table(title=f"gradverify node {result.name}  ({result.op}, shape "
-                        f"{'×'.join(map(str, result.shape)) or 'scalar'}, {METHOD_NAMES[result.method]})",
+                        f"{result.shape_text}, {METHODS[result.method].title})",
                   title_justify="left", header_style="bold")
     for col in ("index", "value", "analytic", "numeric", "± error", "left", "right", "abs err",
                 "rel err", "status"):
@@ -226,7 +218,8 @@ def node_json(result: NodeResult, report: Report) -> dict:
 # ---------------------------------------------------------------------------------------------
 # gradverify sweep
 
-SWEEP_MARKS = {"forward": "f", "central": "c", "richardson": "r", "complex": "i", "left": "<", "right": ">"}
+#: each curve's letter in the plot: the methods' own, then the one-sided derivatives at a kink
+SWEEP_MARKS = {**{m: METHODS[m].mark for m in SWEEP_METHODS}, "left": "<", "right": ">"}
 
 
 def sweep_errors(data: dict, analytic: float) -> dict:

@@ -1,19 +1,29 @@
-"""Frozen result records: how a check ran (Settings), and what it found per element, per node
-(NodeResult), per op (Blame) and in all (Report)."""
+"""Frozen result records: how a check is asked to run (Settings) and how it ran (RunInfo), and
+what it found per element, per node (NodeResult), per op (Blame) and in all (Report).
+
+Records only; turning them into text is render.py's and formats.py's job. The one dependency the
+other way: `Report.to_dict()` and `Report.table()` (the Python API's conveniences) call render,
+imported when called.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
 
 import numpy as np
 
 from .errors import UnknownNodeError, did_you_mean
 
-STATUSES = ("pass", "kink", "fail")
-#: element statuses: the node statuses; "floor" where analytic and numeric are both below the
+#: node statuses. Elements have two more: "floor" where analytic and numeric are both below the
 #: noise floor (atol + the estimate's error bar), so they agree only in being too small to judge
 #: (not a failure); and "nonfinite" where the numeric estimate itself is NaN or Inf (the element
 #: cannot be checked; its node fails, its numbers stay out of the node's maxima)
-ELEMENT_STATUSES = STATUSES + ("floor", "nonfinite")
+STATUSES = ("pass", "kink", "fail")
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """(2, 3) -> "2×3"; () -> "scalar"."""
+    return "×".join(map(str, shape)) or "scalar"
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,29 @@ class Settings:
     seed: int = 0  # for --sample and --fast
     fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
     split: bool = False  # also check each parameter's gradient of loss_data and of loss_reg
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How a check ran, as reports print it: the JSON report's `settings`."""
+
+    method: str  # as asked for ("auto", …)
+    methods_used: tuple[str, ...]
+    step: float | None  # the --step override, or None
+    step_rule: Mapping[str, str]  # per method used, and "kink"
+    rtol: Mapping[str, float]  # per method used
+    atol: Mapping[str, float]
+    dtype: str
+    seed: int  # the config's
+    config: str | None  # the config file
+    mode: str  # "full", "sampled" or "directional"
+    sample: int | None
+    sample_seed: int
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["methods_used"] = list(self.methods_used)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -60,7 +93,7 @@ def _f(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _max(values: np.ndarray) -> float:
+def max_finite(values: np.ndarray) -> float:
     """The largest finite value (NaN when there are values but none is finite)."""
     finite = values[np.isfinite(values)]
     if finite.size:
@@ -103,6 +136,15 @@ class NodeResult:
     seconds: float = 0.0  # time spent checking it
 
     @property
+    def label(self) -> str:
+        """The node's name, and with --split the part of the loss it is the gradient of."""
+        return self.name if self.of == "loss" else f"{self.name} (∂{self.of})"
+
+    @property
+    def shape_text(self) -> str:
+        return shape_text(self.shape)
+
+    @property
     def status(self) -> str:
         if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
             return "fail"
@@ -115,15 +157,15 @@ class NodeResult:
     @property
     def max_analytic(self) -> float:
         """max |analytic| over the whole node (not only the elements checked)."""
-        return self.grad_max if self.total >= 0 else _max(np.abs(self.analytic))
+        return self.grad_max if self.total >= 0 else max_finite(np.abs(self.analytic))
 
     @property
     def max_abs_error(self) -> float:
-        return _max(self.abs_error)
+        return max_finite(self.abs_error)
 
     @property
     def max_rel_error(self) -> float:
-        return _max(self.rel_error)
+        return max_finite(self.rel_error)
 
     @property
     def worst(self) -> int | None:
@@ -163,9 +205,13 @@ class NodeResult:
 
 @dataclass(frozen=True)
 class Blame:
+    """An op whose backward is wrong: `node` (its output), its `op` label, the sentence that says
+    why, and `input`, the input whose gradient disagrees (None for a malformed backward)."""
+
     node: str
     op: str
     message: str
+    input: str | None = None
 
     def to_dict(self) -> dict:
         return {"node": self.node, "op": self.op, "message": self.message}
@@ -176,7 +222,7 @@ class Report:
     loss: float
     loss_data: float | None
     loss_reg: float | None
-    settings: dict
+    info: RunInfo
     nodes: tuple[NodeResult, ...]
     blame: tuple[Blame, ...] = ()
     strict: bool = False
@@ -186,6 +232,11 @@ class Report:
     def status(self) -> str:
         statuses = {n.status for n in self.nodes}
         return "fail" if "fail" in statuses else "kink" if "kink" in statuses else "pass"
+
+    @property
+    def settings(self) -> dict:
+        """How the check ran, as the JSON report's `settings`."""
+        return self.info.to_dict()
 
     @property
     def exit_code(self) -> int:

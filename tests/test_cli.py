@@ -125,7 +125,7 @@ def test_forward_overflow_names_the_node(runner):
 
 
 def test_large_check_is_announced(runner, tmp_path, monkeypatch):
-    import gradverify.checker as engine
+    import gradverify.checker.engine as engine
     monkeypatch.setattr(engine, "LARGE_CHECK", 10)
     res = runner.invoke(app, ["check", SEED])
     assert "it may take a while" in res.stderr and "--sample" in res.stderr

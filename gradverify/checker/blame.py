@@ -1,0 +1,78 @@
+"""Blame: from failing nodes to the op whose backward is wrong.
+
+A node whose gradient fails while every node consuming it passes was given a wrong gradient by a
+consumer's backward. With one consumer, that is the culprit; with several, each edge's share of
+the gradient is checked on its own (perturbing the node as only that consumer sees it) and the
+consumers whose share disagrees are blamed. A failing node with a failing consumer inherits the
+error: marked, not blamed. An op whose backward returned malformed gradients is blamed with that
+message.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .. import numeric
+from ..ops import BadGradient
+from ..results import Blame, NodeResult
+from .compare import compare
+from .prepare import Run
+
+#: failing elements of a node whose edges are checked one by one
+EDGE_PROBES = 8
+
+
+def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
+    """Is the share of d loss / d `name` that flows through `consumer` wrong at the given flat
+    positions? Analytic: that consumer's backward alone; numeric: perturb `name` as only
+    `consumer` sees it."""
+    node = run.graph.nodes[consumer]
+    xs = [run.values[i] for i in node.inputs]
+    with np.errstate(all="ignore"):
+        try:
+            gs = node.op.backward(run.grads[consumer], run.values[consumer], *xs)
+        except BadGradient:
+            return True
+    share = sum(np.asarray(g, dtype=np.float64) for i, g in zip(node.inputs, gs) if i == name)
+    share = np.asarray(share).reshape(-1)[positions]
+    s = run.settings
+    est = numeric.estimate(run.graph, run.values, name, s.method, s.step, positions, s.max_memory,
+                           via=consumer, trusted=run.trusted)
+    rtol, atol = run.tolerance(est.method)
+    _, _, statuses = compare(share, est, rtol, atol)
+    return bool((statuses == "fail").any())
+
+
+def _culprit(run: Run, consumer: str, name: str, culprits: list[str]) -> Blame:
+    op = run.graph.nodes[consumer].op_label
+    others = "" if len(culprits) == 1 else (
+        f" (or the backward of {', '.join(x for x in culprits if x != consumer)})")
+    return Blame(consumer, op, f"the backward of {consumer} ({op}) is wrong: its input's gradient "
+                               f"{name} disagrees while {consumer}'s own agrees{others}", input=name)
+
+
+def assign_blame(run: Run, results: dict[str, NodeResult]):
+    """(results with inherited failures marked, the blamed ops)."""
+    graph = run.graph
+    blame = [Blame(n, graph.nodes[n].op_label, m) for n, m in run.problems.items()]
+    blamed = set(run.problems)
+    marked = dict(results)
+    for name, res in results.items():
+        if res.status != "fail":
+            continue
+        consumers = [c for c in graph.consumers(name) if graph.reaches_loss(c)]
+        if not consumers or any(c not in results for c in consumers):
+            continue  # the loss itself, or consumers not checked: nothing to conclude
+        if any(results[c].status == "fail" for c in consumers):
+            marked[name] = replace(res, inherited=True)
+            continue
+        culprits = consumers
+        if len(consumers) > 1:
+            bad = np.flatnonzero(res.statuses == "fail")[:EDGE_PROBES]
+            culprits = [c for c in consumers if edge_disagrees(run, name, c, res.flat[bad])] or consumers
+        for c in culprits:
+            if c not in blamed:
+                blame.append(_culprit(run, c, name, culprits))
+                blamed.add(c)
+    return marked, tuple(blame)

@@ -1,0 +1,131 @@
+"""Checking one node: every element (or a seeded sample) against its numeric estimate, or along
+a few random directions (`--fast`)."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+
+import numpy as np
+
+from .. import numeric
+from ..results import NodeResult, max_finite
+from .compare import compare
+from .prepare import Run
+
+#: upstream of a custom op, nodes up to this size have every element tested for kinks from the
+#: numbers; larger ones only their failing elements
+OPAQUE_KINK_SCAN = 2048
+#: --fast: random directions per node, and at most this many suspects followed by bisection
+FAST_DIRECTIONS = 3
+FAST_MAX_SUSPECTS = 64
+
+
+def _node_rng(run: Run, name: str) -> np.random.Generator:
+    """A generator seeded by --seed and the node's name: the same draw for a node in every run."""
+    return np.random.default_rng([run.settings.seed, zlib.crc32(name.encode())])
+
+
+def check_node(run: Run, name: str, indices=None, problem: str | None = None,
+               progress=None) -> NodeResult:
+    """Compare one node's analytic gradient with its numeric estimate, element by element
+    (every element, the given flat `indices`, or a seeded sample of `settings.sample`)."""
+    s = run.settings
+    total = run.values[name][0].size
+    mode = "full"
+    if indices is None and s.sample is not None and total > s.sample:
+        indices = np.sort(_node_rng(run, name).choice(total, s.sample, replace=False))
+        mode = "sampled"
+    est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, indices, s.max_memory,
+                           trusted=run.trusted, progress=progress)
+    est = _opaque_kinks(run, name, est)
+    return node_result(run, name, est, problem, total=total, mode=mode)
+
+
+def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimate:
+    """Elements upstream of code the engine cannot see inside (custom ops declare no kinks) get a
+    second look: if their one-sided derivatives stay apart as the step shrinks, they sit on a
+    kink and are judged against the interval between them (a steep but smooth function's close
+    up). Every element of a small node is looked at; of a large node, the failing ones."""
+    if not any(getattr(run.graph.nodes[n].op, "opaque", False) for n in run.graph.downstream(name)):
+        return est
+    rtol, atol = run.tolerance(est.method)
+    a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
+    _, _, statuses = compare(a, est, rtol, atol)
+    if len(est.index) <= OPAQUE_KINK_SCAN:
+        bad = np.flatnonzero(~est.kink)
+    else:
+        bad = np.flatnonzero(statuses == "fail")
+    if not bad.size:
+        return est
+    kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad])
+    if not kink.any():
+        return est
+    arrays = {f: getattr(est, f).copy() for f in ("kink", "left", "right", "error")}
+    pos = bad[kink]
+    arrays["kink"][pos] = True
+    arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
+    arrays["error"][pos] = err[kink]
+    return replace(est, **arrays)
+
+
+def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None = None,
+                **extra) -> NodeResult:
+    """The record of one node's check from its estimate: errors and statuses per element."""
+    rtol, atol = run.tolerance(est.method)
+    full = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)
+    a = full[est.index]
+    abs_err, rel_err, statuses = compare(a, est, rtol, atol)
+    extra.setdefault("grad_max", max_finite(np.abs(full)))
+    if run.grads64 is not None:  # float32: how much of the error float32 alone explains
+        m = numeric.METHODS[est.method]
+        _, rel64, _ = compare(np.asarray(run.grads64[name]).reshape(-1)[est.index], est, m.rtol, m.atol)
+        extra["float64_rel_error"] = max_finite(rel64)
+    node = run.graph.nodes[name]
+    extra.setdefault("line", run.line(name))
+    return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=run.values[name].shape[1:],
+                      method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
+                      value=np.real(run.values[name]).reshape(-1)[est.index].astype(np.float64),
+                      analytic=a, numeric=est.numeric, error=est.error, left=est.left,
+                      right=est.right, abs_error=abs_err, rel_error=rel_err, statuses=statuses,
+                      problem=problem, **extra)
+
+
+def check_node_fast(run: Run, name: str) -> NodeResult:
+    """Directional check: compare vᵀ(analytic gradient) with the numeric derivative along v for
+    a few random ±1 directions v (one or two evaluations each, whatever the node's size). On a
+    mismatch or a kink, bisect v's support (numeric.bisect) and check the elements it isolates
+    one by one."""
+    s = run.settings
+    total = run.values[name][0].size
+    a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)
+    rtol, atol = run.tolerance(numeric.node_method(run.graph, name, s.method, run.trusted))
+
+    def judge(vs: np.ndarray):
+        d, err, kink, _ = numeric.directional(run.graph, run.values, name, vs, s.method, run.trusted)
+        want = vs @ a
+        scale = np.abs(vs) @ np.abs(a)  # Σ|v_i a_i|: what rounding in vᵀa is relative to
+        off = np.abs(want - d)
+        bad = ~(off <= atol + rtol * np.maximum(scale, np.abs(d)) + err) | kink
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(scale > 0, off / scale, 0.0)
+        return bad, rel
+
+    v = _node_rng(run, name).choice([-1.0, 1.0], size=(FAST_DIRECTIONS, total))
+    bad, rel = judge(v)
+    count, worst = FAST_DIRECTIONS, float(np.nanmax(rel, initial=0.0))
+    suspects: list[np.ndarray] = []
+    if bad.any():
+        suspects, judged = numeric.bisect(lambda vs: judge(vs)[0], v[int(np.argmax(bad))],
+                                          FAST_MAX_SUSPECTS)
+        count += judged
+    index = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=np.intp)
+    est = numeric.estimate(run.graph, run.values, name, s.method, s.step, index, s.max_memory,
+                           trusted=run.trusted)
+    res = node_result(run, name, est, total=total, mode="directional", directions=count,
+                      directional_error=worst)
+    if bad.any() and not index.size:
+        # the directions disagree but no single element could be isolated: still a failure
+        res = replace(res, problem=f"the directional derivative disagrees (relative error "
+                                   f"{worst:.1e}) but bisection isolated no single element; "
+                                   "run without --fast")
+    return res

@@ -1,0 +1,20 @@
+"""The numeric side: derivatives of the loss estimated from the forward code alone (complex step
+or finite differences through the graph), never from derivative rules.
+
+* `methods`: the table of methods (estimator, step, cost, tolerances, how each is printed);
+* `prober`: perturbed copies of a node pushed to the loss, and the kinks they cross;
+* `estimate`: element-by-element estimates with error bars and kinks, in chunks on the cores;
+* `directional`: derivatives along directions, and bisection to the bad elements (`--fast`);
+* `sweep`: every method at every step, for `gradverify sweep`.
+"""
+from .directional import bisect, directional
+from .estimate import WORKERS, Estimate, detect_kinks, estimate, usable_cores
+from .methods import (AUTO, CHOICES, EPS, FLOAT32_TOLERANCE, METHODS, ONE_SIDED_RULE,
+                      ONE_SIDED_STEP, Method, one_sided)
+from .prober import Prober, complex_probe, crossings, node_method
+from .sweep import SWEEP_METHODS, SWEEP_STEPS, sweep
+
+__all__ = ["AUTO", "CHOICES", "EPS", "FLOAT32_TOLERANCE", "METHODS", "ONE_SIDED_RULE",
+           "ONE_SIDED_STEP", "SWEEP_METHODS", "SWEEP_STEPS", "WORKERS", "Estimate", "Method",
+           "Prober", "bisect", "complex_probe", "crossings", "detect_kinks", "directional",
+           "estimate", "node_method", "one_sided", "sweep", "usable_cores"]

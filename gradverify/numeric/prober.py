@@ -1,0 +1,124 @@
+"""Perturbed copies of one node pushed to the loss, with the kinks they cross.
+
+A chunk of a node's elements is perturbed at once: k copies of the node, each with one element
+moved, travel as a sparse change (delta.py) through the ops downstream of the node only
+(`Graph.propagate`), which returns how much the loss changed in each copy.
+
+Kinks: an op with kinks reports `kink_distance` (0 exactly at its kink) as the copies pass. With
+real steps a copy crosses a kink when a point of its stencil lies on another side of one than x
+itself does. With the complex step it is exact: a kink op's input sits exactly on the kink (real
+part 0) and the element moves it (imaginary part non-zero).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import delta
+from ..graph import Graph
+from .methods import AUTO, METHODS
+
+
+def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | None:
+    """Which of `copies` perturbed copies (each evaluated at `points` stencil points) cross a
+    kink, from an op's kink distances `dist` (points·copies, …) and the plain pass's `plain`;
+    None when the op was reached by none of these copies."""
+    dist = np.asarray(dist)
+    if dist.shape[0] != points * copies:
+        return None
+    d = dist.reshape(points, copies, -1)
+    if mode == "complex":  # exactly on the kink, and moved by the imaginary step
+        hit = (d.real == 0) & (d.imag != 0)
+    else:  # a stencil point on another side of the kink than x itself
+        side = np.sign(np.broadcast_to(np.real(plain), dist.shape)).reshape(points, copies, -1)
+        hit = np.sign(d.real) != side
+    return hit.any(axis=(0, 2))
+
+
+class Prober:
+    """Runs batches of perturbed copies of one node and records kink crossings per copy.
+
+    via: only this consumer of the node sees the perturbation (the share of the gradient that
+    flows through that one edge)."""
+
+    def __init__(self, graph: Graph, values: dict, name: str, via: str | None = None):
+        self.graph, self.values, self.name, self.via = graph, values, name, via
+        self.stats: dict = {}  # the copies' peak bytes, for sizing chunks
+        self.base = values[name].reshape(-1)
+        self.shape = values[name].shape[1:]
+        self.reaches = graph.reaches_loss(via or name)
+
+    def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
+        """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
+        (J, k) loss changes and a (k,) bool array: the copies of row r cross a kink."""
+        k, J = len(idx), len(points)
+        if not self.reaches:
+            return np.zeros((J, k)), np.zeros(k, bool)
+        x = np.tile(self.base[idx], J)
+        change = np.concatenate(points) - x  # exact: fl(x + m·h) - x
+        d = delta.elements(np.tile(idx, J), change, self.shape)
+        crossed = np.zeros(k, bool)
+
+        def on_kink(node, dist, plain):
+            hit = crossings(dist, plain, J, k, mode)
+            if hit is not None:
+                crossed[:] |= hit
+
+        with np.errstate(all="ignore"):
+            if self.via is None:
+                changed = {self.name: d}
+            else:
+                changed = {self.via: self.graph.apply(self.via, {self.name: d}, self.values, on_kink)}
+            stats: dict = {}
+            loss_change = self.graph.propagate(self.values, changed, on_kink, stats)
+        per_copy = stats.get("peak_bytes", 0) / (J * k)
+        self.stats["per_copy"] = max(self.stats.get("per_copy", 0.0), per_copy)
+        return np.asarray(loss_change).reshape(J, k), crossed
+
+
+def node_method(graph: Graph, name: str, method: str, trusted: frozenset = frozenset()) -> str:
+    """The method actually used for `name`: `auto` means complex step where every op downstream
+    is complex-safe (built-ins are; a custom op is once `complex_probe` agrees), central
+    differences otherwise."""
+    if method != AUTO:
+        return method
+    safe = all(graph.nodes[n].op.complex_safe or n in trusted for n in graph.downstream(name))
+    return "complex" if safe else "central"
+
+
+def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> bool:
+    """Does op node `name` (a custom op) carry a complex step correctly? Its VJP against a random
+    cotangent is estimated both ways on the `elements` most sensitive entries of each input; code
+    that drops the imaginary part (float(), .astype(float), np.real) makes them disagree."""
+    node = graph.nodes[name]
+    xs = [values[i] for i in node.inputs]
+    rng = np.random.default_rng(0)
+    out = values[name]
+    cot = rng.normal(size=out.shape)
+    try:
+        with np.errstate(all="ignore"):
+            for slot, x in enumerate(xs):
+                flat = x.reshape(-1)
+                picks = np.argsort(-np.abs(flat))[:elements] if flat.size > elements else np.arange(flat.size)
+                if not all(_agrees(node.op, xs, slot, int(e), cot) for e in picks):
+                    return False
+    except Exception:  # the user's code cannot take complex input at all
+        return False
+    return True
+
+
+def _agrees(op, xs: list, slot: int, e: int, cot: np.ndarray) -> bool:
+    """d/dx_e Σ op(xs)·cot by the complex step and by central differences: do they agree?"""
+    flat = xs[slot].reshape(-1)
+
+    def f(step, complex_=False):
+        z = flat.astype(np.complex128 if complex_ else np.float64).copy()
+        z[e] += step
+        args = list(xs)
+        args[slot] = z.reshape(xs[slot].shape)
+        return np.sum(op.forward(*args) * cot)
+
+    scale = max(abs(float(flat[e].real)), 1.0)
+    h = METHODS["central"].step * scale
+    central = (f(h) - f(-h)) / (2 * h)
+    cstep = np.imag(f(1e-20j * scale, complex_=True)) / (1e-20 * scale)
+    return bool(np.isfinite(cstep) and abs(cstep - central) <= 1e-5 * max(abs(central), 1e-3))
