@@ -13,8 +13,8 @@ import gradverify
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "zoo"))
-import correct  # noqa: E402  the layers under test (examples/zoo/correct.py)
 import buggy  # noqa: E402
+import correct  # noqa: E402  the layers under test (examples/zoo/correct.py)
 
 
 @pytest.fixture

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checker, config as config_mod
-from .results import Report, Settings
+from . import checker
+from . import config as config_mod
 from .config import Config, Source
 from .custom import PythonOp, gradient_names
 from .errors import GradverifyError
 from .graph import Graph, Node
 from .ops import WeightedSum
+from .results import Report, Settings
 
 __all__ = ["check", "check_op", "Report", "GradverifyError"]
 

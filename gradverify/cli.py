@@ -16,9 +16,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import functools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-from enum import Enum
+from enum import Enum  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import List, Optional  # noqa: E402
+from typing import Any, List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -75,7 +75,7 @@ def handled(fn):
             _fail(str(err), err.exit_code)
         except KeyboardInterrupt:
             _console(stderr=True).print("gradverify: interrupted", markup=False)
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as err:  # a bug in gradverify itself: still one line, never a traceback
@@ -122,9 +122,9 @@ class _Progress:
 
         self.enabled = enabled and sys.stderr.isatty()
         self.start = time.monotonic()
-        self.bar = None
-        self.task = None
-        self.node = None
+        self.bar: Any = None  # a rich Progress, made once the check has run for a second
+        self.task: Any = None
+        self.node: str | None = None
 
     def __call__(self, node: str, done: int, total: int) -> None:
         import time
@@ -134,8 +134,7 @@ class _Progress:
         if self.bar is None:
             if time.monotonic() - self.start < 1.0:
                 return
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=_console(stderr=True), transient=True)

@@ -52,6 +52,8 @@ def load_module(path: Path, ref: str):
         raise UserCodeError(f"{ref}: no such file {str(path)!r}")
     name = f"gradverify_user_{len(_MODULES)}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserCodeError(f"{ref}: {path.name} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

@@ -5,14 +5,15 @@ in the plain pass and (B, N, D) while B perturbed copies are pushed through.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError
 from .delta import Delta, push, push_rows
+from .errors import ConfigError
 from .ops import BadGradient, Op
+
 
 @dataclass
 class Node:
@@ -25,6 +26,13 @@ class Node:
     value: np.ndarray | None = None  # leaves only, with the leading axis: (1, *shape)
     key: str | None = None  # the config key that defines it, for messages and annotations
     source: str | None = None  # "file.py:name" for a custom op
+
+    @property
+    def fn(self) -> Op:
+        """The op of an op node (a leaf has none)."""
+        if self.op is None:
+            raise TypeError(f"{self.name} is a leaf: it has no op")
+        return self.op
 
     @property
     def op_label(self) -> str:
@@ -127,7 +135,9 @@ class Graph:
         values: dict[str, np.ndarray] = {}
         for name, node in self.nodes.items():
             if node.op is None:
-                values[name] = leaves[name] if leaves and name in leaves else node.value
+                value = leaves[name] if leaves and name in leaves else node.value
+                assert value is not None, f"leaf {name} has no value"
+                values[name] = value
             else:
                 xs = [values[i] for i in node.inputs]
                 try:
@@ -171,22 +181,23 @@ class Graph:
         """Node `name`'s perturbed copies, from its inputs' (a Delta where it can stay sparse,
         else dense copies (B, *shape)). `live` holds the perturbed nodes, `values` the plain pass."""
         node = self.nodes[name]
+        op = node.fn
         xs = [values[i] for i in node.inputs]
         slots = [k for k, i in enumerate(node.inputs) if i in live]
         if len(slots) == 1 and isinstance(live[node.inputs[slots[0]]], Delta):
             kink = (lambda dist, base: on_kink(name, dist, base)) if on_kink else None
-            res = push(node.op, slots[0], live[node.inputs[slots[0]]], xs, values[name], kink)
+            res = push(op, slots[0], live[node.inputs[slots[0]]], xs, values[name], kink)
             if res is not None:
                 return res
         elif len(slots) > 1 and all(isinstance(live[node.inputs[k]], Delta) for k in slots) \
-                and not node.op.kinked:
-            res = push_rows(node.op, {k: live[node.inputs[k]] for k in slots}, xs, values[name])
+                and not op.kinked:
+            res = push_rows(op, {k: live[node.inputs[k]] for k in slots}, xs, values[name])
             if res is not None:
                 return res
         dense = [as_dense(live[i], values[i]) if i in live else values[i] for i in node.inputs]
-        if on_kink is not None and node.op.kinked:
-            on_kink(name, node.op.kink_distance(*dense), node.op.kink_distance(*xs))
-        return node.op.forward(*dense)
+        if on_kink is not None and op.kinked:
+            on_kink(name, op.kink_distance(*dense), op.kink_distance(*xs))
+        return op.forward(*dense)
 
     def propagate(self, values: dict[str, np.ndarray], changed: dict,
                   on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None,

@@ -74,7 +74,7 @@ def check_view(report: Report, command: str | None = None) -> Group:
     if f32:
         cols.append(("in float64", "right"))
     for col, just in cols + [("worst", "left"), ("status", "left")]:
-        table.add_column(col, justify=just, no_wrap=col in ("node", "status"))
+        table.add_column(col, justify="right" if just == "right" else "left", no_wrap=col in ("node", "status"))
     for n in report.nodes:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
         rel = n.max_rel_error if n.size else n.directional_error
@@ -94,7 +94,7 @@ def check_view(report: Report, command: str | None = None) -> Group:
     for line in rule_lines(report):
         parts.append(Text(line, style="dim"))
     worst = worst_node(report)
-    if worst is not None and command:
+    if worst is not None and worst.worst_index is not None and command:
         index = ",".join(map(str, worst.worst_index))
         probe = command.format(node=worst.name) + (f" --index {index}" if index else "")
         parts.append(Text(f"probe the worst element again: {probe}", style="dim"))

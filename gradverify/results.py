@@ -7,8 +7,8 @@ imported when called.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -72,13 +72,13 @@ class Element:
 
     index: tuple[int, ...]
     value: float
-    analytic: float
-    numeric: float
-    error: float
-    left: float | None
+    analytic: float | None  # None: not finite
+    numeric: float | None
+    error: float | None
+    left: float | None  # at a kink only
     right: float | None
-    abs_error: float
-    rel_error: float
+    abs_error: float | None
+    rel_error: float | None
     status: str
 
     def to_dict(self) -> dict:
@@ -197,7 +197,7 @@ class NodeResult:
                        _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
 
     def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
-        pos = range(self.size)
+        pos = np.arange(self.size)
         if only_failing_or_kink:
             pos = np.flatnonzero((self.statuses != "pass") & (self.statuses != "floor"))
         return [self.element(int(p)) for p in pos]

@@ -7,6 +7,7 @@ import pytest
 
 import gradverify
 from gradverify.errors import ConfigError
+
 from conftest import CONFIGS, ROOT
 
 

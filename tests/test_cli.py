@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradverify.cli import app
+
 from conftest import CONFIGS
 
 SEED = str(CONFIGS / "seed.yaml")
@@ -96,20 +97,31 @@ def test_version(runner):
 
 
 def test_ctrl_c_exits_130(tmp_path):
-    """SIGINT during a long check: one line on stderr, exit 130, no traceback."""
+    """SIGINT during a long check: one line on stderr, exit 130, no traceback. The check's custom
+    activation creates a file when it first runs (the check has started) and then runs slowly,
+    so the signal lands mid-check without guessing a delay."""
     import signal
     import subprocess
     import sys
     import time
 
+    ready = tmp_path / "started"
+    (tmp_path / "slow.py").write_text(
+        "import pathlib, time\nimport numpy as np\n"
+        f"READY = pathlib.Path({str(ready)!r})\n"
+        "def slow_forward(x):\n    READY.touch()\n    time.sleep(0.01)\n    return np.tanh(x), x\n"
+        "def slow_backward(dout, x):\n    return dout * (1 - np.tanh(x) ** 2)\n")
     cfg = tmp_path / "big.yaml"
-    cfg.write_text("inputs: {shape: [128, 784], init: normal, std: 1.0}\nlabels: {classes: 10}\n"
-                   "layers:\n  - {weights: {shape: [784, 512], std: 0.05}, bias: {shape: [512]}, activation: relu}\n"
-                   "  - {weights: {shape: [512, 10], std: 0.05}, bias: {shape: [10]}}\n")
+    cfg.write_text("inputs: {shape: [16, 32], init: normal, std: 1.0}\nlabels: {classes: 10}\n"
+                   "layers:\n  - {weights: {shape: [32, 64], std: 0.05}, bias: {shape: [64]},"
+                   " activation: slow.py:slow}\n"
+                   "  - {weights: {shape: [64, 10], std: 0.05}, bias: {shape: [10]}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "gradverify", "check", str(cfg), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    assert proc.poll() is None, "the check finished before it could be interrupted"
+    deadline = time.monotonic() + 60
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists() and proc.poll() is None, "the check did not start, or finished at once"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

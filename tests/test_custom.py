@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from gradverify import checker, config
 from gradverify.cli import app
+
 from conftest import ROOT
 
 ZOO = ROOT / "examples" / "zoo"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from gradverify.cli import app
 from gradverify.ops import ACTIVATIONS, LOSSES
+
 from conftest import CONFIGS, ROOT
 
 ZOO = ROOT / "examples" / "zoo"
@@ -58,7 +59,7 @@ def test_github_annotations_point_at_config_lines(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "github"])
     assert res.exit_code == 1
     lines = res.stdout.strip().splitlines()
-    errors = [l for l in lines if l.startswith("::error ")]
+    errors = [line for line in lines if line.startswith("::error ")]
     assert len(errors) == 11  # the blamed op, then the 10 failing nodes
     text = CASE.read_text().splitlines()
     for line in errors:
@@ -79,7 +80,7 @@ def test_github_annotations_point_at_config_lines(runner):
 def test_markdown_has_every_node(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "markdown", "-q"])
     assert res.exit_code == 1
-    rows = [l for l in res.stdout.splitlines() if l.startswith("| `")]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| `")]
     names = [r.split("`")[1] for r in rows]
     assert names == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin",
                      "l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]

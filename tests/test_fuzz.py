@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gradverify.cli import app
+
 from conftest import CONFIGS
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.yaml"))
@@ -49,14 +51,18 @@ WHERE = {
     "huge_logits_stable": ": loss: the forward pass made Inf at node neg_log",
     "huge_shape": ":1:10: inputs.shape: 1,000,000,000,000 elements is more than the limit",
     "inf": ":1:11: inputs[0][0]: expected a number", "latin1": ": is not UTF-8 text",
-    "layer_not_mapping": ":3:10: layers[0]: expected a mapping", "layers_not_list": ":3:1: layers: expected a list",
-    "list": ":1:1: the config must be a mapping", "missing_custom": ":3:44: layers[0].activation: ../../nowhere.py:relu: no such file",
-    "nan": ":1:11: inputs[0][0]: contains nan", "negative_shape": ":1:10: inputs.shape: expected a list of positive integers",
+    "layer_not_mapping": ":3:10: layers[0]: expected a mapping",
+    "layers_not_list": ":3:1: layers: expected a list",
+    "list": ":1:1: the config must be a mapping",
+    "missing_custom": ":3:44: layers[0].activation: ../../nowhere.py:relu: no such file",
+    "nan": ":1:11: inputs[0][0]: contains nan",
+    "negative_shape": ":1:10: inputs.shape: expected a list of positive integers",
     "only_comment": ":1: the config is empty",
     "overflow_logits": ":4:1: loss: the forward pass made Inf at node exps",
     "python_name": ":1:1: loss: the YAML tag", "python_tag": ":1:1: inputs: the YAML tag",
     "ragged": ":1:18: inputs[1]: ragged array", "scalar": ":1:1: the config must be a mapping",
-    "string_labels": ":2:1: labels: expected a list of class indices", "strings_in_array": ":1:11: inputs[0][0]: expected a number",
+    "string_labels": ":2:1: labels: expected a list of class indices",
+    "strings_in_array": ":1:11: inputs[0][0]: expected a number",
     "tabs": ":2:1: invalid YAML", "unclosed": ":2:7: invalid YAML",
     "unicode": ":3:44: layers[0].activation: unknown activation 'rélu' (did you mean 'relu'?)",
     "unknown_everything": ":1:1: inptus: unknown key 'inptus' in the config (did you mean 'inputs'?)",

@@ -7,6 +7,7 @@ from gradverify.build import build
 from gradverify.delta import elements
 from gradverify.errors import ConfigError
 from gradverify.graph import Graph, Node, topological_order
+
 from conftest import CONFIGS
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from gradverify import checker, config, numeric, ops
 from gradverify.checker import Settings
+
 from conftest import CONFIGS
 
 SMOOTH = CONFIGS / "smooth.yaml"
@@ -162,7 +163,10 @@ def test_sweep_shapes():
     a = float(np.asarray(p.grads["w2"]).reshape(-1)[flat])
     err = {m: np.abs(data[m] - a) for m in ("forward", "central", "complex")}
     steps = list(data["steps"])
-    at = lambda h: steps.index(min(steps, key=lambda s: abs(np.log10(s / h))))
+
+    def at(h):
+        return steps.index(min(steps, key=lambda s: abs(np.log10(s / h))))
+
     assert err["forward"][at(1e-8)] < err["forward"][at(1e-2)]     # truncation falls …
     assert err["forward"][at(1e-8)] < err["forward"][at(1e-13)]    # … until rounding rises
     assert np.all(err["complex"][at(1e-6):] < 1e-14 * max(abs(a), 1))

@@ -31,7 +31,7 @@ def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
     xs = [run.values[i] for i in node.inputs]
     with np.errstate(all="ignore"):
         try:
-            gs = node.op.backward(run.grads[consumer], run.values[consumer], *xs)
+            gs = node.fn.backward(run.grads[consumer], run.values[consumer], *xs)
         except BadGradient:
             return True
     share = sum(np.asarray(g, dtype=np.float64) for i, g in zip(node.inputs, gs) if i == name)

@@ -2,8 +2,9 @@
 custom ops probed, tolerances resolved, and a way to locate a node in the config."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -104,7 +105,8 @@ def _prepare(config: Config, settings: Settings, graph: Graph | None) -> Run:
         grads = graph.backward(values, problems)
     values64 = grads64 = None
     if config.dtype == "float32":
-        leaves = {n: node.value.astype(np.float64) for n, node in graph.nodes.items() if node.op is None}
+        leaves = {n: np.asarray(node.value, dtype=np.float64) for n, node in graph.nodes.items()
+                  if node.op is None}
         with np.errstate(all="ignore"):
             values64 = graph.forward(leaves)
             grads64 = graph.backward(values64, {})

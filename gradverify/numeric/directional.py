@@ -8,7 +8,7 @@ k bad elements.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -68,7 +68,8 @@ def bisect(judge: Callable[[np.ndarray], np.ndarray], sign: np.ndarray,
     Halves of a disagreeing group are judged in turn, keeping at most `max_suspects` groups per
     round. Returns the isolated elements (arrays of one flat index) and the directions judged."""
     total = len(sign)
-    groups, leaves, count = [np.arange(total)], [], 0
+    groups, count = [np.arange(total)], 0
+    leaves: list[np.ndarray] = []
     while groups:
         halves = [h for g in groups for h in (g[: len(g) // 2], g[len(g) // 2:]) if len(h)]
         vs = np.zeros((len(halves), total))

@@ -81,7 +81,7 @@ def node_method(graph: Graph, name: str, method: str, trusted: frozenset = froze
     differences otherwise."""
     if method != AUTO:
         return method
-    safe = all(graph.nodes[n].op.complex_safe or n in trusted for n in graph.downstream(name))
+    safe = all(graph.nodes[n].fn.complex_safe or n in trusted for n in graph.downstream(name))
     return "complex" if safe else "central"
 
 
