@@ -301,7 +301,8 @@ def temporal_affine_backward(dout, cache):
     x, w, b = cache
     N, T, D = x.shape
     M = w.shape[1]
-    x_rows, dout_rows = x.reshape(N * T, D), dout.reshape(N * T, M)  # one row per (data point, timestep)
+    x_rows = x.reshape(N * T, D)  # one row per (data point, timestep), batch-major
+    dout_rows = dout.reshape(N * T, M)
     dx = (dout_rows @ w.T).reshape(N, T, D)
     dw = x_rows.T @ dout_rows
     db = dout_rows.sum(axis=0)
