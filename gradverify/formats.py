@@ -30,8 +30,8 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
     blamed op; a kink is <skipped> with its reason (a <failure> under --strict)."""
     c = report.counts()
     kinks_fail = report.strict
-    failures = c["fail"] + (c["kink"] if kinks_fail else 0)
-    skipped = 0 if kinks_fail else c["kink"]
+    failures = c["fail"] + (c["kink"] + c["undecided"] if kinks_fail else 0)
+    skipped = 0 if kinks_fail else c["kink"] + c["undecided"]
     total_time = sum(n.seconds for n in report.nodes)
     root = ET.Element("testsuites", name="gradverify", tests=str(len(report.nodes)),
                       failures=str(failures), errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
@@ -59,6 +59,12 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
                       "(a valid subgradient)")
             if kinks_fail:
                 ET.SubElement(case, "failure", message=reason, type="Kink").text = reason
+            else:
+                ET.SubElement(case, "skipped", message=reason)
+        elif n.status == "undecided":
+            reason = f"undecided: {'; '.join(n.notes)}"
+            if kinks_fail:
+                ET.SubElement(case, "failure", message=reason, type="Undecided").text = reason
             else:
                 ET.SubElement(case, "skipped", message=reason)
     ET.indent(root)
@@ -102,6 +108,9 @@ def github_annotations(report: Report, config_file: str | None) -> str:
         elif n.status == "kink":
             emit("error" if report.strict else "warning", n.line, f"gradverify: {n.label} KINK",
                  f"{n.label} ({n.op}, {n.shape_text}) sits on a kink: {worst_text(n)}")
+        elif n.status == "undecided":
+            emit("error" if report.strict else "warning", n.line, f"gradverify: {n.label} UNDECIDED",
+                 "; ".join(n.notes))
     c = report.counts()
     lines.append(f"gradverify: {len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, "
                  f"{c['fail']} fail: {report.status.upper()}")
@@ -117,7 +126,7 @@ def _md(text: str) -> str:
 
 def markdown(report: Report) -> str:
     """The check table as GitHub-flavoured markdown, for a PR comment or a job summary."""
-    icon = {"pass": "✅ PASS", "kink": "⚠️ KINK", "fail": "❌ FAIL"}
+    icon = {"pass": "✅ PASS", "kink": "⚠️ KINK", "fail": "❌ FAIL", "undecided": "❔ UNDECIDED"}
     out = [f"### gradverify: {icon[report.status]}", ""]
     cfg = report.info.config
     if cfg:

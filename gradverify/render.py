@@ -9,7 +9,8 @@ from rich.text import Text
 from .numeric import METHODS, SWEEP_METHODS
 from .results import NodeResult, Report
 
-STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "nonfinite": "magenta", "floor": "dim"}
+STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "undecided": "cyan", "nonfinite": "magenta",
+         "floor": "dim"}
 
 
 def as_text(renderable, width: int = 160) -> str:
@@ -54,7 +55,7 @@ def rule_lines(report: Report) -> list[str]:
     for m in s.methods_used:
         lines.append(f"  {METHODS[m].title}: rtol {s.rtol[m]:g}, atol {s.atol[m]:g}; {s.step_rule[m]}")
     if any(n.status == "kink" for n in report.nodes):
-        lines.append(f"  kinks: {s.step_rule['kink']}")
+        lines.append(f"  kinks: rtol {s.rtol['kink']:g}, atol {s.atol['kink']:g}; {s.step_rule['kink']}")
     if s.dtype == "float32":
         lines.append("  float32: the network and its backward run in float32; the numeric side re-runs "
                      "it in float64 from the same float32 values. 'in float64' is the same check with "
@@ -86,6 +87,8 @@ def check_view(report: Report, command: str | None = None) -> Group:
     parts: list = [table, summary_text(report)]
     for b in report.blame:
         parts.append(Text("blame: " + b.message, style="bold red"))
+    for n in report.nodes:
+        parts += [Text("note: " + note, style=STYLE["undecided"]) for note in n.notes]
     if any(n.status == "kink" for n in report.nodes):
         parts.append(Text("KINK: perturbing the element crosses a point where an op is not "
                           "differentiable (e.g. ReLU at 0); the analytic gradient lies between the "
@@ -130,6 +133,9 @@ def summary_text(report: Report) -> Text:
     text.append(f"{c['kink']} kink", style=STYLE["kink"])
     text.append(", ")
     text.append(f"{c['fail']} fail", style=STYLE["fail"] if c["fail"] else "")
+    if c["undecided"]:
+        text.append(", ")
+        text.append(f"{c['undecided']} undecided", style=STYLE["undecided"])
     text.append(f"  ·  loss {report.loss!r}")
     if report.loss_data is not None and report.loss_reg is not None:
         text.append(f" (loss_data {report.loss_data!r} + loss_reg {report.loss_reg!r})")
@@ -183,6 +189,7 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
+        "notes": list(n.notes),
         "elements": [e.to_dict() for e in n.elements(only_failing_or_kink=not all_elements)],
     }
 
@@ -203,7 +210,7 @@ def check_json(report: Report) -> dict:
         "nodes": [node_dict(n, all_elements=False) for n in report.nodes],
         "blame": [b.to_dict() for b in report.blame],
         "summary": {"nodes": len(report.nodes), "pass": c["pass"], "kink": c["kink"],
-                    "fail": c["fail"], "elements": sum(n.size for n in report.nodes),
+                    "fail": c["fail"], "undecided": c["undecided"], "elements": sum(n.size for n in report.nodes),
                     "total_elements": sum(n.total for n in report.nodes), "strict": report.strict},
     }
 
@@ -326,7 +333,7 @@ def graph_tree(graph, values, statuses: dict | None = None):
 
 def graph_dot(graph, values, statuses: dict | None = None) -> str:
     """Graphviz source: leaves as boxes, ops as ellipses, edges along the forward pass."""
-    colour = {"pass": "palegreen", "kink": "gold", "fail": "salmon"}
+    colour = {"pass": "palegreen", "kink": "gold", "fail": "salmon", "undecided": "lightblue"}
     lines = ["digraph gradverify {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for name, node in graph.nodes.items():
         shape = "×".join(map(str, values[name].shape[1:])) or "scalar"

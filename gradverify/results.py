@@ -14,11 +14,13 @@ import numpy as np
 
 from .errors import UnknownNodeError, did_you_mean
 
-#: node statuses. Elements have two more: "floor" where analytic and numeric are both below the
-#: noise floor (atol + the estimate's error bar), so they agree only in being too small to judge
-#: (not a failure); and "nonfinite" where the numeric estimate itself is NaN or Inf (the element
-#: cannot be checked; its node fails, its numbers stay out of the node's maxima)
-STATUSES = ("pass", "kink", "fail")
+#: node statuses: "undecided" where the numbers could not decide (no element checked, or a
+#: gradient zero everywhere: see the node's notes). Elements have "pass", "kink", "fail" and two
+#: more: "floor" where analytic and numeric are both below the noise floor (atol + the estimate's
+#: error bar), so they agree only in being too small to judge (not a failure); and "nonfinite"
+#: where the numeric estimate itself is NaN or Inf (the element cannot be checked; its node
+#: fails, its numbers stay out of the node's maxima)
+STATUSES = ("pass", "kink", "fail", "undecided")
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -134,6 +136,8 @@ class NodeResult:
     float64_rel_error: float | None = None  # float32 networks: the same check's error in float64
     line: int | None = None  # the config line that defines the node (its layer, op or value)
     seconds: float = 0.0  # time spent checking it
+    notes: tuple[str, ...] = ()  # what the numbers could not decide, said in words
+    undecided: bool = False  # no verdict for the node as a whole (see notes)
 
     @property
     def label(self) -> str:
@@ -148,7 +152,9 @@ class NodeResult:
     def status(self) -> str:
         if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
             return "fail"
-        return "kink" if (self.statuses == "kink").any() else "pass"
+        if (self.statuses == "kink").any():
+            return "kink"
+        return "undecided" if self.undecided else "pass"
 
     @property
     def size(self) -> int:
@@ -169,17 +175,15 @@ class NodeResult:
 
     @property
     def worst(self) -> int | None:
-        """Position (into the arrays) of the element failing most; else a kink; else the one
-        closest to failing."""
+        """Position (into the arrays) of the worst element: among the failing ones (else nonfinite,
+        else kinks, else the rest) the one with the largest relative error, the number the row
+        shows as `max rel err`."""
         if not self.size:
             return None
-        allowed = self.atol + self.rtol * np.maximum(np.abs(self.analytic), np.abs(self.numeric)) + self.error
-        ratio = np.where(np.isfinite(self.abs_error), self.abs_error / np.maximum(allowed, 1e-300), 0.0)
         rank = np.select([self.statuses == "fail", self.statuses == "nonfinite", self.statuses == "kink"],
-                         [3.0, 2.0, 1.0], 0.0)
-        ratio = np.where(self.statuses == "floor", 0.0, ratio)
-        ratio = rank * 1e300 + np.minimum(ratio, 1e299)
-        return int(np.argmax(ratio))
+                         [3, 2, 1], 0)
+        rel = np.where(np.isfinite(self.rel_error) & (self.statuses != "floor"), self.rel_error, -1.0)
+        return int(np.lexsort((-np.arange(self.size), rel, rank))[-1])  # ties: the first element
 
     @property
     def worst_index(self) -> tuple[int, ...] | None:
@@ -230,7 +234,10 @@ class Report:
 
     @property
     def status(self) -> str:
+        """fail, else kink, else pass; "undecided" only when no node could be decided at all."""
         statuses = {n.status for n in self.nodes}
+        if statuses == {"undecided"}:
+            return "undecided"
         return "fail" if "fail" in statuses else "kink" if "kink" in statuses else "pass"
 
     @property
@@ -240,7 +247,10 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.status == "fail" or (self.strict and self.status == "kink") else 0
+        statuses = {n.status for n in self.nodes}
+        if self.status in ("fail", "undecided"):  # a check that decided nothing is no pass
+            return 1
+        return 1 if self.strict and statuses & {"kink", "undecided"} else 0
 
     @property
     def ok(self) -> bool:

@@ -108,9 +108,9 @@ def test_kink_found_from_numbers_in_custom_code():
 def test_divexps_steep_but_smooth_not_a_kink():
     """detect_kinks itself on divexps (1/sexps is steep): no kink."""
     p = checker.prepare(config.load(CONFIGS / "seed.yaml"))
-    kink, left, right, _ = numeric.detect_kinks(p.graph, p.values, "divexps", np.array([0, 1]))
+    kink, left, right, _ = numeric.detect_kinks(p.graph, p.values, "divexps", np.array([0, 1]), 32.0)
     assert not kink.any()
-    kink, *_ = numeric.detect_kinks(p.graph, p.values, "l1_lin", np.array([0]))
+    kink, *_ = numeric.detect_kinks(p.graph, p.values, "l1_lin", np.array([0]), 0.74)
     assert kink.all()
 
 

@@ -39,9 +39,8 @@ def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
     s = run.settings
     est = numeric.estimate(run.graph, run.values, name, s.method, s.step, positions, s.max_memory,
                            via=consumer, trusted=run.trusted)
-    rtol, atol = run.tolerance(est.method)
-    _, _, statuses = compare(share, est, rtol, atol)
-    return bool((statuses == "fail").any())
+    judged = compare(share, est, run.tolerance(est.method), run.tolerance("kink"))
+    return bool((judged.statuses == "fail").any())
 
 
 def _culprit(run: Run, consumer: str, name: str, culprits: list[str]) -> Blame:

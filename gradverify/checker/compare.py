@@ -2,20 +2,35 @@
 
 An element passes when |a − n| ≤ atol + rtol·max(|a|, |n|) + e, where e is the numeric estimate's
 own error bar. At a kink it is judged against the interval between the left and right one-sided
-derivatives instead: inside it (within the same tolerance) the analytic value is a valid
-subgradient and the element is a KINK; outside it is a FAIL. Where analytic and numeric are both
+derivatives instead, with their method's tolerance: inside it the analytic value is a valid
+subgradient and the element is a KINK; outside it is a FAIL — unless the element's perturbation
+crosses several kinks at once, where the valid chain-rule values are not bounded by that one
+interval: then it is a KINK without a verdict (`undecided`). Where analytic and numeric are both
 below what the estimate resolves, the element is `floor` (no verdict either way); where the
 estimate is NaN or Inf, `nonfinite`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..numeric import Estimate
 
 
-def compare(analytic: np.ndarray, est: Estimate, rtol: float, atol: float):
-    """Errors and statuses per element: (abs_error, rel_error, statuses)."""
+@dataclass(frozen=True)
+class Comparison:
+    """Per element: errors, statuses, and the kink elements left without a verdict."""
+
+    abs_error: np.ndarray
+    rel_error: np.ndarray
+    statuses: np.ndarray
+    undecided: np.ndarray  # at several kinks at once, outside [left, right]: KINK, no verdict
+
+
+def compare(analytic: np.ndarray, est: Estimate, tolerance: tuple[float, float],
+            kink_tolerance: tuple[float, float]) -> Comparison:
+    """Judge every element of `est` against the analytic gradient."""
     a, n = analytic, est.numeric
     scale = np.maximum(np.abs(a), np.abs(n))
     abs_err = np.abs(a - n)
@@ -27,7 +42,12 @@ def compare(analytic: np.ndarray, est: Estimate, rtol: float, atol: float):
     scale = np.where(est.kink, kink_scale, scale)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel_err = np.where(scale > 0, abs_err / scale, 0.0)
+    rtol = np.where(est.kink, kink_tolerance[0], tolerance[0])
+    atol = np.where(est.kink, kink_tolerance[1], tolerance[1])
     ok = abs_err <= atol + rtol * scale + est.error
+    several = est.crossings >= 2 if est.crossings is not None else np.zeros(len(a), bool)
+    undecided = est.kink & several & ~ok & np.isfinite(a)
+    ok |= undecided
     # both below what the estimate can resolve (and not both exactly 0): no verdict either way
     floor = (scale <= atol + est.error) & (scale > 0) & ~est.kink
     statuses = np.where(ok, np.where(est.kink, "kink", np.where(floor, "floor", "pass")), "fail")
@@ -35,4 +55,4 @@ def compare(analytic: np.ndarray, est: Estimate, rtol: float, atol: float):
     statuses = np.where(np.isfinite(n) | est.kink, statuses, "nonfinite")
     abs_err = np.where(statuses == "nonfinite", np.nan, abs_err)
     rel_err = np.where(statuses == "nonfinite", np.nan, rel_err)
-    return abs_err, rel_err, statuses.astype("<U9")
+    return Comparison(abs_err, rel_err, statuses.astype("<U9"), undecided)

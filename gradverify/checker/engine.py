@@ -133,9 +133,10 @@ def run_info(run_: Run, methods) -> RunInfo:
     rules = {m: (f"h = {s.step:g}·max(|x|, 1)" if s.step is not None else numeric.METHODS[m].step_rule)
              for m in methods}
     rules["kink"] = numeric.ONE_SIDED_RULE
+    judged = list(methods) + ["kink"]
     return RunInfo(method=s.method, methods_used=tuple(methods), step=s.step, step_rule=rules,
-                   rtol={m: run_.tolerance(m)[0] for m in methods},
-                   atol={m: run_.tolerance(m)[1] for m in methods},
+                   rtol={m: run_.tolerance(m)[0] for m in judged},
+                   atol={m: run_.tolerance(m)[1] for m in judged},
                    dtype=run_.dtype, seed=run_.config_seed, config=run_.config_file,
                    mode="directional" if s.fast else ("sampled" if s.sample else "full"),
                    sample=s.sample, sample_seed=s.seed)

@@ -48,21 +48,22 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     up). Every element of a small node is looked at; of a large node, the failing ones."""
     if not any(getattr(run.graph.nodes[n].fn, "opaque", False) for n in run.graph.downstream(name)):
         return est
-    rtol, atol = run.tolerance(est.method)
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
-    _, _, statuses = compare(a, est, rtol, atol)
+    judged = compare(a, est, run.tolerance(est.method), run.tolerance("kink"))
     if len(est.index) <= OPAQUE_KINK_SCAN:
         bad = np.flatnonzero(~est.kink)
     else:
-        bad = np.flatnonzero(statuses == "fail")
+        bad = np.flatnonzero(judged.statuses == "fail")
     if not bad.size:
         return est
-    kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad])
+    node_scale = max_finite(np.abs(est.numeric))
+    kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
     if not kink.any():
         return est
-    arrays = {f: getattr(est, f).copy() for f in ("kink", "left", "right", "error")}
+    arrays = {f: getattr(est, f).copy() for f in ("kink", "left", "right", "error", "crossings")}
     pos = bad[kink]
     arrays["kink"][pos] = True
+    arrays["crossings"][pos] = np.maximum(arrays["crossings"][pos], 1)
     arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
     arrays["error"][pos] = err[kink]
     return replace(est, **arrays)
@@ -74,20 +75,48 @@ def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None 
     rtol, atol = run.tolerance(est.method)
     full = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)
     a = full[est.index]
-    abs_err, rel_err, statuses = compare(a, est, rtol, atol)
+    judged = compare(a, est, (rtol, atol), run.tolerance("kink"))
     extra.setdefault("grad_max", max_finite(np.abs(full)))
     if run.grads64 is not None:  # float32: how much of the error float32 alone explains
         m = numeric.METHODS[est.method]
-        _, rel64, _ = compare(np.asarray(run.grads64[name]).reshape(-1)[est.index], est, m.rtol, m.atol)
-        extra["float64_rel_error"] = max_finite(rel64)
+        in64 = compare(np.asarray(run.grads64[name]).reshape(-1)[est.index], est, (m.rtol, m.atol),
+                       numeric.KINK_TOLERANCE)
+        extra["float64_rel_error"] = max_finite(in64.rel_error)
     node = run.graph.nodes[name]
     extra.setdefault("line", run.line(name))
+    notes, undecided = _undecided(name, a, est, judged, atol, extra.get("mode", "full"))
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=run.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
                       value=np.real(run.values[name]).reshape(-1)[est.index].astype(np.float64),
                       analytic=a, numeric=est.numeric, error=est.error, left=est.left,
-                      right=est.right, abs_error=abs_err, rel_error=rel_err, statuses=statuses,
-                      problem=problem, **extra)
+                      right=est.right, abs_error=judged.abs_error, rel_error=judged.rel_error,
+                      statuses=judged.statuses, problem=problem, notes=notes, undecided=undecided,
+                      **extra)
+
+
+def _undecided(name: str, a: np.ndarray, est: numeric.Estimate, judged, atol: float,
+               mode: str) -> tuple[tuple[str, ...], bool]:
+    """What the numbers could not decide about a node: (notes, no verdict for the whole node).
+    A node none of whose elements was checked, or whose gradient is zero everywhere in both the
+    analytic and the numeric sense (the loss does not depend on it to first order: a wrong
+    backward that returns zeros there would agree too), gets no verdict; kink elements that
+    cross several kinks at once and lie outside [left, right] get a note."""
+    notes = []
+    several = int(judged.undecided.sum())
+    if several:
+        notes.append(f"{several} element(s) of {name} cross several kinks at once: the analytic value "
+                     "is outside [left, right], which bounds the valid subgradients only when one kink "
+                     "is crossed; no verdict for them (KINK)")
+    if not len(a):
+        if mode != "directional":
+            notes.append(f"no element of {name} was checked: no verdict")
+        return tuple(notes), mode != "directional"
+    zero = bool(np.all(a == 0) and np.all(np.abs(est.numeric) <= atol + est.error))
+    if zero:
+        notes.append(f"d loss / d {name} is zero everywhere, analytic and numeric: the loss does not "
+                     "depend on it to first order, so this check cannot tell a right backward from a "
+                     "wrong one; no verdict")
+    return tuple(notes), zero
 
 
 def check_node_fast(run: Run, name: str) -> NodeResult:

@@ -56,17 +56,23 @@ class Run:
         return None if key is None else self.locate(tuple(key))
 
 
+def _resolve(default: tuple[float, float], config: Config, settings: Settings) -> tuple[float, float]:
+    """A default (float32's for a float32 network), then the config's `tolerance:`, then the
+    command line's, each overriding the one before."""
+    rtol, atol = numeric.FLOAT32_TOLERANCE if config.dtype == "float32" else default
+    rtol = config.rtol if config.rtol is not None else rtol
+    atol = config.atol if config.atol is not None else atol
+    rtol = settings.rtol if settings.rtol is not None else rtol
+    atol = settings.atol if settings.atol is not None else atol
+    return rtol, atol
+
+
 def tolerances(config: Config, settings: Settings) -> dict[str, tuple[float, float]]:
-    """(rtol, atol) per method: the method's default (float32's for a float32 network), then the
-    config's `tolerance:`, then the command line's, each overriding the one before."""
-    out = {}
-    for m in numeric.METHODS.values():
-        rtol, atol = numeric.FLOAT32_TOLERANCE if config.dtype == "float32" else (m.rtol, m.atol)
-        rtol = config.rtol if config.rtol is not None else rtol
-        atol = config.atol if config.atol is not None else atol
-        rtol = settings.rtol if settings.rtol is not None else rtol
-        atol = settings.atol if settings.atol is not None else atol
-        out[m.name] = (rtol, atol)
+    """(rtol, atol) per method, and under "kink" for elements at a kink: left and right are real
+    one-sided differences, so a tolerance set tighter than theirs does not apply to them."""
+    out = {m.name: _resolve((m.rtol, m.atol), config, settings) for m in numeric.METHODS.values()}
+    rtol, atol = _resolve(numeric.KINK_TOLERANCE, config, settings)
+    out["kink"] = (max(rtol, numeric.KINK_TOLERANCE[0]), max(atol, numeric.KINK_TOLERANCE[1]))
     return out
 
 

@@ -46,7 +46,7 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
     def on_kink(node, dist, plain):
         hit = crossings(dist, plain, points, m, "complex" if method == "complex" else "real")
         if hit is not None:
-            crossed[:] |= hit
+            crossed[:] |= hit > 0
 
     with np.errstate(all="ignore"):
         change = graph.propagate(values, {name: delta.Delta("full", None, vals, shape)}, on_kink)

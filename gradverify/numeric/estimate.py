@@ -51,7 +51,8 @@ class Estimate:
     """Numeric derivatives of the loss for some elements of one node (flat indices `index`).
 
     `error` is the estimate's own error bar; `left`/`right` the one-sided derivatives where
-    `kink` (NaN elsewhere)."""
+    `kink` (NaN elsewhere); `crossings` how many kinks the element's perturbation crosses (one
+    interval [left, right] bounds the valid subgradients only when it is one)."""
 
     index: np.ndarray
     numeric: np.ndarray
@@ -61,10 +62,11 @@ class Estimate:
     right: np.ndarray
     method: str
     step: float
+    crossings: np.ndarray | None = None
 
 
 def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: float, loss: float):
-    """The estimate for the elements `idx`: (derivative, error bar, kink, left, right)."""
+    """The estimate for the elements `idx`: (derivative, error bar, kinks crossed, left, right)."""
     x = prober.base[idx].real.astype(np.float64)
     scale = np.maximum(np.abs(x), 1.0)
     d, err, crossed = method.estimate(prober, idx, x, scale, rel_step, loss)
@@ -88,9 +90,11 @@ def _shrink_at_kinks(prober, method: Method, idx, x, scale, rel_step, loss, resu
         shrink /= 10
         sub = np.flatnonzero(crossed)
         d2, e2, c2 = method.estimate(prober, idx[sub], x[sub], scale[sub], shrink, loss)
-        fixed = sub[~c2]
-        d[fixed], err[fixed] = d2[~c2], e2[~c2]
-        crossed[fixed] = False
+        clear = c2 == 0
+        fixed = sub[clear]
+        d[fixed], err[fixed] = d2[clear], e2[clear]
+        crossed[fixed] = 0
+        crossed[sub[~clear]] = c2[~clear]  # the kinks the smallest stencil still crosses
 
 
 def first_chunk(graph: Graph, values: dict, name: str, evals: int, max_memory: int) -> int:
@@ -146,7 +150,7 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
     n = len(index)
-    numeric, error, kink = np.zeros(n), np.zeros(n), np.zeros(n, bool)
+    numeric, error, crossings = np.zeros(n), np.zeros(n), np.zeros(n, int)
     left, right = np.full(n, np.nan), np.full(n, np.nan)
     workers = WORKERS if n > THREADED_FROM else 1
     budget = max_memory // workers
@@ -154,7 +158,7 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
 
     def run(start: int, k: int) -> int:
         sl = slice(start, start + k)
-        numeric[sl], error[sl], kink[sl], left[sl], right[sl] = estimate_chunk(
+        numeric[sl], error[sl], crossings[sl], left[sl], right[sl] = estimate_chunk(
             prober, m, index[sl], rel_step, loss)
         return min(start + k, n)
 
@@ -164,24 +168,37 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
         progress(done, n)
     k = next_chunk(prober, m.evals, first, budget)
     map_chunks(run, range(done, n, k), k, workers, n, progress)
-    return Estimate(index, numeric, error, kink, left, right, m.name, rel_step)
+    return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings)
 
 
-def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray):
-    """Kinks seen from the numbers alone, for code that declares none: one-sided derivatives at
-    two steps 100× apart. A smooth function's left and right derivatives differ by O(h) and close
-    up as h shrinks (a steep one too, only from further apart); at a kink they stay apart.
+#: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×
+KINK_SCAN_STEPS = (1e-3, 1e-5)
+#: a gap is a kink only when it stands clear of this many times the one-sided error bars …
+KINK_ERROR_BARS = 4.0
+#: … and of this fraction of the node's largest derivative: rounding in a derivative scales with
+#: the node (the loss and its inputs), not with the element's own, possibly tiny, derivative
+KINK_NODE_RTOL = 1e-7
+
+
+def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, node_scale: float):
+    """Kinks seen from the numbers alone, for code that declares none. At a kink the left and
+    right derivatives differ by the jump in the derivative, whatever the step; a smooth
+    function's second-order one-sided differences differ by O(h³) plus rounding. So an element
+    is at a kink when its one-sided gap at h = 1e-5 is (1) at least half its gap at h = 1e-3 (it
+    does not close up), (2) more than KINK_ERROR_BARS times the error bar of the estimates, and
+    (3) more than KINK_NODE_RTOL of the node's largest derivative `node_scale`.
     Returns (kink, left, right, error bar), one entry per index."""
     prober = Prober(graph, values, name)
     idx = np.asarray(indices, dtype=np.intp)
     x = prober.base[idx].real.astype(np.float64)
     scale = np.maximum(np.abs(x), 1.0)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
-    l1, r1, _ = one_sided(prober, idx, x, scale, loss, rel_step=1e-3)
-    l2, r2, e2 = one_sided(prober, idx, x, scale, loss, rel_step=1e-5)
+    coarse, fine = KINK_SCAN_STEPS
+    l1, r1, _ = one_sided(prober, idx, x, scale, loss, rel_step=coarse)
+    l2, r2, e2 = one_sided(prober, idx, x, scale, loss, rel_step=fine)
     gap1, gap2 = np.abs(r1 - l1), np.abs(r2 - l2)
-    size = np.maximum(np.maximum(np.abs(l2), np.abs(r2)), 1e-300)
-    kink = (gap2 > 0.5 * gap1) & (gap2 > 1e-6 * size) & np.isfinite(gap2)
+    clear = gap2 > KINK_ERROR_BARS * e2 + KINK_NODE_RTOL * node_scale
+    kink = (gap2 > 0.5 * gap1) & clear & np.isfinite(gap2)
     return kink, l2, r2, e2
 
 

@@ -113,8 +113,11 @@ CHOICES = (AUTO,) + tuple(METHODS)
 #: a float32 network's tolerance, whatever the method: float32 rounding dominates
 FLOAT32_TOLERANCE = (1e-4, 1e-6)
 
-#: one-sided differences at a kink: relative step, and the rule as printed
+#: one-sided differences at a kink: relative step, and the rule as printed; left and right are
+#: real differences, so an element at a kink is judged with their tolerance (central
+#: differences'), whatever method estimated the rest of its node
 ONE_SIDED_STEP = EPS ** (1 / 3)
+KINK_TOLERANCE = (1e-6, 1e-9)
 ONE_SIDED_RULE = "one-sided second-order differences at h = ε^(1/3)·max(|x|, 1) and h/2"
 
 

@@ -19,9 +19,9 @@ from .methods import AUTO, METHODS
 
 
 def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | None:
-    """Which of `copies` perturbed copies (each evaluated at `points` stencil points) cross a
-    kink, from an op's kink distances `dist` (points·copies, …) and the plain pass's `plain`;
-    None when the op was reached by none of these copies."""
+    """How many kinks each of `copies` perturbed copies (each evaluated at `points` stencil
+    points) crosses, from an op's kink distances `dist` (points·copies, …) and the plain pass's
+    `plain`: (copies,) counts; None when the op was reached by none of these copies."""
     dist = np.asarray(dist)
     if dist.shape[0] != points * copies:
         return None
@@ -31,7 +31,7 @@ def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | 
     else:  # a stencil point on another side of the kink than x itself
         side = np.sign(np.broadcast_to(np.real(plain), dist.shape)).reshape(points, copies, -1)
         hit = np.sign(d.real) != side
-    return hit.any(axis=(0, 2))
+    return hit.any(axis=0).sum(axis=-1)
 
 
 class Prober:
@@ -49,19 +49,20 @@ class Prober:
 
     def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
         """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
-        (J, k) loss changes and a (k,) bool array: the copies of row r cross a kink."""
+        (J, k) loss changes and (k,) counts: how many kinks the copies of row r cross (an op's
+        kinks at several positions count one each)."""
         k, J = len(idx), len(points)
         if not self.reaches:
-            return np.zeros((J, k)), np.zeros(k, bool)
+            return np.zeros((J, k)), np.zeros(k, int)
         x = np.tile(self.base[idx], J)
         change = np.concatenate(points) - x  # exact: fl(x + m·h) - x
         d = delta.elements(np.tile(idx, J), change, self.shape)
-        crossed = np.zeros(k, bool)
+        crossed = np.zeros(k, int)
 
         def on_kink(node, dist, plain):
             hit = crossings(dist, plain, J, k, mode)
             if hit is not None:
-                crossed[:] |= hit
+                crossed[:] += hit
 
         with np.errstate(all="ignore"):
             if self.via is None:
