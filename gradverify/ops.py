@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .delta import Delta
+from .delta import Delta, Kind
 
 
 class BadGradient(Exception):
@@ -140,22 +140,23 @@ class MatMul(Op):
         x, w = xs[0][0], xs[1][0]
         if x.ndim != 2 or w.ndim != 2:
             return None
+        shape = out.shape[1:]
         if slot == 1:  # w + Δw:  Δout = x Δw
-            if d.kind == "elem":  # Δw at (r, j): column j of out changes by x[:, r]·v
-                return Delta("col", d.index[:, 1], x[:, d.index[:, 0]].T * d.vals[:, None], out.shape[1:])
-            if d.kind == "col":
-                return Delta("col", d.index, d.vals @ x.T, out.shape[1:])
-            if d.kind == "row":
-                return Delta("full", None, x[:, d.index].T[:, :, None] * d.vals[:, None, :], out.shape[1:])
-            return Delta("full", None, x @ d.vals, out.shape[1:])
+            if d.kind is Kind.ELEM:  # Δw[r, j] = v:  Δout[:, j] = x[:, r] v, a column
+                return Delta.col(d.at[:, 1], x[:, d.at[:, 0]].T * d.vals[:, None], shape)
+            if d.kind is Kind.COL:  # Δw[:, j] = v:  Δout[:, j] = x v
+                return Delta.col(d.at, d.vals @ x.T, shape)
+            if d.kind is Kind.ROW:  # Δw[r] = v:  Δout = x[:, r] ⊗ v, everything
+                return Delta.full(x[:, d.at].T[:, :, None] * d.vals[:, None, :], shape)
+            return Delta.full(x @ d.vals, shape)
         # x + Δx:  Δout = Δx w
-        if d.kind == "elem":  # Δx at (i, r): row i of out changes by v·w[r]
-            return Delta("row", d.index[:, 0], d.vals[:, None] * w[d.index[:, 1]], out.shape[1:])
-        if d.kind == "row":
-            return Delta("row", d.index, d.vals @ w, out.shape[1:])
-        if d.kind == "col":
-            return Delta("full", None, d.vals[:, :, None] * w[d.index][:, None, :], out.shape[1:])
-        return Delta("full", None, d.vals @ w, out.shape[1:])
+        if d.kind is Kind.ELEM:  # Δx[i, r] = v:  Δout[i] = v w[r], a row
+            return Delta.row(d.at[:, 0], d.vals[:, None] * w[d.at[:, 1]], shape)
+        if d.kind is Kind.ROW:  # Δx[i] = v:  Δout[i] = v w
+            return Delta.row(d.at, d.vals @ w, shape)
+        if d.kind is Kind.COL:  # Δx[:, r] = v:  Δout = v ⊗ w[r], everything
+            return Delta.full(d.vals[:, :, None] * w[d.at][:, None, :], shape)
+        return Delta.full(d.vals @ w, shape)
 
 
 class AddBias(Op):
@@ -175,9 +176,9 @@ class AddBias(Op):
         n = xs[0].shape[1] if xs[0].ndim == 3 else None
         if n is None or xs[1].ndim != 2:
             return None
-        if d.kind == "elem":  # b[j] + v: column j of every row
-            return Delta("col", d.index[:, 0], np.repeat(d.vals[:, None], n, axis=1), out.shape[1:])
-        return Delta("full", None, np.broadcast_to(d.vals[:, None, :], (d.k,) + out.shape[1:]), out.shape[1:])
+        if d.kind is Kind.ELEM:  # b[j] + v: column j of every row
+            return Delta.col(d.at[:, 0], np.repeat(d.vals[:, None], n, axis=1), out.shape[1:])
+        return Delta.full(np.broadcast_to(d.vals[:, None, :], (d.k,) + out.shape[1:]), out.shape[1:])
 
 
 class Add(Op):
@@ -238,7 +239,7 @@ class Mul(Op):
         if mine.shape[1:] == out.shape[1:2] + (1,) and len(out.shape) == 3:
             rows = d.as_rows()  # a per-row factor (N, 1): its change scales a whole row
             if rows is not None:
-                return Delta("row", rows.index, rows.vals * other[0][rows.index], out.shape[1:])
+                return Delta.row(rows.at, rows.vals * other[0][rows.at], out.shape[1:])
         return None
 
 
@@ -294,7 +295,7 @@ class Sum(Op):
         return (np.broadcast_to(per_copy(g, x), x.shape).copy(),)
 
     def push(self, slot, d, xs, out):
-        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1), ())
+        return Delta.full(d.vals.reshape(d.k, -1).sum(axis=1), ())
 
 
 class Mean(Op):
@@ -309,7 +310,7 @@ class Mean(Op):
         return (np.broadcast_to(per_copy(g, x) / (x[0].size or 1), x.shape).copy(),)
 
     def push(self, slot, d, xs, out):
-        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1) / (xs[0][0].size or 1), ())
+        return Delta.full(d.vals.reshape(d.k, -1).sum(axis=1) / (xs[0][0].size or 1), ())
 
 
 class BatchMean(Op):
@@ -325,7 +326,7 @@ class BatchMean(Op):
         return (np.broadcast_to(per_copy(g, x) / x.shape[1], x.shape).copy(),)
 
     def push(self, slot, d, xs, out):
-        return Delta("full", None, d.vals.reshape(d.k, -1).sum(axis=1) / xs[0].shape[1], ())
+        return Delta.full(d.vals.reshape(d.k, -1).sum(axis=1) / xs[0].shape[1], ())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +573,7 @@ class WeightedSum(Op):
 
     def push(self, slot, d, xs, out):
         w = d.gather(self.weights[None])
-        return Delta("full", None, (d.vals * w).reshape(d.k, -1).sum(axis=1), ())
+        return Delta.full((d.vals * w).reshape(d.k, -1).sum(axis=1), ())
 
 
 class L2Penalty(Op):
@@ -597,7 +598,7 @@ class L2Penalty(Op):
         # Δ(reg p²) = reg (2 p Δ + Δ²), summed over the changed places
         p = d.gather(xs[slot])
         change = (2.0 * p * d.vals + d.vals * d.vals).reshape(d.k, -1).sum(axis=1)
-        return Delta("full", None, self.strength * change, ())
+        return Delta.full(self.strength * change, ())
 
     @property
     def label(self):
