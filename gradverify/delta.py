@@ -151,17 +151,15 @@ def push(op: Op, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
     Delta, or None when only the dense copies will do: the op's own rule (`Op.push`, for an op
     without kinks), else the generic one its `Op.structure` allows. `on_kink(dist, base_dist)`
     sees the kink distances at the changed places."""
-    own = getattr(op, "push", None)
-    if own is not None and not op.kinked:
-        res = own(slot, d, xs, out)
+    if not op.kinked:
+        res = op.push(slot, d, xs, out)
         if res is not None:
             return res
     if len(xs) != 1:
         return None
-    structure = getattr(op, "structure", None)
-    if structure == Structure.ELEMENTWISE:
+    if op.structure == Structure.ELEMENTWISE:  # == : a plain "elementwise" works too
         return _push_elementwise(op, d, xs[0], out, on_kink)
-    if structure == Structure.ROWWISE and len(d.shape) == 2:
+    if op.structure == Structure.ROWWISE and len(d.shape) == 2:
         return _push_rowwise(op, d, xs[0], out, on_kink)
     return None
 
@@ -193,7 +191,7 @@ def push_rows(op: Op, changed: dict[int, Delta], xs: Sequence[np.ndarray], out: 
     """Several inputs changed at once (softmax = exps · divexps, after exps changed), all in the
     same rows of 2-D nodes: recompute just those rows. `changed` maps input slot -> Delta.
     Only for ops whose output row n depends on input rows n alone (`Op.row_separable`)."""
-    if not getattr(op, "row_separable", False) or out.ndim != 3:
+    if not op.row_separable or out.ndim != 3:
         return None
     rows: dict[int, Delta] = {}
     for slot, d in changed.items():

@@ -16,9 +16,12 @@ Conventions (the whole engine relies on them):
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from .delta import Delta, Kind
+from .delta import Delta, Kind, Structure
 
 
 class BadGradient(Exception):
@@ -85,33 +88,65 @@ def per_copy(g: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 class Op:
-    """Base class. `name` is the registry key; `arity` the number of differentiable inputs
-    (None: any number)."""
+    """An operation of the graph: its forward and its backward side by side, and what else the
+    engine may ask of it. Every member has a default but `forward` and `backward`.
 
-    name = "op"
+    Must provide:
+        name = "op"                        the registry key, `op:` in a config
+        forward(*xs) -> out                every x (B, ...) with the perturbation axis
+        backward(g, out, *xs) -> (dx, …)   one gradient per input, each of its input's shape
+    May declare (the defaults suit a smooth op with no shortcuts):
+        arity = 1                          differentiable inputs (None: any number)
+        label                              how the op is shown in tables (default: name)
+        complex_safe = True                complex-analytic, so the complex step is exact
+        kinked = False                     True when kink_distance says something
+        kink_distance(*xs)                 signed distance to the nearest kink, or None if smooth
+        opaque = False                     declares no kinks but may have some: look in the numbers
+        structure = None                   Structure.ELEMENTWISE / ROWWISE (one input): a sparse
+                                           change is pushed by recomputing only changed slices
+        forward_rows(xr, rows)             a ROWWISE op's forward on some rows
+        kink_distance_rows(xr, rows)       a ROWWISE op's kink_distance on some rows
+        push(slot, d, xs, out)             an exact sparse rule, for an op linear in input `slot`
+        row_separable = False              out row n from input rows n alone (delta.push_rows)
+    """
+
+    name: str = "op"
     arity: int | None = 1
-    complex_safe = True  # built-ins all are; custom ops must earn it by a probe
-    kinked = False  # True when kink_distance says something
-    #: "elementwise" (out[i] depends on x[i] only) or "rowwise" (row n of out on row n of x only):
-    #: lets a sparse change be pushed through by recomputing only the changed slices (delta.py)
-    structure: str | None = None
+    complex_safe: bool = True  # built-ins all are; custom ops must earn it by a probe
+    kinked: bool = False
+    opaque: bool = False  # custom ops: their kinks are found in the numbers (numeric.detect_kinks)
+    structure: Structure | None = None
+    row_separable: bool = False
 
-    # An op linear in an input may also define push(slot, delta, xs, out) -> Delta | None: the
-    # change of its output when input `slot` changes by `delta` (see delta.py).
+    # (*xs: Any, **kw: Any): subclasses name their inputs, forward(self, x, w)
 
-    def forward_rows(self, xr, rows):
-        """A row-wise op on some rows: xr (k, C) are rows `rows` (k,) of the input."""
-        return self.forward(xr[:, None, :])[:, 0]
-
-    def forward(self, *xs):
+    def forward(self, *xs: Any, **kw: Any) -> np.ndarray:
+        """out from the inputs xs, each with the leading perturbation axis."""
         raise NotImplementedError
 
-    def backward(self, g, out, *xs):
+    def backward(self, g: np.ndarray, out: np.ndarray, *xs: Any, **kw: Any) -> tuple[np.ndarray, ...]:
+        """The gradient of each input, given g = dL/dout, the forward's out and its inputs."""
         raise NotImplementedError
 
-    def kink_distance(self, *xs):
+    def kink_distance(self, *xs: Any, **kw: Any) -> np.ndarray | None:
         """Signed distance to the nearest kink per position (0 on the kink), or None if smooth.
         Complex under a complex step: its imaginary part says which positions the step moved."""
+        return None
+
+    def forward_rows(self, xr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A ROWWISE op on some rows: xr (k, C) are rows `rows` (k,) of the input. The default
+        runs them as k copies of one row; an op with per-row constants (labels) overrides it."""
+        return self.forward(xr[:, None, :])[:, 0]
+
+    def kink_distance_rows(self, xr: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """kink_distance on some rows, as forward_rows is forward on some rows."""
+        dist = self.kink_distance(xr[:, None, :])
+        return None if dist is None else dist[:, 0]
+
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        """The change of out when input `slot` changes by the sparse change `d` (the other inputs
+        plain), as a Delta; None: no sparse rule (delta.push then tries `structure`, else the
+        dense copies run through forward). Asked only of ops that are not kinked."""
         return None
 
     @property
@@ -247,7 +282,7 @@ class Reciprocal(Op):
     """out = 1 / x (the notebook's divexps).  Any shape."""
 
     name = "reciprocal"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
 
     def forward(self, x):
         return 1.0 / x
@@ -261,7 +296,7 @@ class Square(Op):
     """out = x²  elementwise."""
 
     name = "square"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
 
     def forward(self, x):
         return x * x
@@ -274,7 +309,7 @@ class RowSum(Op):
     """out = Σ_j x[..., j], keeping the axis (the notebook's sexps).  (B, N, C) -> (B, N, 1)."""
 
     name = "row_sum"
-    structure = "rowwise"
+    structure = Structure.ROWWISE
 
     def forward(self, x):
         return x.sum(axis=-1, keepdims=True)
@@ -335,7 +370,7 @@ class BatchMean(Op):
 
 class Identity(Op):
     name = "identity"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
 
     def forward(self, x):
         return x + 0  # a new array: values are never aliased between nodes
@@ -348,7 +383,7 @@ class ReLU(Op):
     """out = max(x, 0)  elementwise."""
 
     name = "relu"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
     kinked = True
 
     def forward(self, x):
@@ -366,7 +401,7 @@ class LeakyReLU(Op):
     """out = x if x > 0 else alpha · x  elementwise."""
 
     name = "leaky_relu"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
     kinked = True
 
     def __init__(self, alpha: float = 0.01):
@@ -391,7 +426,7 @@ class Sigmoid(Op):
     """out = 1 / (1 + e^-x)  elementwise, evaluated without overflow on either side."""
 
     name = "sigmoid"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
 
     def forward(self, x):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -407,7 +442,7 @@ class Sigmoid(Op):
 
 class Tanh(Op):
     name = "tanh"
-    structure = "elementwise"
+    structure = Structure.ELEMENTWISE
 
     def forward(self, x):
         return np.tanh(x)
@@ -421,7 +456,7 @@ class Softmax(Op):
     """Row-wise softmax as one op.  (B, N, C) -> (B, N, C)."""
 
     name = "softmax"
-    structure = "rowwise"
+    structure = Structure.ROWWISE
 
     def forward(self, x):
         # The shift by the row max (of the real part: constant under a complex step) cancels.
@@ -444,7 +479,7 @@ class Exp(Op):
 
     def __init__(self, stable: bool = False):
         self.stable = bool(stable)
-        self.structure = "rowwise" if self.stable else "elementwise"
+        self.structure = Structure.ROWWISE if self.stable else Structure.ELEMENTWISE
 
     def forward(self, x):
         return cexp(x, x.real.max(axis=-1, keepdims=True) if self.stable else None)
@@ -465,7 +500,7 @@ class NegLogPick(Op):
     """out[n] = -log p[n, y[n]] (the notebook's neg_log).  p: (B, N, C) -> (B, N)."""
 
     name = "neg_log_pick"
-    structure = "rowwise"
+    structure = Structure.ROWWISE
 
     def __init__(self, labels):
         self.labels = np.asarray(labels, dtype=np.intp)
@@ -490,7 +525,7 @@ class HingeMargins(Op):
     j != y_n, and 0 at j = y_n.  s: (B, N, C) -> (B, N, C)."""
 
     name = "hinge_margins"
-    structure = "rowwise"
+    structure = Structure.ROWWISE
     kinked = True
 
     def __init__(self, labels, margin: float = 1.0):
