@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .ops import Op
 
 #: on_kink(distance, plain_distance): the kink distances at the changed places, perturbed and plain
-OnKink = Callable[[np.ndarray, np.ndarray], None]
+#: (`Op.kink_distance`, None for an op without kinks)
+OnKink = Callable[[np.ndarray | None, np.ndarray | None], None]
 
 
 class Kind(str, Enum):
