@@ -4,141 +4,211 @@ Perturbing one element of w1 changes one column of w1_out, one column of l1_lin 
 only then everything. A `Delta` says how each of k copies of a node differs from its plain value
 (1, *shape), without materialising the copies:
 
-* "elem": copy b changes element index[b] (a tuple of ints) by vals[b];          vals (k,)
-* "row":  copy b changes row index[b] of a 2-D node by vals[b];                   vals (k, ncols)
-* "col":  copy b changes column index[b] of a 2-D node by vals[b];               vals (k, nrows)
-* "full": copy b changes everything by vals[b];                                   vals (k, *shape)
+* ELEM: copy b changes element index[b] (a row of ints, index (k, ndim)) by vals[b];  vals (k,)
+* ROW:  copy b changes row index[b] of a 2-D node by vals[b];                         vals (k, ncols)
+* COL:  copy b changes column index[b] of a 2-D node by vals[b];                      vals (k, nrows)
+* FULL: copy b changes everything by vals[b] (no index);                              vals (k, *shape)
 
 Ops that are linear in an input say how a change goes through them (`Op.push`); elementwise and
-row-wise ops are handled here generically, by recomputing only the changed slices. Everything
-else gets the dense copies (`Delta.dense`) and runs its plain forward: custom ops take that path.
+row-wise ops (`Op.structure`) are handled here generically, by recomputing only the changed
+slices. Everything else gets the dense copies (`Delta.dense`) and runs its plain forward: custom
+ops take that path.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .ops import Op
+
+#: on_kink(distance, plain_distance): the kink distances at the changed places, perturbed and plain
+#: (`Op.kink_distance`, None for an op without kinks)
+OnKink = Callable[[np.ndarray | None, np.ndarray | None], None]
+
+
+class Kind(str, Enum):
+    """Which slice of a node a Delta changes. A str, so `Delta("full", …)` still works."""
+
+    ELEM = "elem"
+    ROW = "row"
+    COL = "col"
+    FULL = "full"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Structure(str, Enum):
+    """How an op's output depends on its (single) input, for `Op.structure`: lets delta.push
+    recompute only the changed slices of the output."""
+
+    ELEMENTWISE = "elementwise"  # out[i] depends on x[i] only
+    ROWWISE = "rowwise"  # row n of out (or out[n]) depends on row n of x only
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
 class Delta:
-    kind: str
-    index: np.ndarray | None
+    """k copies of a node of core shape `shape`, as their differences from the plain value.
+    Build one with `Delta.elem`, `.row`, `.col` or `.full` (or `elements` from flat indices)."""
+
+    kind: Kind
+    index: np.ndarray | None  # None for FULL
     vals: np.ndarray
-    shape: tuple
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        self.kind = Kind(self.kind)
+
+    @classmethod
+    def elem(cls, index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
+        """Copy b changes the element at multi-index index[b] (index (k, ndim)) by vals[b] (k,)."""
+        return cls(Kind.ELEM, index, vals, shape)
+
+    @classmethod
+    def row(cls, index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
+        """Copy b changes row index[b] (index (k,)) of a 2-D node by vals[b] (k, ncols)."""
+        return cls(Kind.ROW, index, vals, shape)
+
+    @classmethod
+    def col(cls, index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
+        """Copy b changes column index[b] (index (k,)) of a 2-D node by vals[b] (k, nrows)."""
+        return cls(Kind.COL, index, vals, shape)
+
+    @classmethod
+    def full(cls, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
+        """Copy b changes everything by vals[b] (k, *shape)."""
+        return cls(Kind.FULL, None, vals, shape)
 
     @property
     def k(self) -> int:
-        return self.vals.shape[0]
+        return int(self.vals.shape[0])
 
-    def positions(self):
-        """Fancy indices (after the leading axis) of the changed slice, and the batch rows."""
-        rows = np.arange(self.k)
-        if self.kind == "elem":
-            return rows, tuple(self.index.T)
-        if self.kind == "row":
-            return rows, (self.index,)
-        if self.kind == "col":
-            return rows, (slice(None), self.index)
-        return rows, ()
+    @property
+    def at(self) -> np.ndarray:
+        """`index`, for the kinds that have one (all but FULL)."""
+        if self.index is None:
+            raise ValueError("a FULL change has no index")
+        return self.index
 
     def gather(self, base: np.ndarray) -> np.ndarray:
         """The plain values (1, *shape) at the changed places, shaped like `vals`."""
         b = base[0]
-        if self.kind == "elem":
-            return b[tuple(self.index.T)]
-        if self.kind == "row":
-            return b[self.index]
-        if self.kind == "col":
-            return b[:, self.index].T
+        if self.kind is Kind.ELEM:
+            return b[tuple(self.at.T)]
+        if self.kind is Kind.ROW:
+            return b[self.at]
+        if self.kind is Kind.COL:
+            return b[:, self.at].T
         return np.broadcast_to(b, self.vals.shape)
 
-    def with_vals(self, vals) -> "Delta":
+    def with_vals(self, vals: np.ndarray) -> Delta:
+        """The same places changed by other values."""
         return Delta(self.kind, self.index, vals, self.shape)
 
     def dense(self, base: np.ndarray) -> np.ndarray:
         """The k copies themselves, (k, *shape)."""
         dtype = np.result_type(base, self.vals)
-        if self.kind == "full":
+        if self.kind is Kind.FULL:
             return (base + self.vals).astype(dtype, copy=False)
         out = np.repeat(base.astype(dtype, copy=False), self.k, axis=0)
         rows = np.arange(self.k)
-        if self.kind == "elem":
-            out[(rows,) + tuple(self.index.T)] += self.vals
-        elif self.kind == "row":
-            out[rows, self.index] += self.vals
+        if self.kind is Kind.ELEM:
+            out[(rows,) + tuple(self.at.T)] += self.vals
+        elif self.kind is Kind.ROW:
+            out[rows, self.at] += self.vals
         else:
-            out[rows, :, self.index] += self.vals
+            out[rows, :, self.at] += self.vals
         return out
 
-    def as_rows(self) -> "Delta | None":
+    def as_rows(self) -> Delta | None:
         """The same change as whole rows of a 2-D node (an element is a row with one entry)."""
-        if self.kind == "row":
+        if self.kind is Kind.ROW:
             return self
-        if self.kind == "elem" and len(self.shape) == 2:
+        if self.kind is Kind.ELEM and len(self.shape) == 2:
             vals = np.zeros((self.k, self.shape[1]), dtype=self.vals.dtype)
-            vals[np.arange(self.k), self.index[:, 1]] = self.vals
-            return Delta("row", self.index[:, 0], vals, self.shape)
+            vals[np.arange(self.k), self.at[:, 1]] = self.vals
+            return Delta.row(self.at[:, 0], vals, self.shape)
         return None
 
 
-def elements(index: np.ndarray, vals: np.ndarray, shape: tuple) -> Delta:
+def elements(index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
     """k copies of a node, copy b with flat element index[b] changed by vals[b]."""
-    multi = np.stack(np.unravel_index(index, shape), axis=1) if shape else np.zeros((len(index), 0), int)
     if not shape:
-        return Delta("full", None, vals.reshape(-1), ())
-    return Delta("elem", multi, vals, shape)
+        return Delta.full(vals.reshape(-1), ())
+    return Delta.elem(np.stack(np.unravel_index(index, shape), axis=1), vals, shape)
 
 
-def push(op, slot: int, d: Delta, xs: list, out: np.ndarray, on_kink=None):
+def push(op: Op, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
+         on_kink: OnKink | None = None) -> Delta | None:
     """The change of op's output when input `slot` changes by `d` (the others stay plain), as a
-    Delta, or None when only the dense copies will do. `on_kink(dist, base_dist)` sees the kink
-    distances at the changed places."""
-    own = getattr(op, "push", None)
-    if own is not None and not op.kinked:
-        res = own(slot, d, xs, out)
+    Delta, or None when only the dense copies will do: the op's own rule (`Op.push`, for an op
+    without kinks), else the generic one its `Op.structure` allows. `on_kink(dist, base_dist)`
+    sees the kink distances at the changed places."""
+    if not op.kinked:
+        res = op.push(slot, d, xs, out)
         if res is not None:
             return res
-    structure = getattr(op, "structure", None)
-    if structure == "elementwise" and len(xs) == 1:
-        new_in = d.gather(xs[0]) + d.vals
-        if on_kink is not None and op.kinked:
-            on_kink(op.kink_distance(new_in), op.kink_distance(d.gather(xs[0])))
-        return d.with_vals(op.forward(new_in) - d.gather(out))
-    if structure == "rowwise" and len(xs) == 1 and len(d.shape) == 2:
-        rows = d.as_rows()
-        if rows is None:
-            return None
-        new_in = rows.gather(xs[0]) + rows.vals  # (k, C)
-        if on_kink is not None and op.kinked:
-            on_kink(op.kink_distance_rows(new_in, rows.index),
-                    op.kink_distance_rows(rows.gather(xs[0]), rows.index))
-        new_out = op.forward_rows(new_in, rows.index)
-        if out.ndim == 2:  # one value per row: (N,) -> elements
-            base = out[0][rows.index]
-            return Delta("elem", rows.index[:, None], new_out - base, out.shape[1:])
-        return Delta("row", rows.index, new_out - out[0][rows.index], out.shape[1:])
+    if len(xs) != 1:
+        return None
+    if op.structure == Structure.ELEMENTWISE:  # == : a plain "elementwise" works too
+        return _push_elementwise(op, d, xs[0], out, on_kink)
+    if op.structure == Structure.ROWWISE and len(d.shape) == 2:
+        return _push_rowwise(op, d, xs[0], out, on_kink)
     return None
 
 
-def push_rows(op, changed: dict, xs: list, out: np.ndarray):
+def _push_elementwise(op: Op, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: OnKink | None) -> Delta:
+    """out[i] from x[i] alone: recompute the changed elements (rows, columns) only."""
+    new_in = d.gather(x) + d.vals
+    if on_kink is not None and op.kinked:
+        on_kink(op.kink_distance(new_in), op.kink_distance(d.gather(x)))
+    return d.with_vals(op.forward(new_in) - d.gather(out))
+
+
+def _push_rowwise(op: Op, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: OnKink | None) -> Delta | None:
+    """Row n of out from row n of x alone: recompute the changed rows only."""
+    rows = d.as_rows()
+    if rows is None:
+        return None
+    new_in = rows.gather(x) + rows.vals  # (k, C)
+    if on_kink is not None and op.kinked:
+        on_kink(op.kink_distance_rows(new_in, rows.at), op.kink_distance_rows(rows.gather(x), rows.at))
+    new_out = op.forward_rows(new_in, rows.at)
+    if out.ndim == 2:  # one value per row: (N,) -> elements
+        base = out[0][rows.at]
+        return Delta.elem(rows.at[:, None], new_out - base, out.shape[1:])
+    return Delta.row(rows.at, new_out - out[0][rows.at], out.shape[1:])
+
+
+def push_rows(op: Op, changed: dict[int, Delta], xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
     """Several inputs changed at once (softmax = exps · divexps, after exps changed), all in the
     same rows of 2-D nodes: recompute just those rows. `changed` maps input slot -> Delta.
-    Only for ops whose output row n depends on input rows n alone (`row_separable`)."""
-    if not getattr(op, "row_separable", False) or out.ndim != 3:
+    Only for ops whose output row n depends on input rows n alone (`Op.row_separable`)."""
+    if not op.row_separable or out.ndim != 3:
         return None
-    rows = {slot: d.as_rows() for slot, d in changed.items()}
-    if any(r is None for r in rows.values()):
-        return None
+    rows: dict[int, Delta] = {}
+    for slot, d in changed.items():
+        r = d.as_rows()
+        if r is None:
+            return None
+        rows[slot] = r
     first = next(iter(rows.values()))
-    if any(r.k != first.k or not np.array_equal(r.index, first.index) for r in rows.values()):
+    if any(r.k != first.k or not np.array_equal(r.at, first.at) for r in rows.values()):
         return None
     if any(x.ndim != 3 or x.shape[1] != out.shape[1] for x in xs):
         return None
-    idx = first.index
+    idx = first.at
     inputs = []
     for slot, x in enumerate(xs):
         base = x[0][idx]  # (k, C_slot)
         inputs.append((base + rows[slot].vals if slot in rows else base)[:, None, :])
     new = op.forward(*inputs)[:, 0]
-    return Delta("row", idx, new - out[0][idx], out.shape[1:])
+    return Delta.row(idx, new - out[0][idx], out.shape[1:])

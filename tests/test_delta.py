@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gradverify import delta, ops
-from gradverify.delta import Delta
+from gradverify.delta import Delta, Kind
 
 
 def _dense_out(op, slot, d, xs):
@@ -15,9 +15,9 @@ def _kinds(rng, shape):
     k = 5
     n, m = shape
     yield delta.elements(rng.choice(n * m, k), rng.normal(size=k), shape)
-    yield Delta("row", rng.integers(0, n, k), rng.normal(size=(k, m)), shape)
-    yield Delta("col", rng.integers(0, m, k), rng.normal(size=(k, n)), shape)
-    yield Delta("full", None, rng.normal(size=(k, n, m)), shape)
+    yield Delta.row(rng.integers(0, n, k), rng.normal(size=(k, m)), shape)
+    yield Delta.col(rng.integers(0, m, k), rng.normal(size=(k, n)), shape)
+    yield Delta.full(rng.normal(size=(k, n, m)), shape)
 
 
 CASES = [
@@ -63,7 +63,7 @@ def test_bias_change_is_a_column():
     out = ops.AddBias().forward(x, b)
     d = delta.elements(np.array([1]), np.array([0.5]), (2,))
     res = delta.push(ops.AddBias(), 1, d, [x, b], out)
-    assert res.kind == "col" and res.index.tolist() == [1]
+    assert res.kind is Kind.COL and res.index.tolist() == [1]
     assert res.dense(out)[0].tolist() == [[0, 0.5]] * 3
 
 
@@ -74,7 +74,7 @@ def test_complex_step_goes_through_sparse_paths():
     out = ops.MatMul().forward(x, w)
     d = delta.elements(np.array([4]), np.array([1e-20j]), (3, 2))  # w[2, 0]
     res = delta.push(ops.MatMul(), 1, d, [x, w], out)
-    assert res.kind == "col"
+    assert res.kind is Kind.COL
     np.testing.assert_allclose(res.vals.imag / 1e-20, x[0][:, 2][None], rtol=1e-15)
     t = ops.Tanh()
     tout = t.forward(out)
@@ -91,11 +91,68 @@ def test_push_rows_with_two_changed_inputs():
     op = ops.Mul()
     out = op.forward(a, b)
     rows = np.array([2, 0, 3])
-    da = Delta("row", rows, rng.normal(size=(3, 3)), (4, 3))
+    da = Delta.row(rows, rng.normal(size=(3, 3)), (4, 3))
     db = delta.elements(np.array([2, 0, 3]), rng.normal(size=3), (4, 1))
     res = delta.push_rows(op, {0: da, 1: db}, [a, b], out)
-    assert res.kind == "row"
+    assert res.kind is Kind.ROW
     want = op.forward(da.dense(a), db.dense(b))
     np.testing.assert_allclose(res.dense(out), want, rtol=1e-13)
-    other = Delta("row", np.array([1, 1, 1]), rng.normal(size=(3, 3)), (4, 3))
+    other = Delta.row(np.array([1, 1, 1]), rng.normal(size=(3, 3)), (4, 3))
     assert delta.push_rows(op, {0: other, 1: db}, [a, b], out) is None  # different rows: dense
+
+
+def _by_hand(kind, index, vals, base):
+    """The k copies a change stands for, one copy at a time (no Delta code)."""
+    copies = []
+    for b in range(vals.shape[0]):
+        c = base[0].copy()
+        if kind == "elem":
+            c[tuple(index[b])] += vals[b]
+        elif kind == "row":
+            c[index[b], :] += vals[b]
+        elif kind == "col":
+            c[:, index[b]] += vals[b]
+        else:
+            c += vals[b]
+        copies.append(c)
+    return np.stack(copies)
+
+
+def test_constructors_give_the_same_dense_copies():
+    """Delta.elem/row/col/full are the string-kind constructor (numeric.py's
+    Delta("full", None, vals, shape)), and their dense copies are the hand-built ones."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(1, 4, 3))
+    k = 5
+    made = {
+        "elem": (np.stack([rng.integers(0, 4, k), rng.integers(0, 3, k)], axis=1), rng.normal(size=k)),
+        "row": (rng.integers(0, 4, k), rng.normal(size=(k, 3))),
+        "col": (rng.integers(0, 3, k), rng.normal(size=(k, 4))),
+        "full": (None, rng.normal(size=(k, 4, 3))),
+    }
+    for kind, (index, vals) in made.items():
+        d = Delta.full(vals, (4, 3)) if kind == "full" else getattr(Delta, kind)(index, vals, (4, 3))
+        old = Delta(kind, index, vals, (4, 3))
+        assert d.kind is old.kind is Kind(kind)
+        assert d.index is old.index and d.vals is old.vals and d.shape == old.shape
+        want = _by_hand(kind, index, vals, base)
+        np.testing.assert_array_equal(d.dense(base), want)
+        np.testing.assert_array_equal(old.dense(base), want)
+
+
+def test_elements_flat_indices():
+    base = np.arange(12.0).reshape(1, 4, 3)
+    d = delta.elements(np.array([4, 11]), np.array([0.5, -1.0]), (4, 3))
+    assert d.kind is Kind.ELEM and d.index.tolist() == [[1, 1], [3, 2]]
+    np.testing.assert_array_equal(d.dense(base), _by_hand("elem", d.index, d.vals, base))
+    scalar = delta.elements(np.array([0, 0]), np.array([[0.5], [2.0]]), ())
+    assert scalar.kind is Kind.FULL and scalar.vals.tolist() == [0.5, 2.0]
+
+
+def test_kind_accepts_strings():
+    d = Delta("full", None, np.zeros((2, 3)), (3,))  # numeric.py builds its changes this way
+    assert d.kind is Kind.FULL and d.kind == "full" and str(d.kind) == "full"
+    with pytest.raises(ValueError):
+        Delta("diagonal", None, np.zeros((2, 3)), (3,))
+    with pytest.raises(ValueError):
+        _ = Delta.full(np.zeros((2, 3)), (3,)).at

@@ -1,10 +1,12 @@
 """Every op's backward against hand-derived numbers, against an independent central-difference
-VJP on random inputs, and against the complex step; kinks where they should be."""
+VJP on random inputs, and against the complex step; kinks where they should be; the registry and
+the base class's defaults."""
 import numpy as np
 import pytest
-
-from gradverify import ops
 from conftest import vjp_central
+
+from gradverify import delta, ops
+
 
 def test_matmul_by_hand():
     x = np.array([[1.0, 2.0]])          # 1×2
@@ -179,3 +181,103 @@ def test_batched_forward_broadcasts():
     p = np.abs(rng.normal(size=(5, 3, 4)))
     assert ops.NegLogPick([0, 1, 2]).forward(p).shape == (5, 3)
     assert ops.L2Penalty(1.0).forward(x, w).shape == (5,)
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+def _op_classes():
+    """Every Op subclass defined in the gradverify.ops package."""
+    found, todo = [], [ops.Op]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("gradverify.ops."):
+                found.append(sub)
+    return found
+
+
+def test_every_op_registered_under_its_name_once():
+    classes = _op_classes()
+    assert classes, "no op classes found"
+    assert len(set(classes)) == len(classes)
+    for cls in classes:
+        assert ops.OPS.get(cls.name) is cls, f"{cls.__name__} is not OPS[{cls.name!r}]"
+    assert sorted(ops.OPS.values(), key=id) == sorted(classes, key=id)  # nothing else, nothing twice
+    assert all(name == cls.name for name, cls in ops.OPS.items())
+
+
+def test_ops_order_is_the_listed_order():
+    """Error messages and the schema list OPS in this order."""
+    assert list(ops.OPS) == [
+        "matmul", "add_bias", "add", "sub", "mul", "reciprocal", "square", "row_sum", "sum", "mean",
+        "batch_mean", "identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "exp",
+        "neg_log_pick", "hinge_margins", "sub_const", "weighted_sum", "l2_penalty"]
+
+
+def test_register_refuses_a_taken_name():
+    before = dict(ops.OPS)
+
+    class Another(ops.Op):
+        name = "matmul"
+
+    with pytest.raises(ValueError, match="matmul"):
+        ops.register(Another)
+    assert ops.OPS == before
+
+
+def test_subclasses_are_not_registered():
+    class Rounded(ops.NegLogPick):
+        pass
+
+    assert ops.OPS["neg_log_pick"] is ops.NegLogPick and Rounded not in ops.OPS.values()
+
+
+# -- the base class's defaults -------------------------------------------------------------------
+
+class Cube(ops.Op):
+    """An op that provides only what it must."""
+
+    name = "cube"
+
+    def forward(self, x):
+        return x * x * x
+
+    def backward(self, g, out, x):
+        return (3.0 * x * x * g,)
+
+
+def test_base_class_defaults():
+    op = Cube()
+    assert (op.arity, op.complex_safe, op.kinked, op.opaque, op.row_separable) == (1, True, False, False, False)
+    assert op.structure is None and op.label == "cube"
+    x = np.arange(6.0).reshape(1, 2, 3)
+    assert op.kink_distance(x) is None
+    assert op.kink_distance_rows(x[0], np.array([0, 1])) is None
+    np.testing.assert_array_equal(op.forward_rows(x[0], np.array([0, 1])), x[0] ** 3)
+    assert op.push(0, delta.elements(np.array([1]), np.array([0.5]), (2, 3)), [x], op.forward(x)) is None
+    with pytest.raises(NotImplementedError):
+        ops.Op().forward(x)
+
+
+@pytest.mark.parametrize("structure", [None, ops.Structure.ELEMENTWISE, ops.Structure.ROWWISE])
+def test_no_push_means_no_sparse_rule_unless_structured(structure):
+    """delta.push gives None (the dense copies) for an op with no push, unless its structure
+    lets the changed slices be recomputed; then it matches the dense copies."""
+    op = Cube()
+    op.structure = structure
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 4, 3))
+    out = op.forward(x)
+    d = delta.elements(np.array([1, 7, 11]), rng.normal(size=3), (4, 3))
+    res = delta.push(op, 0, d, [x], out)
+    if structure is None:
+        assert res is None
+    else:
+        np.testing.assert_allclose(res.dense(out), op.forward(d.dense(x)), rtol=1e-13)
+    assert delta.push_rows(op, {0: d}, [x], out) is None  # not row_separable
+
+
+def test_kink_distance_rows_default_follows_kink_distance():
+    op = ops.ReLU()
+    xr = np.array([[-1.0, 0.0, 2.0], [3.0, -4.0, 0.5]])
+    np.testing.assert_array_equal(op.kink_distance_rows(xr, np.array([0, 2])), xr)

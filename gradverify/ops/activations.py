@@ -1,0 +1,122 @@
+"""Activations: elementwise ops and the row-wise softmax."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..delta import Structure
+from .base import Op, register
+from .complexmath import cexp
+
+
+@register
+class Identity(Op):
+    """out = x, a new array.  Any shape."""
+
+    name = "identity"
+    structure = Structure.ELEMENTWISE
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x + 0  # a new array: values are never aliased between nodes
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (g,)
+
+
+@register
+class ReLU(Op):
+    """out = max(x, 0)  elementwise."""
+
+    name = "relu"
+    structure = Structure.ELEMENTWISE
+    kinked = True
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x.real > 0, x, 0)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # NOTE: at x == 0 the gradient is taken as 0 (the left derivative), cs231n's `x > 0` mask.
+        return (g * (x.real > 0),)
+
+    def kink_distance(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+
+@register
+class LeakyReLU(Op):
+    """out = x if x > 0 else alpha · x  elementwise."""
+
+    name = "leaky_relu"
+    structure = Structure.ELEMENTWISE
+    kinked = True
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        self.alpha = float(alpha)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x.real > 0, x, self.alpha * x)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # NOTE: at x == 0 the slope is taken as alpha (the left derivative).
+        return (g * np.where(x.real > 0, 1.0, self.alpha),)
+
+    def kink_distance(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    @property
+    def label(self) -> str:
+        return f"leaky_relu(alpha={self.alpha:g})"
+
+
+@register
+class Sigmoid(Op):
+    """out = 1 / (1 + e^-x)  elementwise, evaluated without overflow on either side."""
+
+    name = "sigmoid"
+    structure = Structure.ELEMENTWISE
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            pos = 1.0 / (1.0 + np.exp(-x))
+            ex = np.exp(x)
+            neg = ex / (1.0 + ex)
+        return np.where(x.real >= 0, pos, neg)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # σ' = σ (1 - σ)
+        return (g * out * (1.0 - out),)
+
+
+@register
+class Tanh(Op):
+    """out = tanh x  elementwise."""
+
+    name = "tanh"
+    structure = Structure.ELEMENTWISE
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # tanh' = 1 - tanh²
+        return (g * (1.0 - out * out),)
+
+
+@register
+class Softmax(Op):
+    """Row-wise softmax as one op.  (B, N, C) -> (B, N, C)."""
+
+    name = "softmax"
+    structure = Structure.ROWWISE
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # The shift by the row max (of the real part: constant under a complex step) cancels.
+        e = cexp(x, x.real.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # dx_j = p_j (g_j - Σ_k g_k p_k)
+        return (out * (g - (g * out).sum(axis=-1, keepdims=True)),)
+
+
+#: the `activation:` names of a config's layers (build.py maps each to its op)
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity", "softmax")

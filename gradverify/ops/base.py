@@ -1,0 +1,143 @@
+"""What an op is: the `Op` base class (its whole protocol), the registry `OPS`, and the broadcasting
+helpers the built-in ops share.
+
+Conventions (the whole engine relies on them):
+
+* Every array an op sees carries a leading *perturbation axis* B. The plain forward and backward
+  passes use B = 1; the numeric side stacks B perturbed copies of one node and pushes them through
+  the ops downstream of it in one call. Inputs that were not perturbed keep B = 1 and broadcast.
+  So "x: (B, N, D)" in an op's docstring means N rows of D features, for each of B copies.
+* `forward(*xs) -> out` and `backward(g, out, *xs) -> tuple` (one gradient per input, same shapes
+  as the inputs) are pure: an op holds only the constant attributes it was built with.
+* Every op works on complex arrays too and is complex-analytic wherever it is differentiable, so
+  the complex-step derivative Im f(x + ih)/h is exact to rounding. Comparisons use the real part.
+* An op with kinks (points where it is not differentiable) says so in `kink_distance(*xs)`: an
+  array whose sign tells which side of its kink each position is on and which is 0 exactly at it.
+  The numeric side uses it to tell a kink from a bug. Each kink's convention is a `# NOTE:`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..delta import Delta, Structure
+
+
+class BadGradient(Exception):
+    """An op's backward returned the wrong number or shapes of gradients. Not a crash: the engine
+    reports the op as failing, with this message."""
+
+
+class Op:
+    """An operation of the graph: its forward and its backward side by side, and what else the
+    engine may ask of it. Every member has a default but `forward` and `backward`.
+
+    Must provide:
+        name = "op"                        the registry key, `op:` in a config
+        forward(*xs) -> out                every x (B, ...) with the perturbation axis
+        backward(g, out, *xs) -> (dx, …)   one gradient per input, each of its input's shape
+    May declare (the defaults suit a smooth op with no shortcuts):
+        arity = 1                          differentiable inputs (None: any number)
+        label                              how the op is shown in tables (default: name)
+        complex_safe = True                complex-analytic, so the complex step is exact
+        kinked = False                     True when kink_distance says something
+        kink_distance(*xs)                 signed distance to the nearest kink, or None if smooth
+        opaque = False                     declares no kinks but may have some: look in the numbers
+        structure = None                   Structure.ELEMENTWISE / ROWWISE (one input): a sparse
+                                           change is pushed by recomputing only changed slices
+        forward_rows(xr, rows)             a ROWWISE op's forward on some rows
+        kink_distance_rows(xr, rows)       a ROWWISE op's kink_distance on some rows
+        push(slot, d, xs, out)             an exact sparse rule: out's change for a Delta d of an
+                                           input (ops linear in it, reductions), or None
+        row_separable = False              out row n from input rows n alone (delta.push_rows)
+    """
+
+    name: str = "op"
+    arity: int | None = 1
+    complex_safe: bool = True  # built-ins all are; custom ops must earn it by a probe
+    kinked: bool = False
+    opaque: bool = False  # custom ops: their kinks are found in the numbers (numeric.detect_kinks)
+    structure: Structure | None = None
+    row_separable: bool = False
+
+    # Typed (*xs: Any, **kw: Any) so that a subclass may name its inputs: forward(self, x, w).
+
+    def forward(self, *xs: Any, **kw: Any) -> np.ndarray:
+        """out from the inputs xs, each with the leading perturbation axis."""
+        raise NotImplementedError
+
+    def backward(self, g: np.ndarray, out: np.ndarray, *xs: Any, **kw: Any) -> tuple[np.ndarray, ...]:
+        """The gradient of each input, in order, given g = dL/dout, the forward's out and its inputs."""
+        raise NotImplementedError
+
+    def kink_distance(self, *xs: Any, **kw: Any) -> np.ndarray | None:
+        """Signed distance to the nearest kink per position (0 on the kink), or None if smooth.
+        Complex under a complex step: its imaginary part says which positions the step moved."""
+        return None
+
+    def forward_rows(self, xr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A ROWWISE op on some rows: xr (k, C) are rows `rows` (k,) of the input. The default
+        runs them as k copies of one row; an op with per-row constants (labels) overrides it."""
+        return self.forward(xr[:, None, :])[:, 0]
+
+    def kink_distance_rows(self, xr: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """kink_distance on some rows, as forward_rows is forward on some rows."""
+        dist = self.kink_distance(xr[:, None, :])
+        return None if dist is None else dist[:, 0]
+
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        """The change of out when input `slot` changes by the sparse change `d` (the other inputs
+        plain), as a Delta; None: no sparse rule (delta.push then tries `structure`, else the
+        dense copies run through forward). Asked only of ops that are not kinked."""
+        return None
+
+    @property
+    def label(self) -> str:
+        """How the op is shown in tables."""
+        return self.name
+
+
+#: every built-in op by name, in the order the families are imported (error messages list it)
+OPS: dict[str, type[Op]] = {}
+
+_OpClass = TypeVar("_OpClass", bound=type[Op])
+
+
+def register(cls: _OpClass) -> _OpClass:
+    """Class decorator: make `cls` the built-in op called `cls.name` (`op:` in a config)."""
+    if cls.name in OPS:
+        raise ValueError(f"op name {cls.name!r} is taken by {OPS[cls.name].__qualname__}")
+    OPS[cls.name] = cls
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------
+# Broadcasting with the leading perturbation axis
+
+
+def core_axes(x: np.ndarray) -> tuple[int, ...]:
+    """All axes but the leading perturbation axis."""
+    return tuple(range(1, x.ndim))
+
+
+def expand_to(x: np.ndarray, ndim: int) -> np.ndarray:
+    """Insert unit axes right after the batch axis so `x` broadcasts like numpy's core shapes."""
+    return x.reshape(x.shape[:1] + (1,) * (ndim - x.ndim) + x.shape[1:])
+
+
+def unbroadcast(g: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Sum `g` over the axes along which `like` was broadcast, giving `like`'s shape."""
+    extra = g.ndim - like.ndim
+    if extra > 0:
+        g = g.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(i for i, (gs, ls) in enumerate(zip(g.shape, like.shape, strict=False)) if ls == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def per_copy(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Reshape a per-copy scalar gradient g (B,) so it broadcasts against x (B, ...)."""
+    return g.reshape(g.shape[:1] + (1,) * (x.ndim - 1))
