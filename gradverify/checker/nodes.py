@@ -46,7 +46,7 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     second look: if their one-sided derivatives stay apart as the step shrinks, they sit on a
     kink and are judged against the interval between them (a steep but smooth function's close
     up). Every element of a small node is looked at; of a large node, the failing ones."""
-    if not any(getattr(run.graph.nodes[n].fn, "opaque", False) for n in run.graph.downstream(name)):
+    if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
     judged = compare(a, est, run.tolerance(est.method), run.tolerance("kink"))

@@ -49,7 +49,7 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
             crossed[:] |= hit > 0
 
     with np.errstate(all="ignore"):
-        change = graph.propagate(values, {name: delta.Delta("full", None, vals, shape)}, on_kink)
+        change = graph.propagate(values, {name: delta.Delta.full(vals, shape)}, on_kink)
     change = np.asarray(change).reshape(points, m)
     loss = abs(float(np.real(values[graph.loss]).reshape(-1)[0]))
     if method == "complex":
