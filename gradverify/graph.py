@@ -169,7 +169,7 @@ class Graph:
             except BadGradient as e:
                 if problems is not None:
                     problems[name] = f"the backward of {name} ({node.op_label}) is malformed: {e}"
-                gs = [np.full_like(x, np.nan, dtype=np.result_type(x, float)) for x in xs]
+                gs = tuple(np.full_like(x, np.nan, dtype=np.result_type(x, float)) for x in xs)
             for inp, gi in zip(node.inputs, gs):
                 grads[inp] = grads[inp] + gi if inp in grads else gi
         for name in self.nodes:
