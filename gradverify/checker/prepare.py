@@ -101,6 +101,10 @@ def prepare(config: Config, settings: Settings = Settings(), graph: Graph | None
 
 
 def _prepare(config: Config, settings: Settings, graph: Graph | None) -> Run:
+    if settings.step is not None:
+        problem = numeric.step_problem(settings.method, settings.step)
+        if problem:
+            raise GradverifyError(problem)
     graph = graph if graph is not None else build(config)
     values = forward_checked(graph)
     if values[graph.loss].shape != (1,):

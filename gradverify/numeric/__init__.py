@@ -10,11 +10,11 @@ or finite differences through the graph), never from derivative rules.
 from .directional import bisect, directional
 from .estimate import WORKERS, Estimate, detect_kinks, estimate, usable_cores
 from .methods import (AUTO, CHOICES, EPS, FLOAT32_TOLERANCE, KINK_TOLERANCE, METHODS, ONE_SIDED_RULE,
-                      ONE_SIDED_STEP, Method, one_sided)
+                      ONE_SIDED_STEP, Method, one_sided, step_problem)
 from .prober import Prober, complex_probe, crossings, node_method
 from .sweep import SWEEP_METHODS, SWEEP_STEPS, sweep
 
 __all__ = ["AUTO", "CHOICES", "EPS", "FLOAT32_TOLERANCE", "KINK_TOLERANCE", "METHODS", "ONE_SIDED_RULE",
            "ONE_SIDED_STEP", "SWEEP_METHODS", "SWEEP_STEPS", "WORKERS", "Estimate", "Method",
            "Prober", "bisect", "complex_probe", "crossings", "detect_kinks", "directional",
-           "estimate", "node_method", "one_sided", "sweep", "usable_cores"]
+           "estimate", "node_method", "one_sided", "step_problem", "sweep", "usable_cores"]

@@ -22,8 +22,10 @@ from .methods import METHODS, Method, one_sided
 from .prober import Prober, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
-#: x but not at it; one that is still crossed lies at x
+#: x but not at it; one that is still crossed lies at x. No step is shrunk below MIN_SHRUNK_STEP
+#: (relative): below it x + h rounds to x, and a stencil that no longer moves crosses nothing
 KINK_SHRINKS = 3
+MIN_SHRUNK_STEP = 1e-9
 #: the most copies in one chunk (beyond this, numpy's per-call overhead is already negligible)
 MAX_CHUNK = 8192
 #: but keep a chunk's copies near cache-sized: beyond this, bigger chunks only get slower
@@ -85,7 +87,7 @@ def _shrink_at_kinks(prober, method: Method, idx, x, scale, rel_step, loss, resu
     d, err, crossed = result
     shrink = rel_step
     for _ in range(KINK_SHRINKS):
-        if not crossed.any():
+        if not crossed.any() or shrink / 10 < MIN_SHRUNK_STEP:
             break
         shrink /= 10
         sub = np.flatnonzero(crossed)

@@ -43,6 +43,9 @@ class Method:
     step_rule: str  # the step, as the report prints it
     title: str  # "complex step"
     mark: str  # its letter in `gradverify sweep`'s plot
+    #: the largest relative step (--step) whose truncation error the error bar still bounds:
+    #: measured on the bundled networks, where every larger power of 10 made a correct op fail
+    max_step: float = 1e-3
 
 
 def _points(x: np.ndarray, h: np.ndarray, multiples) -> list[np.ndarray]:
@@ -55,17 +58,20 @@ def _rounding(loss: float, h: np.ndarray, factor: float) -> np.ndarray:
 
 
 def central(prober: Prober, idx, x, scale, rel_step, loss):
-    """Central difference at h and 2h: estimate D(h), error bar |D(2h) - D(h)|/3 + rounding."""
+    """Central difference at h and 2h: estimate D(h), error bar |D(2h) - D(h)| + rounding.
+    D(h) - f' = c h² + O(h⁴), so D(2h) - D(h) = 3c h² + O(h⁴): three times D(h)'s truncation error
+    where h² dominates, and more than it where h⁴ does (a step too large for the asymptotics)."""
     h = rel_step * scale
     pts = _points(x, h, (1, -1, 2, -2))
     f, crossed = prober.run(idx, pts)
     d1 = (f[0] - f[1]) / (pts[0] - pts[1])
     d2 = (f[2] - f[3]) / (pts[2] - pts[3])
-    return d1, np.abs(d2 - d1) / 3 + _rounding(loss, h, 4), crossed
+    return d1, np.abs(d2 - d1) + _rounding(loss, h, 4), crossed
 
 
 def richardson(prober: Prober, idx, x, scale, rel_step, loss):
-    """Central differences at h, h/2, h/4, extrapolated: O(h²) -> O(h⁴) -> O(h⁶)."""
+    """Central differences at h, h/2, h/4, extrapolated: O(h²) -> O(h⁴) -> O(h⁶); error bar the
+    change of the last extrapolation (an upper bound on the result's error, as for central)."""
     h = rel_step * scale
     pts = _points(x, h, (1, -1, 0.5, -0.5, 0.25, -0.25))
     f, crossed = prober.run(idx, pts)
@@ -73,7 +79,7 @@ def richardson(prober: Prober, idx, x, scale, rel_step, loss):
     r1 = (4 * d[1] - d[0]) / 3
     r2 = (4 * d[2] - d[1]) / 3
     r = (16 * r2 - r1) / 15
-    return r, np.abs(r2 - r1) / 15 + _rounding(loss, h, 16), crossed
+    return r, np.abs(r2 - r1) + _rounding(loss, h, 16), crossed
 
 
 def forward(prober: Prober, idx, x, scale, rel_step, loss):
@@ -86,30 +92,52 @@ def forward(prober: Prober, idx, x, scale, rel_step, loss):
     return d1, 2 * np.abs(d1 - d2) + _rounding(loss, h, 4), crossed
 
 
+#: below this relative step the complex step's truncation error, h²·f'''/6, is below rounding
+COMPLEX_EXACT_BELOW = 1e-9
+
+
 def complex_step(prober: Prober, idx, x, scale, rel_step, loss):
-    """Im f(x + ih) / h: one evaluation, no cancellation; rounding is the only error.
-    h stays below 1e-8·|x| so that even a tiny x (1e-300, inside a log) is linearized."""
+    """Im f(x + ih) / h: one evaluation, no cancellation; at the default h = 1e-20 rounding is the
+    only error. h stays below 1e-8·|x| so that even a tiny x (1e-300, inside a log) is linearized.
+    A step chosen large enough for truncation to matter (D(h) = f' - h² f'''/6 + …) is evaluated
+    at 2h too, and |D(2h) - D(h)| joins the error bar, as for central differences."""
     h = rel_step * scale
     tiny = (x != 0) & (np.abs(x) < 1e-12)
     h = np.where(tiny, np.maximum(1e-8 * np.abs(x), 1e-307), h)
-    f, crossed = prober.run(idx, [x + 1j * h], mode="complex")
-    d = f[0].imag / h
-    return d, 4 * EPS * np.abs(d), crossed
+    if rel_step < COMPLEX_EXACT_BELOW:
+        f, crossed = prober.run(idx, [x + 1j * h], mode="complex")
+        d = f[0].imag / h
+        return d, 4 * EPS * np.abs(d), crossed
+    f, crossed = prober.run(idx, [x + 1j * h, x + 2j * h], mode="complex")
+    d, d2 = f[0].imag / h, f[1].imag / (2 * h)
+    return d, np.abs(d2 - d) + 4 * EPS * np.abs(d), crossed
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("complex", complex_step, 1e-20, 1, 1e-10, 1e-13,
-           "h = 1e-20·max(|x|, 1), Im f(x + ih)/h", "complex step", "i"),
+           "h = 1e-20·max(|x|, 1), Im f(x + ih)/h", "complex step", "i", 1e-2),
     Method("central", central, EPS ** (1 / 3), 4, 1e-6, 1e-9,
-           "h = ε^(1/3)·max(|x|, 1), error bar from 2h", "central differences", "c"),
+           "h = ε^(1/3)·max(|x|, 1), error bar from 2h", "central differences", "c", 3e-3),
     Method("richardson", richardson, 1e-3, 6, 1e-8, 1e-11,
-           "h, h/2, h/4 with h = 1e-3·max(|x|, 1), extrapolated to O(h⁶)", "Richardson extrapolation", "r"),
+           "h, h/2, h/4 with h = 1e-3·max(|x|, 1), extrapolated to O(h⁶)", "Richardson extrapolation", "r",
+           1e-2),
     Method("forward", forward, EPS ** 0.5, 2, 1e-4, 1e-7,
-           "h = √ε·max(|x|, 1), error bar from h/2", "forward differences", "f"),
+           "h = √ε·max(|x|, 1), error bar from h/2", "forward differences", "f", 1e-4),
 )}
 #: `auto`: the complex step where every op downstream allows it, central differences elsewhere
 AUTO = "auto"
 CHOICES = (AUTO,) + tuple(METHODS)
+
+
+def step_problem(method: str, step: float) -> str | None:
+    """Why a user's relative step cannot be judged with `method` (None when it can)."""
+    used = ("complex", "central") if method == AUTO else (method,)
+    limit = min(METHODS[m].max_step for m in used)
+    if step > limit:
+        return (f"--step {step:g} is larger than {method} can be judged at (at most {limit:g}): "
+                "the error bar no longer bounds the truncation error there; `gradverify sweep NODE` "
+                "shows how each method's error grows with the step")
+    return None
 #: a float32 network's tolerance, whatever the method: float32 rounding dominates
 FLOAT32_TOLERANCE = (1e-4, 1e-6)
 
