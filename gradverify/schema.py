@@ -1,9 +1,11 @@
 """The JSON Schema of the config format (`gradverify schema`), for editors' completion and
-validation. The validator in config.py is the authority; this mirrors it."""
+validation. The validator in gradverify/config/ and the names in build are the authority; this
+mirrors them."""
 from __future__ import annotations
 
+from .build import ACTIVATIONS, LOSSES
 from .config import DTYPES, INITS
-from .ops import ACTIVATIONS, LOSSES, OPS
+from .ops import OPS
 
 CUSTOM = r"^.+\.py:[A-Za-z_][A-Za-z0-9_]*$"
 

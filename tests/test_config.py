@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from gradverify import config
+from gradverify.build import build
 from gradverify.errors import ConfigError
 from conftest import CONFIGS
 
@@ -10,8 +11,9 @@ SEED = (CONFIGS / "seed.yaml").read_text()
 
 
 def err(text, tmp_path=None, **kw) -> str:
+    """The message for a bad config, refused by config or (an unknown name) by build."""
     with pytest.raises(ConfigError) as e:
-        config.parse(text, file="c.yaml", base_dir=tmp_path or ".", **kw)
+        build(config.parse(text, file="c.yaml", base_dir=tmp_path or ".", **kw))
     return str(e.value)
 
 
@@ -19,7 +21,7 @@ def test_seed_parses():
     c = config.parse(SEED)
     assert c.inputs.tolist() == [[2], [-5]] and c.labels.tolist() == [1, 0]
     assert c.reg_strength == 0.05 and c.loss == "softmax_cross_entropy" and c.stable is False
-    assert [l.activation for l in c.layers] == ["relu", None]
+    assert [layer.activation for layer in c.layers] == ["relu", None]
 
 
 GENERATED = """
