@@ -1,4 +1,6 @@
-"""Config -> graph. The one place that knows the naming scheme.
+"""Config -> graph. The one place that knows the naming scheme, and the names a config may use:
+LAYERS (a builder per layer type), ACTIVATIONS, LOSSES (a builder per loss); graph-form ops are
+ops.OPS. Every unknown name is reported here, at its key in the config.
 
 Layers form, for layer i (1-based), exactly the notebook's names:
 
@@ -14,37 +16,54 @@ then the loss on the last layer's output (its logits):
     file.py:name:          loss_data
 
 and always loss_reg = strength · Σ p² over the regularized parameters, loss = loss_data + loss_reg.
+
+A new layer type is a builder in LAYERS, a reader in config.LAYER_TYPES (config/layers.py), its
+op in ops.py and its entry in schema.py; a new loss is a builder in LOSSES.
 """
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from . import custom
-from .config import Config, is_custom
-from .errors import UserCodeError, did_you_mean
+from .config import Config, GraphNode, Layer, is_custom
+from .errors import KeyPath, UserCodeError, did_you_mean
 from .graph import Graph, Node
-from .ops import (OPS, Add, AddBias, BatchMean, Exp, HingeMargins, Identity, L2Penalty, LeakyReLU,
-                  MatMul, Mean, Mul, NegLogPick, Op, Reciprocal, ReLU, RowSum, Sigmoid, Softmax,
-                  Square, SubConst, Tanh)
-
-_ACTIVATION_OPS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity,
-                   "softmax": Softmax}
+from .ops import (
+    OPS,
+    Add,
+    AddBias,
+    BatchMean,
+    Exp,
+    HingeMargins,
+    Identity,
+    L2Penalty,
+    LeakyReLU,
+    MatMul,
+    Mean,
+    Mul,
+    NegLogPick,
+    Op,
+    Reciprocal,
+    ReLU,
+    RowSum,
+    Sigmoid,
+    Softmax,
+    Square,
+    SubConst,
+    Tanh,
+)
 
 
 def build(config: Config) -> Graph:
     """The network's graph, leaves holding their values with the leading axis (1, *shape)."""
+    check_names(config)
     graph = _build_graph(config) if config.is_graph else _build_layers(config)
     return _cast(config, graph)
-
-
-def _user(key: tuple, make):
-    """A custom op from make(); a missing file or function is located at the config key."""
-    try:
-        return make()
-    except UserCodeError as err:
-        if err.key is None:
-            err.key = key
-        raise
 
 
 def _cast(config: Config, graph: Graph) -> Graph:
@@ -56,94 +75,231 @@ def _cast(config: Config, graph: Graph) -> Graph:
     return graph
 
 
-def _leaf(graph: Graph, name: str, value: np.ndarray, kind: str, key: tuple) -> None:
-    graph.add(Node(name, kind, value=np.asarray(value, dtype=np.float64)[None], key=key))
+def _add(graph: Graph, name: str, kind: str, key: KeyPath, **fields: Any) -> str:
+    """Add a node defined at config key `key`, and return its name."""
+    graph.add(Node(name, kind, key=key, **fields))  # type: ignore[arg-type]  # Node.key is typed as text
+    return name
+
+
+def _leaf(graph: Graph, name: str, value: np.ndarray, kind: str, key: KeyPath) -> None:
+    _add(graph, name, kind, key, value=np.asarray(value, dtype=np.float64)[None])
+
+
+def _user(key: KeyPath, make: Callable[[], Op]) -> Op:
+    """A custom op from make(); a missing file or function is located at the config key."""
+    try:
+        return make()
+    except UserCodeError as err:
+        if err.key is None:
+            err.key = key
+        raise
+
+
+@dataclass
+class Net:
+    """The layers form's graph while it is built, and the parameters added so far."""
+
+    config: Config
+    graph: Graph = field(default_factory=Graph)
+    params: list[str] = field(default_factory=list)
+
+    def param(self, name: str, value: np.ndarray, key: KeyPath) -> str:
+        _leaf(self.graph, name, value, "parameter", key)
+        self.params.append(name)
+        return name
+
+    def op(self, name: str, op: Op, inputs: list[str], key: KeyPath, source: str | None = None,
+           kind: str = "intermediate") -> str:
+        return _add(self.graph, name, kind, key, op=op, inputs=tuple(inputs), source=source)
+
+    def user(self, key: KeyPath, make: Callable[[], Op]) -> Op:
+        return _user(key, make)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tables
+
+#: a layer type's builder: (net, i, layer, the node feeding it) -> the layer's output node
+LayerBuilder = Callable[[Net, int, Layer, str], str]
+#: a loss's builder: (net, the logits' node) -> the data loss's node, named loss_data
+LossBuilder = Callable[[Net, str], str]
+
+
+def affine(net: Net, i: int, layer: Layer, prev: str) -> str:
+    """w{i}_out = prev·w{i}, l{i}_lin = w{i}_out + b{i}; with `op: file.py:name`, the user's
+    l{i}_name(prev, w{i}, b{i}, *params) instead."""
+    key: KeyPath = ("layers", i - 1)
+    w = net.param(f"w{i}", layer.weights, key + ("weights",))
+    b = net.param(f"b{i}", layer.bias, key + ("bias",))
+    if layer.op:
+        return _custom_affine(net, i, layer, [prev, w, b])
+    net.op(f"w{i}_out", MatMul(), [prev, w], key + ("weights",))
+    return net.op(f"l{i}_lin", AddBias(), [f"w{i}_out", b], key + ("bias",))
+
+
+def _custom_affine(net: Net, i: int, layer: Layer, inputs: list[str]) -> str:
+    key: KeyPath = ("layers", i - 1)
+    ref, c = str(layer.op), net.config
+    extra = [net.param(f"{pname}{i}", value, key + ("params", pname)) for pname, value in layer.params]
+    node = f"l{i}_{custom.split_ref(ref)[1]}"
+    names = ("x", "w", "b") + tuple(pname for pname, _ in layer.params)
+    user = net.user(key + ("op",), lambda: custom.layer(ref, c.source.base_dir, c.seed, node, names, layer.attrs))
+    return net.op(node, user, inputs + extra, key + ("op",), ref)
+
+
+LAYERS: dict[str, LayerBuilder] = {"affine": affine}
+
+#: activation name -> its op's factory, called with the layer's activation options that are
+#: given (ACTIVATION_OPTIONS, by keyword): an option belongs to the activations whose factory
+#: takes it (alpha: leaky_relu)
+ACTIVATIONS: dict[str, Callable[..., Op]] = {
+    "relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity,
+    "softmax": Softmax,
+}
+ACTIVATION_OPTIONS = ("alpha",)
+_ACTIVATION_OPS = ACTIVATIONS  # its former name
+
+
+def _activation_options(layer: Layer) -> dict[str, Any]:
+    return {name: getattr(layer, name) for name in ACTIVATION_OPTIONS if getattr(layer, name) is not None}
+
+
+def _takes(factory: Callable[..., Op], option: str) -> bool:
+    return option in inspect.signature(factory).parameters
+
+
+def _activation(net: Net, layer: Layer, prev: str) -> str:
+    """l{i}_{activation}(prev), or the user's l{i}_name(prev) for `activation: file.py:name`."""
+    act, i, c = layer.activation, layer.index, net.config
+    if act is None:
+        return prev
+    key: KeyPath = ("layers", i - 1, "activation")
+    if not is_custom(act):
+        return net.op(f"l{i}_{act}", ACTIVATIONS[act](**_activation_options(layer)), [prev], key)
+    node = f"l{i}_{custom.split_ref(act)[1]}"
+    user = net.user(key, lambda: custom.activation(act, c.source.base_dir, c.seed, node))
+    return net.op(node, user, [prev], key, act)
+
+
+LOSS_KEY: KeyPath = ("loss",)
+
+
+def softmax_cross_entropy(net: Net, logits: str) -> str:
+    """softmax = exps / Σ exps row by row (exps = e^(logits - row max) when stable), then the mean
+    over rows of -log softmax[label]."""
+    net.op("exps", Exp(stable=net.config.stable), [logits], LOSS_KEY)
+    if not net.config.stable:
+        net.graph.hints["exps"] = ("the logits are too large for e^x: use "
+                                   "`loss: {type: softmax_cross_entropy, stable: true}`")
+    net.op("sexps", RowSum(), ["exps"], LOSS_KEY)
+    net.op("divexps", Reciprocal(), ["sexps"], LOSS_KEY)
+    net.op("softmax", Mul(), ["exps", "divexps"], LOSS_KEY)
+    net.op("neg_log", NegLogPick(net.config.labels), ["softmax"], LOSS_KEY)
+    return net.op("loss_data", BatchMean(), ["neg_log"], LOSS_KEY)
+
+
+def cross_entropy(net: Net, probs: str) -> str:
+    """The mean over rows of -log probs[label]."""
+    net.op("neg_log", NegLogPick(net.config.labels), [probs], LOSS_KEY)
+    return net.op("loss_data", BatchMean(), ["neg_log"], LOSS_KEY)
+
+
+def mse(net: Net, out: str) -> str:
+    """The mean of (out - targets)² over every element."""
+    net.op("residual", SubConst(net.config.targets), [out], LOSS_KEY)
+    net.op("sq_err", Square(), ["residual"], LOSS_KEY)
+    return net.op("loss_data", Mean(), ["sq_err"], LOSS_KEY)
+
+
+def hinge(net: Net, scores: str) -> str:
+    """The mean over rows of Σ_j max(0, scores_j - scores_label + 1), j ≠ label."""
+    net.op("margins", HingeMargins(net.config.labels), [scores], LOSS_KEY)
+    return net.op("loss_data", BatchMean(), ["margins"], LOSS_KEY)
+
+
+LOSSES: dict[str, LossBuilder] = {
+    "softmax_cross_entropy": softmax_cross_entropy, "cross_entropy": cross_entropy, "mse": mse,
+    "hinge": hinge,
+}
+
+
+def _custom_loss(net: Net, logits: str) -> str:
+    """`loss: file.py:name`, cs231n's (loss, dx) = name(x, y)."""
+    c, ref = net.config, str(net.config.loss)
+    user = net.user(LOSS_KEY, lambda: custom.loss(ref, c.source.base_dir, c.seed, c.labels))
+    return net.op("loss_data", user, [logits], LOSS_KEY, ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def check_names(c: Config) -> None:
+    """Every name the config uses that build owns (the loss, each layer's type and activation,
+    each graph node's op): an unknown one is located at its key, with the valid ones listed."""
+    if c.loss is None:
+        raise c.error("missing `type:` (one of " + ", ".join(LOSSES) + ")", "loss")
+    if "stable" in c.loss_spec and c.loss in LOSSES and c.loss != "softmax_cross_entropy":
+        raise c.error("`stable:` applies only to softmax_cross_entropy", "loss", "stable")
+    if not c.is_graph and c.loss not in LOSSES and not is_custom(c.loss):
+        key = ("loss", "type") if "type" in c.loss_spec else ("loss",)
+        raise c.error(f"unknown loss {c.loss!r}{did_you_mean(c.loss, LOSSES)}; valid: "
+                      f"{', '.join(LOSSES)}, or file.py:function for your own", *key)
+    for layer in c.layers:
+        _check_layer(c, layer)
+    for node in c.graph:
+        if not isinstance(node.op, str) or (node.op not in OPS and not is_custom(node.op)):
+            raise c.error(f"unknown op {node.op!r}{did_you_mean(node.op, OPS)}; valid: {', '.join(OPS)}, "
+                          "or file.py:name for your own", *node.path, "op")
+
+
+def _check_layer(c: Config, layer: Layer) -> None:
+    key = ("layers", layer.index - 1)
+    if layer.type not in LAYERS:
+        raise c.error(f"unknown layer type {layer.type!r}{did_you_mean(layer.type, LAYERS)}; "
+                      f"valid: {', '.join(LAYERS)}", *key, "type")
+    act = layer.activation
+    if act is not None and act not in ACTIVATIONS and not is_custom(act):
+        raise c.error(f"unknown activation {act!r}{did_you_mean(act, ACTIVATIONS)}; valid: "
+                      f"{', '.join(ACTIVATIONS)}, or file.py:function for your own", *key, "activation")
+    for option in ACTIVATION_OPTIONS:
+        if getattr(layer, option) is not None and not (act in ACTIVATIONS and _takes(ACTIVATIONS[act], option)):
+            takers = [name for name, factory in ACTIVATIONS.items() if _takes(factory, option)]
+            raise c.error(f"`{option}:` applies only to activation: {' or '.join(takers)}", *key, option)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layers form
 
 
 def _build_layers(c: Config) -> Graph:
-    g = Graph()
-    base, seed = c.source.base_dir, c.seed
-
-    def op(name, op_, inputs, key, source=None, kind="intermediate"):
-        g.add(Node(name, kind, op=op_, inputs=tuple(inputs), key=key, source=source))
-        return name
-
-    _leaf(g, "x", c.inputs, "input", ("inputs",))
-    prev, params = "x", []
+    net = Net(c)
+    assert c.inputs is not None
+    _leaf(net.graph, "x", c.inputs, "input", ("inputs",))
+    prev = "x"
     for layer in c.layers:
-        i, key = layer.index, ("layers", layer.index - 1)
-        _leaf(g, f"w{i}", layer.weights, "parameter", key + ("weights",))
-        _leaf(g, f"b{i}", layer.bias, "parameter", key + ("bias",))
-        params += [f"w{i}", f"b{i}"]
-        if layer.op:
-            extra = []
-            for pname, value in layer.params:
-                _leaf(g, f"{pname}{i}", value, "parameter", key + ("params", pname))
-                extra.append(f"{pname}{i}")
-            params += extra
-            _, fname = custom.split_ref(layer.op)
-            node = f"l{i}_{fname}"
-            user = _user(key + ("op",), lambda: custom.layer(
-                layer.op, base, seed, node, ("x", "w", "b") + tuple(p for p, _ in layer.params), layer.attrs))
-            prev = op(node, user, [prev, f"w{i}", f"b{i}"] + extra, key + ("op",), layer.op)
-        else:
-            op(f"w{i}_out", MatMul(), [prev, f"w{i}"], key + ("weights",))
-            prev = op(f"l{i}_lin", AddBias(), [f"w{i}_out", f"b{i}"], key + ("bias",))
-        act = layer.activation
-        if act is None:
-            continue
-        if is_custom(act):
-            _, fname = custom.split_ref(act)
-            node = f"l{i}_{fname}"
-            user = _user(key + ("activation",), lambda: custom.activation(act, base, seed, node))
-            prev = op(node, user, [prev], key + ("activation",), act)
-        else:
-            act_op = LeakyReLU(layer.alpha) if act == "leaky_relu" else _ACTIVATION_OPS[act]()
-            prev = op(f"l{i}_{act}", act_op, [prev], key + ("activation",))
-
-    loss = c.loss
-    if loss == "softmax_cross_entropy":
-        op("exps", Exp(stable=c.stable), [prev], ("loss",))
-        op("sexps", RowSum(), ["exps"], ("loss",))
-        op("divexps", Reciprocal(), ["sexps"], ("loss",))
-        op("softmax", Mul(), ["exps", "divexps"], ("loss",))
-        op("neg_log", NegLogPick(c.labels), ["softmax"], ("loss",))
-        op("loss_data", BatchMean(), ["neg_log"], ("loss",))
-    elif loss == "cross_entropy":
-        op("neg_log", NegLogPick(c.labels), [prev], ("loss",))
-        op("loss_data", BatchMean(), ["neg_log"], ("loss",))
-    elif loss == "mse":
-        op("residual", SubConst(c.targets), [prev], ("loss",))
-        op("sq_err", Square(), ["residual"], ("loss",))
-        op("loss_data", Mean(), ["sq_err"], ("loss",))
-    elif loss == "hinge":
-        op("margins", HingeMargins(c.labels), [prev], ("loss",))
-        op("loss_data", BatchMean(), ["margins"], ("loss",))
-    else:  # file.py:name, cs231n's (loss, dx) = name(x, y)
-        user = _user(("loss",), lambda: custom.loss(loss, base, seed, c.labels))
-        op("loss_data", user, [prev], ("loss",), loss)
-
-    include = params
+        prev = LAYERS[layer.type](net, layer.index, layer, prev)
+        prev = _activation(net, layer, prev)
+    builder = LOSSES.get(str(c.loss), _custom_loss)
+    data = builder(net, prev)
+    include = net.params
     if c.reg_include is not None:
         for k, name in enumerate(c.reg_include):
-            if name not in params:
-                raise c.error(f"{name!r} is not a parameter{did_you_mean(name, params)}; the "
-                              f"parameters are {', '.join(params)}", "regularization", "include", k)
+            if name not in net.params:
+                raise c.error(f"{name!r} is not a parameter{did_you_mean(name, net.params)}; the "
+                              f"parameters are {', '.join(net.params)}", "regularization", "include", k)
         include = list(c.reg_include)
-    op("loss_reg", L2Penalty(c.reg_strength), include, ("regularization",))
-    op("loss", Add(), ["loss_data", "loss_reg"], ("loss",), kind="loss")
-    g.parts = ("loss_data", "loss_reg")
-    if loss == "softmax_cross_entropy" and not c.stable:
-        g.hints["exps"] = ("the logits are too large for e^x: use "
-                           "`loss: {type: softmax_cross_entropy, stable: true}`")
-    return g
+    net.op("loss_reg", L2Penalty(c.reg_strength), include, ("regularization",))
+    net.op("loss", Add(), [data, "loss_reg"], LOSS_KEY, kind="loss")
+    net.graph.parts = (data, "loss_reg")
+    return net.graph
 
 
 # ---------------------------------------------------------------------------------------------
 # The graph form
 
 
-def _builtin(c: Config, spec) -> Op:
+def _builtin(c: Config, spec: GraphNode) -> Op:
     """A built-in op from a graph node's `op:` and `attrs:`; labels and targets default to the
     config's top-level ones."""
     cls = OPS[spec.op]
@@ -162,8 +318,20 @@ def _builtin(c: Config, spec) -> Op:
         raise c.error(f"bad attrs for op {spec.op}: {e}", *spec.path, "attrs") from None
 
 
+def _graph_op(c: Config, spec: GraphNode) -> Op:
+    """The node's op: the user's for `op: file.py:name`, else the built-in one with its arity checked."""
+    if is_custom(spec.op):
+        return _user(tuple(spec.path) + ("op",), lambda: custom.layer(
+            spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs), n_inputs=len(spec.inputs)))
+    op = _builtin(c, spec)
+    if op.arity is not None and len(spec.inputs) != op.arity:
+        raise c.error(f"op {spec.op} takes {op.arity} input(s), got {len(spec.inputs)}", *spec.path, "inputs")
+    return op
+
+
 def _build_graph(c: Config) -> Graph:
-    g = Graph(loss=c.loss)
+    loss = str(c.loss)
+    g = Graph(loss=loss)
     names = set(c.values)
     for name, value in c.values.items():
         _leaf(g, name, value, "input" if name in c.input_names else "parameter", ("values", name))
@@ -175,20 +343,11 @@ def _build_graph(c: Config) -> Graph:
         for k, inp in enumerate(spec.inputs):
             if inp not in defined:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
-        if is_custom(spec.op):
-            op_ = _user(tuple(spec.path) + ("op",), lambda: custom.layer(
-                spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs),
-                n_inputs=len(spec.inputs)))
-        else:
-            op_ = _builtin(c, spec)
-            if op_.arity is not None and len(spec.inputs) != op_.arity:
-                raise c.error(f"op {spec.op} takes {op_.arity} input(s), got {len(spec.inputs)}",
-                              *spec.path, "inputs")
-        kind = "loss" if spec.name == c.loss else "intermediate"
-        g.add(Node(spec.name, kind, op=op_, inputs=spec.inputs, key=tuple(spec.path),
-                   source=spec.op if is_custom(spec.op) else None))
-    if c.loss not in g.nodes or g.nodes[c.loss].op is None:
-        raise c.error(f"the loss {c.loss!r} is not a node of the graph{did_you_mean(c.loss, g.nodes)}", "loss")
+        op = _graph_op(c, spec)
+        kind = "loss" if spec.name == loss else "intermediate"
+        _add(g, spec.name, kind, spec.path, op=op, inputs=spec.inputs, source=spec.op if is_custom(spec.op) else None)
+    if loss not in g.nodes or g.nodes[loss].op is None:
+        raise c.error(f"the loss {loss!r} is not a node of the graph{did_you_mean(loss, g.nodes)}", "loss")
     g.parts = tuple(n for n in ("loss_data", "loss_reg") if n in g.nodes)
     g.finish()
     return g
@@ -197,4 +356,3 @@ def _build_graph(c: Config) -> Graph:
 def unused_nodes(graph: Graph) -> list[str]:
     """Nodes whose value never reaches the loss (worth a warning: their gradient is zero)."""
     return [n for n in graph.nodes if not graph.reaches_loss(n)]
-

@@ -4,6 +4,12 @@ The CLI catches GradverifyError in exactly one place and prints `str(err)` as on
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+#: a place in the config, from the top: ("layers", 1, "weights") is layers[1].weights
+KeyPath = tuple[str | int, ...]
+
 
 class GradverifyError(Exception):
     """Base class: a problem with the user's input, reported as one line, exit code 2.
@@ -15,7 +21,7 @@ class GradverifyError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, key: str | None = None, *, file: str | None = None,
+    def __init__(self, message: str, key: str | KeyPath | None = None, *, file: str | None = None,
                  line: int | None = None, col: int | None = None):
         super().__init__(message)
         self.message = message
@@ -53,15 +59,17 @@ class NumericalError(GradverifyError):
     """The forward pass produced NaN or Inf, so no gradient can be checked."""
 
 
-def key_str(path) -> str:
+def key_str(path: str | KeyPath) -> str:
     """("layers", 1, "weights") -> "layers[1].weights" (text passes through)."""
     if isinstance(path, str):
         return path
     out = ""
     for part in path:
-        if not isinstance(part, int):
-            part = str(part) if str(part).isprintable() and str(part) else repr(str(part))
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = str(part) if str(part).isprintable() and str(part) else repr(str(part))
+        out += f".{name}" if out else name
     return out
 
 
@@ -71,10 +79,8 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def did_you_mean(word: str, choices) -> str:
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
     """' (did you mean "x"?)' for the closest of `choices`, or '' when none is close."""
-    import difflib
-
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
     if not close:
         return ""

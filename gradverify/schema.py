@@ -1,20 +1,23 @@
 """The JSON Schema of the config format (`gradverify schema`), for editors' completion and
-validation. The validator in config.py is the authority; this mirrors it."""
+validation. The validator in gradverify/config/ and the names in build are the authority; this
+mirrors them."""
 from __future__ import annotations
 
+from typing import Any
+
+from .build import ACTIVATIONS, LAYERS, LOSSES
 from .config import DTYPES, INITS
-from .ops import ACTIVATIONS, LOSSES, OPS
+from .ops import OPS
 
 CUSTOM = r"^.+\.py:[A-Za-z_][A-Za-z0-9_]*$"
+CUSTOM_REF = {"type": "string", "pattern": CUSTOM}  # "file.py:name", the user's own code
 
 
-def schema() -> dict:
-    number = {"type": "number"}
-    nested = {"$ref": "#/$defs/nested"}
-    array = {
+def _array() -> dict[str, Any]:
+    return {
         "description": "An inline nested list of numbers, a generated array, or a .npy file.",
         "oneOf": [
-            nested,
+            {"$ref": "#/$defs/nested"},
             {"type": "object", "additionalProperties": False, "required": ["shape"],
              "properties": {"shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
                             "init": {"enum": list(INITS), "default": "normal"},
@@ -23,28 +26,69 @@ def schema() -> dict:
              "properties": {"file": {"type": "string", "description": "a .npy file, relative to the config"}}},
         ],
     }
-    labels = {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}},
-                        {"type": "object", "additionalProperties": False, "required": ["classes"],
-                         "properties": {"classes": {"type": "integer", "minimum": 1}}}],
-              "description": "One class index per input row, or {classes: C} drawn from the seed."}
-    custom = {"type": "string", "pattern": CUSTOM}
-    layer = {
+
+
+def _layer() -> dict[str, Any]:
+    """One item of `layers:` (build.LAYERS has its types; affine is the only one yet)."""
+    return {
         "type": "object", "additionalProperties": False, "required": ["weights", "bias"],
         "properties": {
+            "type": {"enum": list(LAYERS), "default": "affine"},
             "weights": {"$ref": "#/$defs/array", "description": "D×H"},
             "bias": {"$ref": "#/$defs/array", "description": "H"},
-            "activation": {"anyOf": [{"enum": list(ACTIVATIONS)}, custom]},
+            "activation": {"anyOf": [{"enum": list(ACTIVATIONS)}, CUSTOM_REF]},
             "alpha": {"type": "number", "minimum": 0, "description": "leaky_relu's slope below 0"},
-            "op": {**custom, "description": "your layer: name_forward(x, w, b, *params, **attrs)"},
+            "op": {**CUSTOM_REF, "description": "your layer: name_forward(x, w, b, *params, **attrs)"},
             "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
             "attrs": {"type": "object"},
         },
     }
-    node = {"type": "object", "additionalProperties": False, "required": ["name", "op"],
+
+
+def _node() -> dict[str, Any]:
+    """One item of `graph:`."""
+    return {"type": "object", "additionalProperties": False, "required": ["name", "op"],
             "properties": {"name": {"type": "string", "minLength": 1},
-                           "op": {"anyOf": [{"enum": list(OPS)}, custom]},
+                           "op": {"anyOf": [{"enum": list(OPS)}, CUSTOM_REF]},
                            "inputs": {"type": "array", "items": {"type": "string"}},
                            "attrs": {"type": "object"}}}
+
+
+def _properties() -> dict[str, Any]:
+    """The top-level keys."""
+    labels = {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}},
+                        {"type": "object", "additionalProperties": False, "required": ["classes"],
+                         "properties": {"classes": {"type": "integer", "minimum": 1}}}],
+              "description": "One class index per input row, or {classes: C} drawn from the seed."}
+    return {
+        "seed": {"type": "integer", "minimum": 0, "default": 0},
+        "dtype": {"enum": list(DTYPES), "default": "float64"},
+        "tolerance": {"type": "object", "additionalProperties": False,
+                      "properties": {"rtol": {"type": "number", "minimum": 0},
+                                     "atol": {"type": "number", "minimum": 0}}},
+        "inputs": {"anyOf": [{"$ref": "#/$defs/array"},
+                             {"type": "array", "items": {"type": "string"},
+                              "description": "graph form: which values are inputs"}]},
+        "labels": labels,
+        "targets": {"$ref": "#/$defs/array"},
+        "regularization": {"oneOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "object", "additionalProperties": False,
+             "properties": {"strength": {"type": "number", "minimum": 0},
+                            "include": {"type": "array", "items": {"type": "string"}}}}]},
+        "layers": {"type": "array", "minItems": 1, "items": _layer()},
+        "loss": {"anyOf": [
+            {"type": "string", "description": f"one of {', '.join(LOSSES)}, file.py:name, or in "
+                                              "the graph form the scalar node's name"},
+            {"type": "object", "additionalProperties": False, "required": ["type"],
+             "properties": {"type": {"enum": list(LOSSES)}, "stable": {"type": "boolean"}}}]},
+        "values": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
+        "graph": {"type": "array", "minItems": 1, "items": _node()},
+    }
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a config."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "gradverify-config",
@@ -54,32 +98,9 @@ def schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "$defs": {
-            "nested": {"oneOf": [number, {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/nested"}}]},
-            "array": array,
+            "nested": {"oneOf": [{"type": "number"},
+                                 {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/nested"}}]},
+            "array": _array(),
         },
-        "properties": {
-            "seed": {"type": "integer", "minimum": 0, "default": 0},
-            "dtype": {"enum": list(DTYPES), "default": "float64"},
-            "tolerance": {"type": "object", "additionalProperties": False,
-                          "properties": {"rtol": {"type": "number", "minimum": 0},
-                                         "atol": {"type": "number", "minimum": 0}}},
-            "inputs": {"anyOf": [{"$ref": "#/$defs/array"},
-                                 {"type": "array", "items": {"type": "string"},
-                                  "description": "graph form: which values are inputs"}]},
-            "labels": labels,
-            "targets": {"$ref": "#/$defs/array"},
-            "regularization": {"oneOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "object", "additionalProperties": False,
-                 "properties": {"strength": {"type": "number", "minimum": 0},
-                                "include": {"type": "array", "items": {"type": "string"}}}}]},
-            "layers": {"type": "array", "minItems": 1, "items": layer},
-            "loss": {"anyOf": [
-                {"type": "string", "description": f"one of {', '.join(LOSSES)}, file.py:name, or in "
-                                                  "the graph form the scalar node's name"},
-                {"type": "object", "additionalProperties": False, "required": ["type"],
-                 "properties": {"type": {"enum": list(LOSSES)}, "stable": {"type": "boolean"}}}]},
-            "values": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
-            "graph": {"type": "array", "minItems": 1, "items": node},
-        },
+        "properties": _properties(),
     }

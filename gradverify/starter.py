@@ -1,8 +1,10 @@
 """`gradverify init`: a commented starter config with random weights that passes `check`."""
 from __future__ import annotations
 
+from itertools import pairwise
+
+from .build import ACTIVATIONS, LOSSES
 from .errors import GradverifyError
-from .ops import ACTIVATIONS, LOSSES
 
 
 def starter(layers: list[int], activation: str = "relu", loss: str = "softmax_cross_entropy",
@@ -32,7 +34,7 @@ def starter(layers: list[int], activation: str = "relu", loss: str = "softmax_cr
         out.append(f"labels: {{classes: {n_out}}}      # a random class per row; or your own list, e.g. [0, 2, …]")
     out += ["regularization: 0.001        # L2: 0.001 · Σ p² over every weight and bias (loss_reg)",
             "layers:"]
-    for i, (d, h) in enumerate(zip(layers, layers[1:]), 1):
+    for i, (d, h) in enumerate(pairwise(layers), 1):
         last = i == len(layers) - 1
         std = round(1.0 / d ** 0.5, 3)
         out.append(f"  - weights: {{shape: [{d}, {h}], init: normal, std: {std}}}   # w{i}: {d}×{h}")

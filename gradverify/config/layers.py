@@ -1,0 +1,111 @@
+"""The layers form: `inputs:` and a list of `layers:`, each validated by the reader of its `type:`.
+
+Every layer may have `type:` (default affine), `activation:` and `alpha:`; the rest of its keys
+belong to its type. A reader of LAYER_TYPES checks those keys and reads the layer's arrays,
+matching them to the previous layer (or to the inputs, for the first layer). Which activations
+exist, and which take `alpha:`, is build's business (build.ACTIVATIONS).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import KeyPath, did_you_mean
+from .arrays import ArrayReader
+from .checks import check_keys, is_custom, kind, mapping, number
+from .model import Layer, Source
+
+#: the keys of every layer, whatever its type
+COMMON_KEYS = ("activation", "alpha", "type")
+AFFINE_KEYS = ("weights", "bias", "op", "params", "attrs")
+
+
+@dataclass
+class LayersReader:
+    """What a layer type's reader needs: the arrays, the place of each key, the inputs' shape."""
+
+    src: Source
+    arrays: ArrayReader
+    inputs_shape: tuple[int, ...]
+
+    def check_keys(self, spec: dict[str, Any], i: int, type_keys: tuple[str, ...]) -> None:
+        """Refuse any key that is neither the type's nor common to every layer."""
+        check_keys(spec, type_keys + COMMON_KEYS, self.src, ("layers", i), f"layer {i + 1}")
+
+    def require(self, spec: dict[str, Any], i: int, *keys: str) -> None:
+        for key in keys:
+            if key not in spec:
+                raise self.src.error(f"missing `{key}:`", ("layers", i))
+
+
+#: a layer type's reader: (reader, 0-based position, the layer's mapping, the previous layer or
+#: None for the first) -> the Layer (its activation and alpha are filled in afterwards)
+LayerType = Callable[[LayersReader, int, dict[str, Any], Layer | None], Layer]
+
+
+def read_affine(r: LayersReader, i: int, spec: dict[str, Any], prev: Layer | None) -> Layer:
+    """x·weights + bias, weights D×H matching the previous layer's H (or the inputs' D); with
+    `op: file.py:name` the user's layer name(x, w, b, *params, **attrs) instead."""
+    path: KeyPath = ("layers", i)
+    r.check_keys(spec, i, AFFINE_KEYS)
+    r.require(spec, i, "weights", "bias")
+    w = r.arrays.read(spec["weights"], path + ("weights",), ndim=2, what="the weights")
+    rows, width = r.inputs_shape if prev is None else prev.weights.shape
+    if w.shape[0] != width:
+        match = f"the inputs' {width} columns" if prev is None else f"layer {i}'s {width} outputs"
+        theirs = "the inputs' shape" if prev is None else f"layer {i}'s weights"
+        raise r.src.error(f"expected {width} rows to match {match}, got {w.shape[0]} (these weights are "
+                          f"{w.shape[0]}×{w.shape[1]}; {theirs} {rows}×{width})", path + ("weights",))
+    b = r.arrays.read(spec["bias"], path + ("bias",), ndim=1, what="the bias")
+    if b.shape[0] != w.shape[1]:
+        raise r.src.error(f"expected {w.shape[1]} values to match the weights' {w.shape[1]} columns, "
+                          f"got {b.shape[0]}", path + ("bias",))
+    op = spec.get("op")
+    if op is not None and not is_custom(op):
+        raise r.src.error(f"expected a custom layer as file.py:name (with name_forward and "
+                          f"name_backward in file.py), got {kind(op)}", path + ("op",))
+    params: tuple[tuple[str, Any], ...] = ()
+    if "params" in spec:
+        if op is None:
+            raise r.src.error("`params:` applies only to a custom layer (op: file.py:name)", path + ("params",))
+        pm = mapping(spec["params"], r.src, path + ("params",), "name: array")
+        params = tuple((k, r.arrays.read(v, path + ("params", k), what=f"the parameter {k}"))
+                       for k, v in pm.items())
+    attrs: dict[str, Any] = {}
+    if "attrs" in spec:
+        if op is None:
+            raise r.src.error("`attrs:` applies only to a custom layer (op: file.py:name)", path + ("attrs",))
+        attrs = mapping(spec["attrs"], r.src, path + ("attrs",), "keyword arguments")
+    return Layer(index=i + 1, weights=w, bias=b, op=op, params=params, attrs=attrs)
+
+
+#: layer type -> its reader; build.LAYERS has the same names, each with the builder of its nodes
+LAYER_TYPES: dict[str, LayerType] = {"affine": read_affine}
+
+
+def read_layers(value: Any, r: LayersReader) -> tuple[Layer, ...]:
+    if not isinstance(value, list) or not value:
+        raise r.src.error(f"expected a list of layers, got {kind(value)}", ("layers",))
+    layers: list[Layer] = []
+    for i, spec in enumerate(value):
+        spec = mapping(spec, r.src, ("layers", i), "a layer with weights:, bias:, activation:")
+        type_ = spec.get("type", "affine")
+        if not isinstance(type_, str) or type_ not in LAYER_TYPES:
+            raise r.src.error(f"unknown layer type {type_!r}{did_you_mean(type_, LAYER_TYPES)}; "
+                              f"valid: {', '.join(LAYER_TYPES)}", ("layers", i, "type"))
+        layer = LAYER_TYPES[type_](r, i, spec, layers[-1] if layers else None)
+        layers.append(_with_activation(layer, type_, spec, r.src, ("layers", i)))
+    return tuple(layers)
+
+
+def _with_activation(layer: Layer, type_: str, spec: dict[str, Any], src: Source, path: KeyPath) -> Layer:
+    """The keys common to every layer type: its type, `activation:` and the activation's `alpha:`."""
+    act = spec.get("activation")
+    if act is not None and not isinstance(act, str):
+        raise src.error(f"expected an activation name, got {kind(act)}", path + ("activation",))
+    alpha = None
+    if "alpha" in spec:
+        alpha = float(number(spec["alpha"], src, path + ("alpha",), nonneg=True))
+    return dataclasses.replace(layer, type=type_, activation=act, alpha=alpha)

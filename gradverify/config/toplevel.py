@@ -1,0 +1,140 @@
+"""A config file, bytes or text -> a validated Config: the top-level keys, then the layers form
+or the graph form. Every problem is a ConfigError naming the key path and the place in the file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .arrays import DEFAULT_MAX_ELEMENTS, ArrayReader
+from .checks import check_keys, is_number, kind, mapping, number
+from .graph_form import read_graph_form
+from .labels import labels_targets
+from .layers import LayersReader, read_layers
+from .model import Config, Source
+from .yaml_reader import read_yaml
+
+MAX_FILE_BYTES = 256 * 2**20
+DTYPES = ("float64", "float32")
+TOP_KEYS = ("seed", "dtype", "tolerance", "inputs", "labels", "targets", "regularization",
+            "layers", "loss", "graph", "values")
+LOSS_KEYS = ("type", "stable")
+
+
+def load(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("no such config file", file=str(path))
+    if p.is_dir():
+        raise ConfigError("is a directory, expected a YAML config file", file=str(path))
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a config may be",
+                              file=str(path))
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", file=str(path)) from None
+    return parse_bytes(raw, file=str(path), base_dir=p.parent, max_elements=max_elements)
+
+
+def parse_bytes(raw: bytes, file: str | None = None, base_dir: Path | str = ".",
+                max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+    if b"\x00" in raw:
+        raise ConfigError("is a binary file, not a YAML config", file=file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"is not UTF-8 text (byte {e.start})", file=file) from None
+    return parse(text, file=file, base_dir=base_dir, max_elements=max_elements)
+
+
+def parse(text: str | dict[str, Any], file: str | None = None, base_dir: Path | str = ".",
+          max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+    """Validate YAML text (or an already-read mapping) into a Config."""
+    src = Source(file=file, base_dir=Path(base_dir))
+    data = read_yaml(text, src, max_elements) if isinstance(text, str) else text
+    return validate(data, src, max_elements)
+
+
+def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+    """Plain data -> Config, or a ConfigError naming the first problem."""
+    if not isinstance(data, dict):
+        raise src.error(f"the config must be a mapping of keys (layers:, loss:, …), got {kind(data)}")
+    check_keys(data, TOP_KEYS, src, (), "the config")
+    seed = int(number(data.get("seed", 0), src, ("seed",), integer=True, nonneg=True))
+    rng = np.random.default_rng(seed)
+    arrays = ArrayReader(src, rng, max_elements)
+    dtype = data.get("dtype", "float64")
+    if dtype not in DTYPES:
+        raise src.error(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}", ("dtype",))
+    rtol, atol = _tolerance(data, src)
+    reg_strength, reg_include = _regularization(data.get("regularization"), src)
+    loss, loss_spec = _loss(data, src)
+    common: dict[str, Any] = dict(
+        source=src, seed=seed, dtype=dtype, rtol=rtol, atol=atol, loss=loss, loss_spec=loss_spec,
+        stable=loss_spec.get("stable", True), reg_strength=reg_strength, reg_include=reg_include)
+    if "graph" in data:
+        return Config(**read_graph_form(data, src, arrays), **common)
+    if "layers" not in data:
+        raise src.error("missing `layers:` (a list of layers) or `graph:` (a list of nodes)")
+    if "values" in data:
+        raise src.error("`values:` belongs to the graph form (with `graph:`)", ("values",))
+    if "inputs" not in data:
+        raise src.error("missing `inputs:` (the N×D input array)")
+    inputs = arrays.read(data["inputs"], ("inputs",), ndim=2, what="the inputs")
+    layers = read_layers(data["layers"], LayersReader(src, arrays, inputs.shape))
+    n_out = layers[-1].bias.shape[0]  # the last layer's outputs: what labels index, targets match
+    labels, targets = labels_targets(data, src, arrays, loss, inputs.shape[0], n_out)
+    return Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common)
+
+
+def _tolerance(data: dict[str, Any], src: Source) -> tuple[float | None, float | None]:
+    if "tolerance" not in data:
+        return None, None
+    tol = mapping(data["tolerance"], src, ("tolerance",), "rtol and atol")
+    check_keys(tol, ("rtol", "atol"), src, ("tolerance",), "tolerance")
+    rtol = float(number(tol["rtol"], src, ("tolerance", "rtol"), nonneg=True)) if "rtol" in tol else None
+    atol = float(number(tol["atol"], src, ("tolerance", "atol"), nonneg=True)) if "atol" in tol else None
+    return rtol, atol
+
+
+def _regularization(value: Any, src: Source) -> tuple[float, tuple[str, ...] | None]:
+    if value is None:
+        return 0.0, None
+    path = ("regularization",)
+    if is_number(value):
+        return float(number(value, src, path, nonneg=True)), None
+    spec = mapping(value, src, path, "a number, or {strength: …, include: [w1, …]}")
+    check_keys(spec, ("strength", "include"), src, path, "regularization")
+    strength = float(number(spec.get("strength", 0.0), src, path + ("strength",), nonneg=True))
+    include = spec.get("include")
+    if include is None:
+        return strength, None
+    if not isinstance(include, list) or not all(isinstance(n, str) for n in include):
+        raise src.error(f"expected a list of parameter names, got {kind(include)}", path + ("include",))
+    return strength, tuple(include)
+
+
+def _loss(data: dict[str, Any], src: Source) -> tuple[str | None, dict[str, Any]]:
+    """The loss's name, and its mapping ({type: …, stable: …}) when given as one. Whether the name
+    is a loss is checked by build (in the graph form it names the graph's scalar node); the name
+    is None for a mapping without `type:`, which build reports."""
+    value = data.get("loss", "softmax_cross_entropy")
+    if not isinstance(value, dict):
+        if not isinstance(value, str):
+            raise src.error(f"expected a loss name, got {kind(value)}", ("loss",))
+        return value, {}
+    check_keys(value, LOSS_KEYS, src, ("loss",), "the loss")
+    if "stable" in value and not isinstance(value["stable"], bool):
+        raise src.error(f"expected true or false, got {kind(value['stable'])}", ("loss", "stable"))
+    if "type" not in value:
+        return None, value
+    if not isinstance(value["type"], str):
+        raise src.error(f"expected a loss name, got {kind(value['type'])}", ("loss", "type"))
+    return value["type"], value
+
