@@ -77,7 +77,7 @@ def _cast(config: Config, graph: Graph) -> Graph:
 
 def _add(graph: Graph, name: str, kind: str, key: KeyPath, **fields: Any) -> str:
     """Add a node defined at config key `key`, and return its name."""
-    graph.add(Node(name, kind, key=key, **fields))  # type: ignore[arg-type]  # Node.key is typed as text
+    graph.add(Node(name, kind, key=key, **fields))
     return name
 
 
@@ -184,6 +184,12 @@ def _activation(net: Net, layer: Layer, prev: str) -> str:
 LOSS_KEY: KeyPath = ("loss",)
 
 
+def _given(array: np.ndarray | None) -> np.ndarray:
+    """Labels or targets that config validation guarantees for this loss."""
+    assert array is not None, "config validation lets no loss without its labels or targets through"
+    return array
+
+
 def softmax_cross_entropy(net: Net, logits: str) -> str:
     """softmax = exps / Σ exps row by row (exps = e^(logits - row max) when stable), then the mean
     over rows of -log softmax[label]."""
@@ -194,26 +200,26 @@ def softmax_cross_entropy(net: Net, logits: str) -> str:
     net.op("sexps", RowSum(), ["exps"], LOSS_KEY)
     net.op("divexps", Reciprocal(), ["sexps"], LOSS_KEY)
     net.op("softmax", Mul(), ["exps", "divexps"], LOSS_KEY)
-    net.op("neg_log", NegLogPick(net.config.labels), ["softmax"], LOSS_KEY)
+    net.op("neg_log", NegLogPick(_given(net.config.labels)), ["softmax"], LOSS_KEY)
     return net.op("loss_data", BatchMean(), ["neg_log"], LOSS_KEY)
 
 
 def cross_entropy(net: Net, probs: str) -> str:
     """The mean over rows of -log probs[label]."""
-    net.op("neg_log", NegLogPick(net.config.labels), [probs], LOSS_KEY)
+    net.op("neg_log", NegLogPick(_given(net.config.labels)), [probs], LOSS_KEY)
     return net.op("loss_data", BatchMean(), ["neg_log"], LOSS_KEY)
 
 
 def mse(net: Net, out: str) -> str:
     """The mean of (out - targets)² over every element."""
-    net.op("residual", SubConst(net.config.targets), [out], LOSS_KEY)
+    net.op("residual", SubConst(_given(net.config.targets)), [out], LOSS_KEY)
     net.op("sq_err", Square(), ["residual"], LOSS_KEY)
     return net.op("loss_data", Mean(), ["sq_err"], LOSS_KEY)
 
 
 def hinge(net: Net, scores: str) -> str:
     """The mean over rows of Σ_j max(0, scores_j - scores_label + 1), j ≠ label."""
-    net.op("margins", HingeMargins(net.config.labels), [scores], LOSS_KEY)
+    net.op("margins", HingeMargins(_given(net.config.labels)), [scores], LOSS_KEY)
     return net.op("loss_data", BatchMean(), ["margins"], LOSS_KEY)
 
 

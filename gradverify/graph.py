@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .delta import Delta, push, push_rows
-from .errors import ConfigError
+from .errors import ConfigError, KeyPath
 from .ops import BadGradient, Op
 
 
@@ -24,7 +24,7 @@ class Node:
     op: Op | None = None
     inputs: tuple[str, ...] = ()
     value: np.ndarray | None = None  # leaves only, with the leading axis: (1, *shape)
-    key: str | None = None  # the config key that defines it, for messages and annotations
+    key: KeyPath | None = None  # the config key that defines it, for messages and annotations
     source: str | None = None  # "file.py:name" for a custom op
 
     @property

@@ -1,10 +1,12 @@
 """Config -> graph: the naming scheme for every loss, activation and custom layer."""
 import pytest
 
-from gradverify import build as build_mod, checker, config
+from gradverify import build as build_mod
+from gradverify import checker, config
 from gradverify.build import build
 from gradverify.errors import ConfigError
 from gradverify.ops import Add, LeakyReLU, Mean
+
 from conftest import ROOT
 
 NET = """
@@ -46,9 +48,11 @@ def test_activation_names(act):
 def test_custom_layer_and_params_names(tmp_path):
     (tmp_path / "mine.py").write_text(
         "def bn_forward(x, w, b, gamma, beta):\n    return x @ w * gamma + b + beta, (x, w, gamma)\n"
-        "def bn_backward(d, c):\n    x, w, g = c\n    return d @ (w * g).T, x.T @ (d * g), d.sum(0), (d * (x @ w)).sum(0), d.sum(0)\n")
+        "def bn_backward(d, c):\n    x, w, g = c\n"
+        "    return d @ (w * g).T, x.T @ (d * g), d.sum(0), (d * (x @ w)).sum(0), d.sum(0)\n")
     text = NET.format(loss="softmax_cross_entropy", act="tanh", labels="labels: [0, 1]", reg="0.1", last="")
-    text = text.replace("  - {weights: [[0.3", "  - {op: mine.py:bn, params: {gamma: [1.0, 1.0, 1.0], beta: [0.0, 0.0, 0.0]}, weights: [[0.3")
+    text = text.replace("  - {weights: [[0.3", "  - {op: mine.py:bn, params: {gamma: [1.0, 1.0, 1.0], "
+                        "beta: [0.0, 0.0, 0.0]}, weights: [[0.3")
     g = build(config.parse(text, base_dir=tmp_path))
     assert list(g.nodes)[:7] == ["x", "w1", "b1", "gamma1", "beta1", "l1_bn", "l1_tanh"]
     assert checker.run(config.parse(text, base_dir=tmp_path)).status == "pass"

@@ -5,6 +5,7 @@ import pytest
 from gradverify import config
 from gradverify.build import build
 from gradverify.errors import ConfigError
+
 from conftest import CONFIGS
 
 SEED = (CONFIGS / "seed.yaml").read_text()

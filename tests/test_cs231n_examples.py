@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import ROOT, vjp_central
 
 EXAMPLES = ROOT / "examples" / "cs231n"

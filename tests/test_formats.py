@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from gradverify.build import ACTIVATIONS, LOSSES
 from gradverify.cli import app
-from gradverify.ops import ACTIVATIONS, LOSSES
 
 from conftest import CONFIGS, ROOT
 

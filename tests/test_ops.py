@@ -3,9 +3,10 @@ VJP on random inputs, and against the complex step; kinks where they should be; 
 the base class's defaults."""
 import numpy as np
 import pytest
-from conftest import vjp_central
 
 from gradverify import delta, ops
+
+from conftest import vjp_central
 
 
 def test_matmul_by_hand():

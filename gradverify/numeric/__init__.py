@@ -9,8 +9,19 @@ or finite differences through the graph), never from derivative rules.
 """
 from .directional import bisect, directional
 from .estimate import WORKERS, Estimate, detect_kinks, estimate, usable_cores
-from .methods import (AUTO, CHOICES, EPS, FLOAT32_TOLERANCE, KINK_TOLERANCE, METHODS, ONE_SIDED_RULE,
-                      ONE_SIDED_STEP, Method, one_sided, step_problem)
+from .methods import (
+                      AUTO,
+                      CHOICES,
+                      EPS,
+                      FLOAT32_TOLERANCE,
+                      KINK_TOLERANCE,
+                      METHODS,
+                      ONE_SIDED_RULE,
+                      ONE_SIDED_STEP,
+                      Method,
+                      one_sided,
+                      step_problem,
+)
 from .prober import Prober, complex_probe, crossings, node_method
 from .sweep import SWEEP_METHODS, SWEEP_STEPS, sweep
 
