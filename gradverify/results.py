@@ -182,7 +182,7 @@ class NodeResult:
             return None
         rank = np.select([self.statuses == "fail", self.statuses == "nonfinite", self.statuses == "kink"],
                          [3, 2, 1], 0)
-        rel = np.where(np.isfinite(self.rel_error) & (self.statuses != "floor"), self.rel_error, -1.0)
+        rel = np.where(np.isfinite(self.rel_error), self.rel_error, -1.0)
         return int(np.lexsort((-np.arange(self.size), rel, rank))[-1])  # ties: the first element
 
     @property
@@ -234,11 +234,13 @@ class Report:
 
     @property
     def status(self) -> str:
-        """fail, else kink, else pass; "undecided" only when no node could be decided at all."""
+        """The worst node's: fail, else kink, else undecided (some node could not be judged),
+        else pass."""
         statuses = {n.status for n in self.nodes}
-        if statuses == {"undecided"}:
-            return "undecided"
-        return "fail" if "fail" in statuses else "kink" if "kink" in statuses else "pass"
+        for s in ("fail", "kink", "undecided"):
+            if s in statuses:
+                return s
+        return "pass"
 
     @property
     def settings(self) -> dict:
@@ -248,7 +250,7 @@ class Report:
     @property
     def exit_code(self) -> int:
         statuses = {n.status for n in self.nodes}
-        if self.status in ("fail", "undecided"):  # a check that decided nothing is no pass
+        if "fail" in statuses or statuses <= {"undecided"}:  # deciding nothing is no pass either
             return 1
         return 1 if self.strict and statuses & {"kink", "undecided"} else 0
 

@@ -48,10 +48,13 @@ def compare(analytic: np.ndarray, est: Estimate, tolerance: tuple[float, float],
     several = est.crossings >= 2 if est.crossings is not None else np.zeros(len(a), bool)
     undecided = est.kink & several & ~ok & np.isfinite(a)
     ok |= undecided
-    # both below what the estimate can resolve (and not both exactly 0): no verdict either way
-    floor = (scale <= atol + est.error) & (scale > 0) & ~est.kink
+    # both below what the estimate can resolve (and not both exactly 0): no verdict either way;
+    # an infinite error bar (float64 lost the digits on the way) resolves nothing at all
+    untrusted = np.isinf(est.error) & ~est.kink
+    floor = ((scale <= atol + est.error) & (scale > 0) & ~est.kink) | untrusted
     statuses = np.where(ok, np.where(est.kink, "kink", np.where(floor, "floor", "pass")), "fail")
-    statuses = np.where(np.isfinite(a), statuses, "fail")
+    statuses = np.where(np.isfinite(a) | untrusted, statuses, "fail")
+    statuses = np.where(untrusted, "floor", statuses)
     statuses = np.where(np.isfinite(n) | est.kink, statuses, "nonfinite")
     abs_err = np.where(statuses == "nonfinite", np.nan, abs_err)
     rel_err = np.where(statuses == "nonfinite", np.nan, rel_err)

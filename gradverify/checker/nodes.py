@@ -111,6 +111,11 @@ def _undecided(name: str, a: np.ndarray, est: numeric.Estimate, judged, atol: fl
         if mode != "directional":
             notes.append(f"no element of {name} was checked: no verdict")
         return tuple(notes), mode != "directional"
+    if np.all(judged.statuses == "floor"):
+        notes.append(f"every element of {name} is below what its estimate resolves (the error bars "
+                     "are as large as the values: float64 underflow or overflow on the way to the "
+                     "loss?); no verdict")
+        return tuple(notes), True
     zero = bool(np.all(a == 0) and np.all(np.abs(est.numeric) <= atol + est.error))
     if zero:
         notes.append(f"d loss / d {name} is zero everywhere, analytic and numeric: the loss does not "

@@ -74,6 +74,8 @@ def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: fl
     d, err, crossed = method.estimate(prober, idx, x, scale, rel_step, loss)
     if method.name != "complex":
         _shrink_at_kinks(prober, method, idx, x, scale, rel_step, loss, (d, err, crossed))
+    if prober.subnormal:  # the plain pass itself has lost digits on the way to the loss
+        err = np.full(len(idx), np.inf)
     left, right = np.full(len(idx), np.nan), np.full(len(idx), np.nan)
     if crossed.any():
         sub = np.flatnonzero(crossed)

@@ -94,23 +94,34 @@ def forward(prober: Prober, idx, x, scale, rel_step, loss):
 
 #: below this relative step the complex step's truncation error, h²·f'''/6, is below rounding
 COMPLEX_EXACT_BELOW = 1e-9
+#: a second complex step this many times larger, where imaginary parts may underflow
+UNDERFLOW_PROBE = 1e10
 
 
 def complex_step(prober: Prober, idx, x, scale, rel_step, loss):
     """Im f(x + ih) / h: one evaluation, no cancellation; at the default h = 1e-20 rounding is the
     only error. h stays below 1e-8·|x| so that even a tiny x (1e-300, inside a log) is linearized.
-    A step chosen large enough for truncation to matter (D(h) = f' - h² f'''/6 + …) is evaluated
-    at 2h too, and |D(2h) - D(h)| joins the error bar, as for central differences."""
+
+    Two things can spoil it, and then the error bar says by how much: a step chosen large enough
+    for truncation to matter (D(h) = f' - h² f'''/6 + …; D(2h) is evaluated too, and |D(2h) - D(h)|
+    joins the error bar, as for central differences), and values downstream so tiny (near
+    float64's underflow) that the imaginary parts 1e-20 times smaller underflow to zero or lose
+    their digits (D at a step 1e10 larger is evaluated too, and the difference joins the bar).
+    Each extra estimate adds twice its difference from D(h): it is not exact either."""
     h = rel_step * scale
     tiny = (x != 0) & (np.abs(x) < 1e-12)
     h = np.where(tiny, np.maximum(1e-8 * np.abs(x), 1e-307), h)
-    if rel_step < COMPLEX_EXACT_BELOW:
-        f, crossed = prober.run(idx, [x + 1j * h], mode="complex")
-        d = f[0].imag / h
-        return d, 4 * EPS * np.abs(d), crossed
-    f, crossed = prober.run(idx, [x + 1j * h, x + 2j * h], mode="complex")
-    d, d2 = f[0].imag / h, f[1].imag / (2 * h)
-    return d, np.abs(d2 - d) + 4 * EPS * np.abs(d), crossed
+    steps = [h]
+    if rel_step >= COMPLEX_EXACT_BELOW:
+        steps.append(2 * h)
+    if prober.underflow_risk or tiny.any():
+        steps.append(h * UNDERFLOW_PROBE)
+    f, crossed = prober.run(idx, [x + 1j * s for s in steps], mode="complex")
+    d = f[0].imag / h
+    err = 4 * EPS * np.abs(d)
+    for k, s in enumerate(steps[1:], 1):  # twice the change: the other estimate has errors too
+        err = err + 2 * np.abs(f[k].imag / s - d)
+    return d, err, crossed
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (

@@ -34,6 +34,26 @@ def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | 
     return hit.any(axis=0).sum(axis=-1)
 
 
+#: a value this small (and not 0) times the complex step's 1e-20 leaves float64's normal range
+#: (2.2e-308): its imaginary part underflows or loses digits
+UNDERFLOW_BELOW = 1e-280
+
+
+def underflow_risk(values: dict, names: list[str], below: float = UNDERFLOW_BELOW) -> bool:
+    """Does the plain pass hold a value tiny enough (0 < |v| < below), at one of these nodes, for
+    a complex step's imaginary part through it to underflow?"""
+    for n in names:
+        a = np.abs(values[n])
+        if a.size and bool(np.any((a > 0) & (a < below))):
+            return True
+    return False
+
+
+#: below float64's smallest normal number, values have lost digits: a derivative through them
+#: is not computable in float64, by any method
+SUBNORMAL = float(np.finfo(np.float64).tiny)
+
+
 class Prober:
     """Runs batches of perturbed copies of one node and records kink crossings per copy.
 
@@ -46,6 +66,9 @@ class Prober:
         self.base = values[name].reshape(-1)
         self.shape = values[name].shape[1:]
         self.reaches = graph.reaches_loss(via or name)
+        path = [name] + graph.downstream(via or name)
+        self.underflow_risk = underflow_risk(values, path)
+        self.subnormal = underflow_risk(values, path, SUBNORMAL)
 
     def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
         """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
