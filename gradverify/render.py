@@ -89,7 +89,7 @@ def check_view(report: Report, command: str | None = None) -> Group:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
         rel = n.max_rel_error if n.size else n.directional_error
         # names and op labels are data, not rich markup: "h[/]" or "[dropout]" print as they are
-        cells = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
+        cells: list[str | Text] = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
                  n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
         if f32:
             cells.append(_err(n.float64_rel_error))
