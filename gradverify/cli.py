@@ -15,15 +15,17 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import functools  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from enum import Enum  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, List, Optional  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from . import __version__  # noqa: E402
+from . import __version__, output, usercode  # noqa: E402
 from .errors import GradverifyError, one_line  # noqa: E402
 from .numeric.methods import AUTO, CHOICES  # noqa: E402
 
@@ -33,6 +35,8 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=No
 
 BUNDLED = Path(__file__).parent / "data" / "seed.yaml"
 DEFAULT_NAME = "gradverify.yaml"
+#: the config a command finds in the working directory when given none, in this order
+DEFAULT_NAMES = (DEFAULT_NAME, "gradverify.yml")
 
 
 class Format(str, Enum):
@@ -52,11 +56,7 @@ Method = Enum("Method", {name: name for name in CHOICES}, type=str)  # type: ign
 
 
 def _console(stderr: bool = False) -> Console:
-    width = None
-    stream = sys.stderr if stderr else sys.stdout
-    if not stream.isatty() and "COLUMNS" not in os.environ:
-        width = 200  # a pipe or a CI log: don't squeeze the table into 80 columns
-    return Console(stderr=stderr, width=width, highlight=False)
+    return output.console(stderr)
 
 
 def _fail(message: str, code: int) -> None:
@@ -64,13 +64,21 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _error_line(message: str) -> None:
+    """An error that does not decide the exit code (an output file that could not be written)."""
+    _console(stderr=True).print(f"gradverify: error: {one_line(message)}", markup=False, soft_wrap=True)
+
+
 def handled(fn):
-    """Turn every error a user can cause into one line on stderr and exit 2; Ctrl-C into 130."""
+    """Turn every error a user can cause into one line on stderr and exit 2; a real Ctrl-C into
+    130 (a KeyboardInterrupt that user code raised itself is a UserCodeError: see usercode)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        output.safe_streams()
         try:
-            return fn(*args, **kwargs)
+            with usercode.watch_sigint():
+                return fn(*args, **kwargs)
         except GradverifyError as err:
             _fail(str(err), err.exit_code)
         except KeyboardInterrupt:
@@ -78,87 +86,80 @@ def handled(fn):
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as err:  # a bug in gradverify itself: still one line, never a traceback
+        except BaseException as err:  # a bug in gradverify itself: still one line, never a traceback
             if os.environ.get("GRADVERIFY_DEBUG"):
                 raise
-            _fail(f"internal error: {type(err).__name__}: {err} (set GRADVERIFY_DEBUG=1 for the "
-                  "traceback, and please report it)", 2)
+            what = (f"SystemExit({err.code!r}) from inside gradverify" if isinstance(err, SystemExit)
+                    else f"{type(err).__name__}: {err}")
+            _fail(f"internal error: {what} (set GRADVERIFY_DEBUG=1 for the traceback, and please "
+                  "report it)", 2)
 
     return wrapper
 
 
-def resolve_config(config: Optional[Path], quiet: bool) -> Path:
-    """CONFIG, else ./gradverify.yaml, else the bundled notebook network (said on stderr)."""
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def interactive(machine: bool) -> bool:
+    """Is a person watching? Not for a machine format or report file, a pipe, or under CI."""
+    return not machine and _stdout_is_terminal() and not os.environ.get("CI")
+
+
+def resolve_config(config: Optional[Path], machine: bool) -> Path:
+    """CONFIG, else ./gradverify.yaml or ./gradverify.yml, else — only when a person is watching
+    (see `interactive`), and said on stderr even with -q — the bundled notebook network. A CI job
+    without a config is bad input, not a check of the demo that passes."""
     if config is not None:
         return config
-    if Path(DEFAULT_NAME).is_file():
-        return Path(DEFAULT_NAME)
-    if not quiet:
-        _console(stderr=True).print(f"gradverify: no config given and no ./{DEFAULT_NAME}: using the "
-                                    f"bundled notebook network ({BUNDLED})", markup=False, soft_wrap=True)
+    for name in DEFAULT_NAMES:
+        p = Path(name)
+        if p.is_symlink() and not p.exists():
+            raise GradverifyError(f"./{name} is a symbolic link to {os.readlink(p)!r}, which does not exist")
+        if p.exists():  # a directory is reported by the loader
+            return p
+    if not interactive(machine):
+        raise GradverifyError(f"no config given, and no ./{DEFAULT_NAME} or ./{DEFAULT_NAMES[1]} in "
+                              f"{os.getcwd()}: name one (gradverify check path/to/net.yaml), or write a "
+                              "starter with `gradverify init`")
+    _console(stderr=True).print(f"gradverify: no config given and no ./{DEFAULT_NAME}: using the bundled "
+                                f"notebook network ({BUNDLED})", markup=False, soft_wrap=True)
     return BUNDLED
 
 
 def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False,
               split=False):
-    from .checker import Settings
-    from .errors import GradverifyError
+    from .options import settings
 
-    if sample is not None and sample < 1:
-        raise GradverifyError("--sample takes a positive number of elements per node")
-    if max_memory <= 0:
-        raise GradverifyError("--max-memory takes a positive number of MiB")
-    return Settings(method=method.value, step=step, rtol=rtol, atol=atol, strict=strict,
-                    nodes=tuple(nodes) if nodes else None, max_memory=int(max_memory * 2**20),
-                    sample=sample, seed=seed, fast=fast, split=split)
+    return settings(method=method, step=step, rtol=rtol, atol=atol, strict=strict, nodes=nodes,
+                    max_memory=max_memory, sample=sample, seed=seed, fast=fast, split=split, cli=True)
 
 
-class _Progress:
-    """A progress bar on stderr for checks that take more than about a second; none when stderr
-    is not a terminal."""
+def _max_elements(value) -> Optional[int]:
+    from .options import integer, optional
 
-    def __init__(self, enabled: bool):
-        import time
+    return optional(integer, value, "max_elements", cli=True, minimum=1)
 
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = time.monotonic()
-        self.bar: Any = None  # a rich Progress, made once the check has run for a second
-        self.task: Any = None
-        self.node: str | None = None
 
-    def __call__(self, node: str, done: int, total: int) -> None:
-        import time
-
-        if not self.enabled:
-            return
-        if self.bar is None:
-            if time.monotonic() - self.start < 1.0:
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=_console(stderr=True), transient=True)
-            self.bar.start()
-        if node != self.node:
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(f"checking {node}", total=total)
-            self.node = node
-        self.bar.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+@contextmanager
+def isolated():
+    """While the config loads and the check runs: user code's stdout goes to stderr, its modules
+    are loaded afresh for this check, and the working directory is restored after."""
+    with usercode.stdout_to_stderr(), usercode.session():
+        yield
 
 
 def _note(message: str) -> None:
-    _console(stderr=True).print(f"gradverify: note: {message}", markup=False, soft_wrap=True)
+    _console(stderr=True).print(f"gradverify: note: {one_line(message)}", markup=False, soft_wrap=True)
 
 
 def _notes(report, quiet: bool) -> None:
     if not quiet:
         for w in report.warnings:
-            _console(stderr=True).print(f"gradverify: warning: {w}", markup=False, soft_wrap=True)
+            _console(stderr=True).print(f"gradverify: warning: {one_line(w)}", markup=False, soft_wrap=True)
 
 
 def _emit_json(doc: dict) -> None:
@@ -183,14 +184,20 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No notes on stderr.")
 
 
 def _load(path: Path, max_elements):
+    """The config, read before any user code runs; the folder its file.py references are relative
+    to made absolute (a user file that chdirs at import must not move the next one)."""
     from .config import DEFAULT_MAX_ELEMENTS, load
 
-    return load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
+    return cfg
 
 
 def _command_line(path: Path, method, step, rtol, atol) -> str:
-    """The command that probes one node again, with the same settings ({node} is filled in)."""
-    cmd = f"gradverify node {{node}} --config {path}" if path != BUNDLED else "gradverify node {node}"
+    """The command that probes one node again, with the same settings ({node} is filled in, shell-
+    quoted, by render.check_view). The path is shell-quoted, and its braces doubled for format()."""
+    quoted = shlex.quote(str(path)).replace("{", "{{").replace("}", "}}")
+    cmd = f"gradverify node {{node}} --config {quoted}" if path != BUNDLED else "gradverify node {node}"
     if method.value != AUTO:
         cmd += f" --method {method.value}"
     for flag, value in (("--step", step), ("--rtol", rtol), ("--atol", atol)):
@@ -204,6 +211,35 @@ def _write(path: Path, text: str, what: str) -> None:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as e:
         raise GradverifyError(f"cannot write the {what} to {path}: {e.strerror or e}") from None
+
+
+def _report_files(junit, svg, html) -> list:
+    """(kind, absolute path, path as given) of each report file asked for, each checked before
+    anything runs (a folder that does not exist is exit 2 now, not after the whole check)."""
+    asked = (("junit", junit, "JUnit report"), ("svg", svg, "SVG"), ("html", html, "HTML page"))
+    return [(kind, output.output_path(p, what), p) for kind, p, what in asked if p is not None]
+
+
+def _save(files: list, report, command: str, suite: str) -> None:
+    """--junit/--svg/--html, after stdout has the report. A file that cannot be written is one
+    line on stderr; the exit code stays the verdict's. The pictures are of the table, whatever
+    --format printed on stdout."""
+    from .formats import junit_xml
+    from .render import check_view
+
+    recorder = None
+    for kind, path, given in files:
+        if kind == "junit":
+            text, what = junit_xml(report, suite), "JUnit report"
+        else:
+            if recorder is None:
+                recorder = output.recorder(output.width())
+                recorder.print(check_view(report, command))
+            text, what = ((recorder.export_svg(title="gradverify check", clear=False), "SVG")
+                          if kind == "svg" else (recorder.export_html(clear=False), "HTML page"))
+        problem = output.write(path, text)
+        if problem:
+            _error_line(f"cannot write the {what} to {given}: {problem}")
 
 
 @app.command()
@@ -235,38 +271,42 @@ def check(config: Optional[Path] = ConfigArg,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
     from . import checker as engine
-    from .formats import github_annotations, junit_xml, markdown
-    from .render import check_json, check_view
 
-    machine = format in (CheckFormat.json, CheckFormat.github)
-    path = resolve_config(config, quiet or machine)
-    cfg = _load(path, max_elements)
-    notify = None if quiet or machine else _note
     settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast, split)
-    progress = _Progress(enabled=not quiet and format == CheckFormat.table)
+    max_elements = _max_elements(max_elements)
+    machine = format in (CheckFormat.json, CheckFormat.github) or junit is not None
+    path = resolve_config(config, machine)
+    files = _report_files(junit, svg, html)
+    from .progress import Progress
+
+    notify = None if quiet or machine else _note
+    progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
-        report = engine.run(cfg, settings, notify, progress)
+        with isolated():
+            report = engine.run(_load(path, max_elements), settings, notify, progress)
     finally:
         progress.close()
     _notes(report, quiet)
-    if junit is not None:
-        _write(junit, junit_xml(report, f"gradverify.{Path(path).stem}"), "JUnit report")
-    console = _console()
-    if svg is not None or html is not None:
-        console.record = True
+    command = _command_line(path, method, step, rtol, atol)
+    _print_check(format, report, str(path), command)
+    _save(files, report, command, f"gradverify.{Path(path).stem}")
+    raise typer.Exit(report.exit_code)
+
+
+def _print_check(format: CheckFormat, report, path: str, command: str) -> None:
+    """The report on stdout, in the format asked for."""
+    from .formats import github_annotations, markdown
+    from .render import check_json, check_view
+
     if format == CheckFormat.json:
         _emit_json(check_json(report))
     elif format == CheckFormat.github:
-        sys.stdout.write(github_annotations(report, str(path)))
+        sys.stdout.write(github_annotations(report, path))
     elif format == CheckFormat.markdown:
-        console.print(markdown(report), markup=False, highlight=False, soft_wrap=True)
+        _console().print(markdown(report), markup=False, highlight=False, soft_wrap=True)
     else:
-        console.print(check_view(report, _command_line(path, method, step, rtol, atol)))
-    if svg is not None:
-        _write(svg, console.export_svg(title="gradverify check", clear=False), "SVG")
-    if html is not None:
-        _write(html, console.export_html(clear=False), "HTML page")
-    raise typer.Exit(report.exit_code)
+        _console().print(check_view(report, command))
+    sys.stdout.flush()
 
 
 @app.command()
@@ -283,12 +323,14 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
          quiet: bool = QuietOpt) -> None:
     """Check one node, element by element."""
     from . import checker as engine
+    from .options import integer
     from .render import node_json, node_view
 
-    path = resolve_config(config, quiet or format == Format.json)
-    cfg = _load(path, max_elements)
     settings = _settings(method, step, rtol, atol, strict, None, max_memory)
-    report = engine.run_node(cfg, name, settings, index)
+    max_elements, limit = _max_elements(max_elements), integer(limit, "limit", cli=True)
+    path = resolve_config(config, format == Format.json)
+    with isolated():
+        report = engine.run_node(_load(path, max_elements), name, settings, index)
     result = report.nodes[0]
     if format == Format.json:
         _emit_json(node_json(result, report))
@@ -311,9 +353,10 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
     from . import checker as engine
     from .render import sweep_json, sweep_view
 
-    path = resolve_config(config, quiet or format == Format.json)
-    cfg = _load(path, max_elements)
-    idx, value, analytic, data, chosen = engine.run_sweep(cfg, name, index)
+    max_elements = _max_elements(max_elements)
+    path = resolve_config(config, format == Format.json)
+    with isolated():
+        idx, value, analytic, data, chosen = engine.run_sweep(_load(path, max_elements), name, index)
     if format == Format.json:
         _emit_json(sweep_json(name, idx, value, analytic, data, chosen))
     else:
@@ -331,15 +374,16 @@ def graph(config: Optional[Path] = ConfigArg,
     from . import checker as engine
     from .render import graph_dot, graph_tree
 
-    path = resolve_config(config, quiet or dot)
-    cfg = _load(path, max_elements)
-    prepared = engine.prepare(cfg)
+    max_elements = _max_elements(max_elements)
+    path = resolve_config(config, dot)
     statuses = None
     exit_code = 0
-    if check:
-        report = engine.run_prepared(prepared)
-        statuses = {n.name: n.status for n in report.nodes}
-        exit_code = report.exit_code
+    with isolated():
+        prepared = engine.prepare(_load(path, max_elements))
+        if check:
+            report = engine.run_prepared(prepared)
+            statuses = {n.name: n.status for n in report.nodes}
+            exit_code = report.exit_code
     if dot:
         sys.stdout.write(graph_dot(prepared.graph, prepared.values, statuses))
     else:
@@ -356,8 +400,10 @@ def init(path: Path = typer.Argument(Path(DEFAULT_NAME), help="Where to write it
          rows: int = typer.Option(8, "--rows", help="Input rows (the batch)."),
          seed: int = typer.Option(0, "--seed", help="Seed for the random weights.")) -> None:
     """Write a commented starter config with random weights that passes `check`."""
+    from .options import integer
     from .starter import starter
 
+    seed, rows = integer(seed, "seed", cli=True), integer(rows, "rows", cli=True, minimum=1)
     try:
         widths = [int(w) for w in layers.split(",")]
     except ValueError:

@@ -7,13 +7,19 @@ config ever runs code.
   `name_backward(dout, cache) -> dx | (dx, dw, …) | {"dx": …, "dw": …}`;
 * loss: `name(x, y) -> (loss, dx)` (cs231n's softmax_loss / svm_loss form).
 
-The adapter calls the forward once per perturbed copy with fresh copies of its inputs (so nothing
-the op caches leaks between calls), reseeding numpy's and Python's global generators before every
-call so a random op (dropout) is deterministic.
+The adapter calls the forward once per perturbed copy with fresh copies of its inputs and attrs
+(so nothing the op caches or mutates leaks between calls), reseeding numpy's and Python's global
+generators before every call so a random op (dropout) is deterministic. Every call goes through
+usercode.guard: whatever the code raises (sys.exit included) is a UserCodeError, exit 2.
+
+The numeric side assumes the forward is a function of its inputs. So the first call is made twice
+on the same inputs; outputs that differ (a call counter, a global, an unseeded generator) make the
+op's node FAIL with that problem (rather than exit 2: the report still shows, and every gradient
+upstream of the op, which can't be trusted, is marked) instead of being misread as a kink.
 """
 from __future__ import annotations
 
-import importlib.util
+import copy
 import inspect
 import random
 import warnings
@@ -22,10 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import usercode
 from .errors import UserCodeError
 from .ops import BadGradient, Op
 
-_MODULES: dict[Path, object] = {}
+#: two calls of a forward on the same inputs may differ by this much relative to the output's
+#: largest entry and still count as the same (a BLAS that sums in another order); a stateful
+#: forward differs by far more, and anything below this is far below every method's tolerance
+SAME_OUTPUT_RTOL = 1e-12
 
 
 @contextmanager
@@ -34,7 +44,7 @@ def seeded(seed: int):
     dropout draws the same mask every time), and the caller's generator states restored after:
     checking never reseeds the process that asked for the check (a notebook, a test suite)."""
     np_state, py_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy's legacy seeds are 32-bit
     random.seed(seed)
     try:
         yield
@@ -44,31 +54,18 @@ def seeded(seed: int):
 
 
 def load_module(path: Path, ref: str):
-    """Import the user's file once per process (by absolute path)."""
-    path = path.resolve()
-    if path in _MODULES:
-        return _MODULES[path]
-    if not path.is_file():
-        raise UserCodeError(f"{ref}: no such file {str(path)!r}")
-    name = f"gradverify_user_{len(_MODULES)}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UserCodeError(f"{ref}: {path.name} cannot be imported as Python")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the user's file failed to import: quote it
-        raise UserCodeError(f"{ref}: importing {path.name} raised {type(e).__name__}: {e}") from None
-    _MODULES[path] = module
-    return module
+    """The user's file, executed from its current source (see usercode.load_source)."""
+    return usercode.load_source(path.resolve(), ref)
 
 
 def find(module, file_name: str, ref: str, *names: str):
     """The functions `names` from the user's module, or a UserCodeError listing what it has."""
     found = []
     for n in names:
-        fn = getattr(module, n, None)
-        if not callable(fn):
+        with usercode.guard(f"{ref}: looking up {n} in {file_name}"):  # a module __getattr__ runs
+            fn = getattr(module, n, None)
+            ok = callable(fn)
+        if not ok:
             have = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
             raise UserCodeError(f"{ref}: {n} not found in {file_name} (it defines: "
                                 f"{', '.join(have) or 'no functions'})")
@@ -82,6 +79,29 @@ def split_ref(ref: str) -> tuple[str, str]:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return file, name
+
+
+def fn_name(fn) -> str:
+    return usercode.safe_str(getattr(fn, "__name__", None) or type(fn).__name__)
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> float | None:
+    """How far apart two outputs of the same call are: None when they count as the same (equal
+    up to SAME_OUTPUT_RTOL of their largest entry, NaN where the other has NaN), else the largest
+    difference (inf for different shapes or NaN patterns)."""
+    if a.shape != b.shape:
+        return float("inf")
+    a, b = (np.asarray(v, dtype=np.result_type(v, np.float64)) for v in (a, b))
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    with np.errstate(all="ignore"):
+        ok = ~np.isnan(a)
+        diff = np.abs(a[ok] - b[ok])
+        scale = max(float(np.max(np.abs(a[ok]), initial=0.0)), float(np.max(np.abs(b[ok]), initial=0.0)))
+    worst = float(np.max(diff, initial=0.0)) if diff.size else 0.0
+    if worst != worst:  # inf - inf: the same infinity in both
+        worst = float(np.max(np.where(a[ok] == b[ok], 0.0, np.inf)))
+    return None if worst <= SAME_OUTPUT_RTOL * scale else worst
 
 
 class PythonOp(Op):
@@ -99,42 +119,69 @@ class PythonOp(Op):
         self.seed = seed
         self.input_names = input_names  # gradient keys: "dx", "dw", "db", …
         self.node = node
+        self.problem: str | None = None  # the forward is not deterministic: said by backward
+        self._first = True
 
     @property
     def label(self):
         return self.ref
 
+    def _where(self, fn) -> str:
+        return f"{self.node} ({self.ref}): {fn_name(fn)}"
+
     def _call(self, fn, *args, **kw):
-        with seeded(self.seed):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return fn(*args, **kw)
-            except Exception as e:
-                raise UserCodeError(f"{self.node} ({self.ref}): {fn.__name__} raised "
-                                    f"{type(e).__name__}: {e}") from None
+        """fn(*args, **kw), seeded, its warnings silenced, whatever it raises a UserCodeError."""
+        with seeded(self.seed), usercode.guard(self._where(fn)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kw)
+
+    def _output(self, res, fn) -> np.ndarray:
+        """The forward's output (the first of (out, cache)) as an array of numbers."""
+        with usercode.guard(f"{self._where(fn)}'s output"):  # __array__ is user code too
+            out = np.asarray(res[0] if isinstance(res, tuple) else res)
+        if not (np.issubdtype(out.dtype, np.number) or out.dtype == bool):
+            raise UserCodeError(f"{self._where(fn)} returned {type(res).__name__} of {out.dtype}, "
+                                "not an array of numbers")
+        return out
 
     def _one(self, xs, b):
         return [np.array(x[b if x.shape[0] > 1 else 0]) for x in xs]  # fresh copies
 
+    def _run_forward(self, xs, b) -> np.ndarray:
+        return self._output(self._call(self._forward, *self._one(xs, b), **copy.deepcopy(self.attrs)),
+                            self._forward)
+
     def forward(self, *xs):
         copies = max(x.shape[0] for x in xs)
-        outs = []
-        for b in range(copies):
-            res = self._call(self._forward, *self._one(xs, b), **self.attrs)
-            out = res[0] if isinstance(res, tuple) else res
-            outs.append(np.asarray(out))
+        outs = [self._run_forward(xs, b) for b in range(copies)]
+        if any(o.shape != outs[0].shape for o in outs):
+            raise UserCodeError(f"{self._where(self._forward)} returned outputs of different shapes "
+                                f"({list(outs[0].shape)}, …) for inputs of the same shape")
+        if self._first:
+            self._first = False
+            self.check_deterministic(outs[0], lambda: self._run_forward(xs, 0), self._forward)
         return np.stack(outs)
+
+    def check_deterministic(self, first: np.ndarray, again, fn) -> None:
+        """The same call once more (`again()`): a different output is the op's problem."""
+        diff = difference(first, again())
+        if diff is not None:
+            self.problem = (f"{fn_name(fn)} is not deterministic: two calls on the same inputs "
+                            f"differ by {diff:.1e} (a call counter, a global, or randomness not "
+                            "drawn from np.random?)")
 
     def run_backward(self, g, xs):
         """The user's raw backward output for copy 0 (before checking its shapes)."""
-        res = self._call(self._forward, *self._one(xs, 0), **self.attrs)
+        res = self._call(self._forward, *self._one(xs, 0), **copy.deepcopy(self.attrs))
         cache = res[1] if isinstance(res, tuple) and len(res) == 2 else None
         return self._call(self._backward, np.array(g[0]), cache)
 
     def backward(self, g, out, *xs):
+        if self.problem:
+            raise BadGradient(self.problem)
         raw = self.run_backward(g, xs)
-        grads = normalize_grads(raw, self.input_names, [x.shape[1:] for x in xs], self.ref)
+        grads = normalize_grads(raw, self.input_names, [x.shape[1:] for x in xs], self.ref,
+                                [np.iscomplexobj(x) for x in xs])
         return tuple(gi[None] for gi in grads)
 
 
@@ -145,29 +192,40 @@ class PythonLoss(PythonOp):
         super().__init__(ref, fn, None, seed=seed, node=node)
         self.labels = labels
 
+    def _run_loss(self, x) -> np.ndarray:
+        out = self._output(self._call(self._forward, np.array(x), np.array(self.labels)), self._forward)
+        if out.size != 1:
+            raise UserCodeError(f"{self._where(self._forward)} returned a loss of shape "
+                                f"{list(out.shape)}, not a scalar")
+        return out.reshape(())
+
     def forward(self, x):
-        outs = []
-        for b in range(x.shape[0]):
-            res = self._call(self._forward, np.array(x[b]), np.array(self.labels))
-            outs.append(np.asarray(res[0] if isinstance(res, tuple) else res).reshape(()))
+        outs = [self._run_loss(x[b]) for b in range(x.shape[0])]
+        if self._first:
+            self._first = False
+            self.check_deterministic(outs[0], lambda: self._run_loss(x[0]), self._forward)
         return np.stack(outs)
 
     def backward(self, g, out, x):
+        if self.problem:
+            raise BadGradient(self.problem)
         res = self._call(self._forward, np.array(x[0]), np.array(self.labels))
         if not isinstance(res, tuple) or len(res) != 2:
             raise BadGradient(f"it must return (loss, dx), got {type(res).__name__}")
-        grads = normalize_grads((res[1],), ("x",), [x.shape[1:]], self.ref)
+        grads = normalize_grads((res[1],), ("x",), [x.shape[1:]], self.ref, [np.iscomplexobj(x)])
         return (g.reshape(-1)[0] * grads[0][None],)
 
 
-def normalize_grads(raw, names, shapes, ref) -> list[np.ndarray]:
+def normalize_grads(raw, names, shapes, ref, complex_inputs=None) -> list[np.ndarray]:
     """An array, a tuple/list (one per input) or a dict {"dx": …} -> a list in input order,
-    each checked against its input's shape."""
+    each checked against its input's shape and type: numbers, and real for a real input (the
+    gradient of a real loss with respect to a real input is real; a complex one is a bug whose
+    imaginary part the comparison would silently drop)."""
     if isinstance(raw, dict):
         missing = [f"d{n}" for n in names if f"d{n}" not in raw]
         if missing:
             raise BadGradient(f"the dict it returned has no {', '.join(missing)} "
-                              f"(it has: {', '.join(map(str, raw)) or 'nothing'})")
+                              f"(it has: {', '.join(map(usercode.safe_str, raw)) or 'nothing'})")
         grads = [raw[f"d{n}"] for n in names]
     elif isinstance(raw, (tuple, list)):
         grads = list(raw)
@@ -176,16 +234,26 @@ def normalize_grads(raw, names, shapes, ref) -> list[np.ndarray]:
     if len(grads) != len(names):
         raise BadGradient(f"it returned {len(grads)} gradient(s) for {len(names)} "
                           f"input(s) ({', '.join('d' + n for n in names)})")
-    out = []
-    for n, gi, shape in zip(names, grads, shapes):
-        gi = np.asarray(gi)
-        if gi.shape != tuple(shape):
-            raise BadGradient(f"it returned d{n} of shape {list(gi.shape)}, "
-                              f"but {n} has shape {list(shape)}")
-        if not np.issubdtype(gi.dtype, np.number):
-            raise BadGradient(f"it returned d{n} of type {gi.dtype}, not numbers")
-        out.append(gi)
-    return out
+    complex_inputs = complex_inputs or [False] * len(names)
+    return [_gradient(n, gi, shape, c) for n, gi, shape, c in zip(names, grads, shapes, complex_inputs)]
+
+
+def _gradient(n: str, gi, shape, complex_input: bool) -> np.ndarray:
+    try:
+        with usercode.guard(f"converting d{n}"):  # ragged lists; __array__ is user code
+            gi = np.asarray(gi)
+    except UserCodeError as e:
+        raise BadGradient(f"it returned d{n} that is not an array ({e})") from None
+    if gi.shape != tuple(shape):
+        raise BadGradient(f"it returned d{n} of shape {list(gi.shape)}, "
+                          f"but {n} has shape {list(shape)}")
+    if not np.issubdtype(gi.dtype, np.number):
+        raise BadGradient(f"it returned d{n} of type {gi.dtype}, not numbers")
+    if np.iscomplexobj(gi) and not complex_input:
+        imag = float(np.max(np.abs(gi.imag), initial=0.0))
+        raise BadGradient(f"it returned d{n} of complex type {gi.dtype} (largest imaginary part "
+                          f"{imag:.1e}) for the real input {n}: its gradient must be real")
+    return gi
 
 
 def activation(ref: str, base_dir: Path, seed: int, node: str) -> PythonOp:
@@ -201,7 +269,7 @@ def gradient_names(forward, count: int) -> tuple[str, ...]:
     try:
         params = [p.name for p in inspect.signature(forward).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
+    except Exception:  # a builtin without a signature, or a callable whose __signature__ raises
         params = []
     if len(params) >= count:
         return tuple(params[:count])

@@ -2,10 +2,19 @@
 Each takes a Report and returns text; nothing here prints or exits."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .errors import one_line
 from .results import NodeResult, Report
+
+
+def _clean(text) -> str:
+    """User text (node names, op labels, messages that quote them) on one line, with control
+    characters, ANSI escapes, bidi overrides and lone surrogates spelled out (\\x1b, \\u202e):
+    XML 1.0 cannot carry most of them, and none should act on the reader's terminal or page."""
+    return one_line(str(text))
 
 
 def worst_text(n: NodeResult) -> str:
@@ -28,6 +37,7 @@ def worst_text(n: NodeResult) -> str:
 def junit_xml(report: Report, suite: str = "gradverify") -> str:
     """One <testcase> per node. A failing node is a <failure> carrying its worst element and the
     blamed op; a kink is <skipped> with its reason (a <failure> under --strict)."""
+    suite = _clean(suite)
     c = report.counts()
     kinks_fail = report.strict
     failures = c["fail"] + (c["kink"] + c["undecided"] if kinks_fail else 0)
@@ -39,19 +49,19 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
                        errors="0", skipped=str(skipped), time=f"{total_time:.6f}")
     props = ET.SubElement(ts, "properties")
     for key in ("method", "dtype", "seed", "config", "mode"):
-        ET.SubElement(props, "property", name=key, value=str(getattr(report.info, key)))
+        ET.SubElement(props, "property", name=key, value=_clean(getattr(report.info, key)))
     for n in report.nodes:
-        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{n.kind}", name=n.label,
+        case = ET.SubElement(ts, "testcase", classname=f"{suite}.{n.kind}", name=_clean(n.label),
                              time=f"{n.seconds:.6f}")
-        detail = (f"node {n.label} ({n.op}, shape {n.shape_text}, {n.method}): {worst_text(n)}")
+        detail = _clean(f"node {n.label} ({n.op}, shape {n.shape_text}, {n.method}): {worst_text(n)}")
         blamed = [b for b in report.blame if n.name in (b.node, b.input)]
         if n.status == "fail":
             msg = detail
             if n.inherited:
                 msg += "; inherited from a wrong gradient downstream"
             if n.problem:
-                msg += f"; {n.problem}"
-            body = "\n".join([msg] + [f"blame: {b.message}" for b in blamed])
+                msg += f"; {_clean(n.problem)}"
+            body = "\n".join([msg] + [f"blame: {_clean(b.message)}" for b in blamed])
             f = ET.SubElement(case, "failure", message=msg, type="GradientMismatch")
             f.text = body
         elif n.status == "kink":
@@ -75,6 +85,7 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
 
 
 def _esc_data(text: str) -> str:
+    text = _clean(text)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -120,8 +131,23 @@ def github_annotations(report: Report, config_file: str | None) -> str:
 # ---- markdown ------------------------------------------------------------------------------
 
 
+#: characters that would make markdown of user text: emphasis, code, links, HTML, tables
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>~|])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """User text as markdown that shows it as it is (an underscore inside a word, as in
+    l2_softmax, is not emphasis and stays as it is)."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), _clean(text))
+
+
+def _code(text: str) -> str:
+    """A code span that holds any text: a fence longer than any run of backticks in it, and the
+    table's pipes escaped (GFM splits cells at a pipe even inside a code span)."""
+    text = _clean(text)
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|")
 
 
 def markdown(report: Report) -> str:
@@ -130,16 +156,16 @@ def markdown(report: Report) -> str:
     out = [f"### gradverify: {icon[report.status]}", ""]
     cfg = report.info.config
     if cfg:
-        out.append(f"Config `{Path(cfg).name}` · loss {report.loss!r}")
+        out.append(f"Config {_code(Path(cfg).name)} · loss {report.loss!r}")
         out.append("")
     out.append("| node | kind | op | shape | method | max \\|analytic\\| | max abs err | max rel err | worst | status |")
     out.append("|---|---|---|---|---|---:|---:|---:|---|---|")
     for n in report.nodes:
         worst = "[" + ",".join(map(str, n.worst_index)) + "]" if n.worst_index is not None else "—"
         status = icon[n.status] + (" (inherited)" if n.inherited else "")
-        out.append("| " + " | ".join(_md(v) for v in (
-            f"`{n.label}`", n.kind, n.op, n.shape_text, n.method, f"{n.max_analytic:.4g}",
-            f"{n.max_abs_error:.1e}", f"{n.max_rel_error:.1e}", worst, status)) + " |")
+        out.append("| " + " | ".join((_code(n.label), n.kind, _md(n.op), n.shape_text, n.method,
+                                      f"{n.max_analytic:.4g}", f"{n.max_abs_error:.1e}",
+                                      f"{n.max_rel_error:.1e}", worst, status)) + " |")
     c = report.counts()
     out += ["", f"{len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail."]
     for b in report.blame:

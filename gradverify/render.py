@@ -1,11 +1,14 @@
 """Results -> rich renderables and JSON documents. Never prints, never exits."""
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .errors import one_line
 from .numeric import METHODS, SWEEP_METHODS
 from .results import NodeResult, Report
 
@@ -21,6 +24,13 @@ def as_text(renderable, width: int = 160) -> str:
     buf = io.StringIO()
     Console(file=buf, width=width, no_color=True, highlight=False, color_system=None).print(renderable)
     return buf.getvalue()
+
+
+def plain(text, style: str = "") -> Text:
+    """User text (node names, op labels, messages quoting them) as it is: a Text, so "h[/]" or
+    "[dropout]" is not rich markup, with control characters spelled out (an ANSI escape in a
+    name must not colour the terminal)."""
+    return Text(one_line(str(text)), style=style)
 
 
 def _num(v, digits: int = 12) -> str:
@@ -79,16 +89,17 @@ def check_view(report: Report, command: str | None = None) -> Group:
     for n in report.nodes:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
         rel = n.max_rel_error if n.size else n.directional_error
-        cells = [n.label, n.kind, "—" if n.kind in ("input", "parameter") else n.op,
+        # names and op labels are data, not rich markup: "h[/]" or "[dropout]" print as they are
+        cells: list[str | Text] = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
                  n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
         if f32:
             cells.append(_err(n.float64_rel_error))
         table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
     parts: list = [table, summary_text(report)]
     for b in report.blame:
-        parts.append(Text("blame: " + b.message, style="bold red"))
+        parts.append(plain("blame: " + b.message, style="bold red"))
     for n in report.nodes:
-        parts += [Text("note: " + note, style=STYLE["undecided"]) for note in n.notes]
+        parts += [plain("note: " + note, style=STYLE["undecided"]) for note in n.notes]
     if any(n.status == "kink" for n in report.nodes):
         parts.append(Text("KINK: perturbing the element crosses a point where an op is not "
                           "differentiable (e.g. ReLU at 0); the analytic gradient lies between the "
@@ -99,8 +110,8 @@ def check_view(report: Report, command: str | None = None) -> Group:
     worst = worst_node(report)
     if worst is not None and worst.worst_index is not None and command:
         index = ",".join(map(str, worst.worst_index))
-        probe = command.format(node=worst.name) + (f" --index {index}" if index else "")
-        parts.append(Text(f"probe the worst element again: {probe}", style="dim"))
+        probe = command.format(node=shlex.quote(worst.name)) + (f" --index {index}" if index else "")
+        parts.append(plain(f"probe the worst element again: {probe}", style="dim"))
     return Group(*parts)
 
 
@@ -146,8 +157,8 @@ def summary_text(report: Report) -> Text:
 
 def node_view(result: NodeResult, limit: int | None = None) -> Group:
     """The `node` table: one row per element."""
-    table = Table(title=f"gradverify node {result.name}  ({result.op}, shape "
-                        f"{result.shape_text}, {METHODS[result.method].title})",
+    table = Table(title=plain(f"gradverify node {result.name}  ({result.op}, shape "
+                             f"{result.shape_text}, {METHODS[result.method].title})", style="table.title"),
                   title_justify="left", header_style="bold")
     for col in ("index", "value", "analytic", "numeric", "± error", "left", "right", "abs err",
                 "rel err", "status"):
@@ -170,7 +181,7 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
                       f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  "))
     parts[-1].append(result.status.upper(), style=STYLE[result.status])
     if result.problem:
-        parts.append(Text(result.problem, style="bold red"))
+        parts.append(plain(result.problem, style="bold red"))
     return Group(*parts)
 
 
@@ -273,8 +284,9 @@ def sweep_plot(data: dict, analytic: float, chosen: dict, rows: int = 17) -> str
 
 def sweep_view(name: str, index, value: float, analytic: float, data: dict, chosen: dict) -> Group:
     errors = sweep_errors(data, analytic)
-    table = Table(title=f"gradverify sweep {name} [{','.join(map(str, index))}]  value {value:.8g}, "
-                        f"analytic {analytic:.15g}" + ("  (on a kink)" if data.get("kink") else ""),
+    table = Table(title=plain(f"gradverify sweep {name} [{','.join(map(str, index))}]  value {value:.8g}, "
+                             f"analytic {analytic:.15g}" + ("  (on a kink)" if data.get("kink") else ""),
+                             style="table.title"),
                   title_justify="left", header_style="bold")
     table.add_column("step h", justify="right")
     for m in errors:
@@ -303,7 +315,7 @@ def sweep_json(name, index, value, analytic, data, chosen) -> dict:
 def _node_text(graph, values, name, statuses) -> Text:
     node = graph.nodes[name]
     shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-    text = Text(name, style=STYLE.get(statuses.get(name), "bold") if statuses else "bold")
+    text = plain(name, style=STYLE.get(statuses.get(name), "bold") if statuses else "bold")
     text.append(f"  {node.op_label if node.op else node.kind}  {shape}", style="dim")
     if statuses and name in statuses:
         text.append("  ")
@@ -323,12 +335,18 @@ def graph_tree(graph, values, statuses: dict | None = None):
         branch, name = stack.pop()
         for inp in graph.nodes[name].inputs:
             if inp in seen:
-                branch.add(Text(f"↑ {inp}", style="dim"))
+                branch.add(plain(f"↑ {inp}", style="dim"))
                 continue
             seen.add(inp)
             sub = branch.add(_node_text(graph, values, inp, statuses))
             stack.append((sub, inp))
     return root
+
+
+def _dot(text: str) -> str:
+    """Text inside a Graphviz double-quoted string: backslashes and quotes escaped, line breaks
+    and other control characters spelled out."""
+    return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def graph_dot(graph, values, statuses: dict | None = None) -> str:
@@ -337,13 +355,13 @@ def graph_dot(graph, values, statuses: dict | None = None) -> str:
     lines = ["digraph gradverify {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for name, node in graph.nodes.items():
         shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-        label = f"{name}\\n{node.op_label if node.op else node.kind} {shape}".replace('"', "'")
+        label = f"{_dot(name)}\\n{_dot(node.op_label if node.op else node.kind)} {shape}"
         attrs = [f'label="{label}"', f'shape={"box" if node.op is None else "ellipse"}']
         if statuses and name in statuses:
             attrs.append(f'style=filled, fillcolor="{colour[statuses[name]]}"')
-        lines.append(f'  "{name}" [{", ".join(attrs)}];')
+        lines.append(f'  "{_dot(name)}" [{", ".join(attrs)}];')
     for name, node in graph.nodes.items():
         for inp in node.inputs:
-            lines.append(f'  "{inp}" -> "{name}";')
+            lines.append(f'  "{_dot(inp)}" -> "{_dot(name)}";')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """The Python API: gradverify.check, gradverify.check_op, Report; the README's example runs."""
+import re
 import subprocess
 import sys
 
@@ -58,3 +59,66 @@ def test_example_test_file_passes():
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "4 passed" in res.stdout
+
+
+# ---- arguments are validated as the command line validates them -----------------------------
+
+@pytest.mark.parametrize("kwargs,said", [
+    (dict(method="centrl"), "method='centrl': expected one of auto, complex, central, richardson, forward "
+                            "(did you mean 'central'?)"),
+    (dict(rtol=-1), "rtol=-1: expected a finite number ≥ 0"),
+    (dict(atol=float("nan")), "atol=nan: expected a finite number ≥ 0"),
+    (dict(sample=0), "sample=0: expected an integer ≥ 1"),
+    (dict(sample=True), "sample=True: expected an integer ≥ 1"),
+    (dict(seed=-1), "seed=-1: expected an integer ≥ 0"),
+    (dict(strict="no"), "strict='no': expected True or False"),
+    (dict(nodes=[1]), "nodes=[1]: expected node name patterns"),
+])
+def test_check_validates_its_arguments(kwargs, said):
+    with pytest.raises(gradverify.GradverifyError) as e:
+        gradverify.check(CONFIGS / "seed.yaml", **kwargs)
+    assert str(e.value).startswith(said), str(e.value)
+
+
+def test_nodes_as_one_string_is_one_pattern():
+    """nodes="w1" used to be split into the patterns "w" and "1"."""
+    rep = gradverify.check(CONFIGS / "seed.yaml", nodes="w1")
+    assert [n.name for n in rep.nodes] == ["w1"]
+
+
+@pytest.mark.parametrize("args,said", [
+    ((lambda x: (x, x), None, [1.0]), "check_op: backward must be a function, got NoneType"),
+    (("forward", lambda d, c: d, [1.0]), "check_op: forward must be a function, got str"),
+    ((lambda x: (x, x), lambda d, c: d, ["a"]), "check_op: input 0 is not an array of real numbers"),
+    ((lambda x: (x, x), lambda d, c: d, [np.nan]), "check_op: input 0 contains NaN or Inf"),
+])
+def test_check_op_validates_its_arguments(args, said):
+    with pytest.raises(gradverify.GradverifyError, match=re.escape(said)):
+        gradverify.check_op(*args)
+
+
+def test_check_op_validates_method_and_tolerances():
+    fwd, bwd = (lambda x: (np.tanh(x), x)), (lambda d, c: d * (1 - np.tanh(c) ** 2))
+    with pytest.raises(gradverify.GradverifyError, match="did you mean 'central'"):
+        gradverify.check_op(fwd, bwd, np.ones(2), method="centrl")
+    with pytest.raises(gradverify.GradverifyError, match="rtol=-1"):
+        gradverify.check_op(fwd, bwd, np.ones(2), rtol=-1)
+
+
+def test_keyboard_interrupt_raised_by_an_op_is_its_error():
+    def fwd(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(gradverify.GradverifyError, match=r"fwd raised KeyboardInterrupt itself \(not a Ctrl-C\)"):
+        gradverify.check_op(fwd, lambda d, c: d, np.ones(2))
+
+
+def test_check_op_stateful_forward_fails():
+    calls = []
+
+    def counted_forward(x):
+        calls.append(1)
+        return x * len(calls), x
+
+    rep = gradverify.check_op(counted_forward, lambda d, c: d, np.ones(3))
+    assert not rep.ok and "counted_forward is not deterministic" in rep.node("out").problem

@@ -1,5 +1,6 @@
 """The CLI through typer's CliRunner: output, JSON, exit codes."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -58,7 +59,12 @@ def test_node_command(runner):
 
 
 def test_node_default_config_is_bundled(runner, tmp_path, monkeypatch):
+    """Interactively (a terminal, no CI), no config means the demo network, announced."""
+    import gradverify.cli as cli
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
     res = runner.invoke(app, ["node", "l1_relu"])
     assert res.exit_code == 0
     assert "bundled notebook network" in res.stderr
@@ -197,3 +203,232 @@ def test_python_m_without_dependencies_is_one_line(tmp_path):
                          text=True, env=env, cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith("gradverify: error: ") and "pip install ." in res.stderr
+
+
+# ---- no config: the demo only when a person is watching ---------------------------------------
+
+@pytest.mark.parametrize("args,env", [
+    (["check", "--format", "github"], {}), (["check", "--format", "json"], {}), (["check", "-q"], {}),
+    (["check", "--junit", "j.xml"], {}), (["check"], {}), (["node", "w1"], {}), (["graph", "--dot"], {}),
+])
+def test_no_config_without_a_terminal_is_exit_2(runner, tmp_path, monkeypatch, args, env):
+    """In a CI job without a config, gradverify checked the bundled demo and passed (exit 0)."""
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, args, env=env)
+    assert res.exit_code == 2, res.output
+    assert res.stdout == "" and not (tmp_path / "j.xml").exists()
+    (line,) = res.stderr.strip().splitlines()
+    assert "no config given, and no ./gradverify.yaml or ./gradverify.yml in" in line
+    assert "gradverify init" in line
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """stdout is a terminal (CliRunner's is not), and no CI."""
+    import gradverify.cli as cli
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+
+
+def test_no_config_in_a_terminal_is_the_demo_announced_even_quiet(runner, tmp_path, monkeypatch, terminal):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["check", "-q"])
+    assert res.exit_code == 0 and "13 pass, 5 kink" in res.stdout
+    assert "using the bundled notebook network" in res.stderr
+
+
+@pytest.mark.parametrize("args", [["check", "--format", "json"], ["check", "--junit", "j.xml"], ["check"]])
+def test_no_config_in_a_terminal_but_machine_output_or_ci_is_exit_2(runner, tmp_path, monkeypatch, terminal, args):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, args).exit_code == (0 if args == ["check"] else 2)
+    assert runner.invoke(app, args, env={"CI": "true"}).exit_code == 2
+
+
+def test_gradverify_yml_is_found(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gradverify.yml").write_text((CONFIGS / "smooth.yaml").read_text())
+    res = runner.invoke(app, ["check", "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["settings"]["config"] == "gradverify.yml"
+
+
+def test_default_config_that_is_a_dangling_link_or_a_directory_is_exit_2(runner, tmp_path, monkeypatch, terminal):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gradverify.yaml").symlink_to(tmp_path / "gone.yaml")
+    res = runner.invoke(app, ["check"])
+    assert res.exit_code == 2 and "./gradverify.yaml is a symbolic link to" in res.stderr
+    (tmp_path / "gradverify.yaml").unlink()
+    (tmp_path / "gradverify.yaml").mkdir()
+    res = runner.invoke(app, ["check"])
+    assert res.exit_code == 2 and "gradverify.yaml: is a directory" in res.stderr
+
+
+# ---- options out of range are usage errors, before anything runs -----------------------------
+
+@pytest.mark.parametrize("args,said", [
+    (["--rtol", "-1"], "--rtol -1: expected a finite number ≥ 0"),
+    (["--rtol", "nan"], "--rtol nan: expected a finite number ≥ 0"),
+    (["--atol", "inf"], "--atol inf: expected a finite number ≥ 0"),
+    (["--step", "0"], "--step 0: expected a finite number > 0"),
+    (["--step", "nan"], "--step nan: expected a finite number > 0"),
+    (["--step", "inf"], "--step inf: expected a finite number > 0"),
+    (["--step", "-1e-6"], "--step -1e-06: expected a finite number > 0"),
+    (["--seed", "-1", "--sample", "3"], "--seed -1: expected an integer ≥ 0"),
+    (["--max-memory", "nan"], "--max-memory nan: expected a finite number > 0"),
+    (["--max-memory", "0"], "--max-memory 0: expected a finite number > 0"),
+    (["--max-elements", "0"], "--max-elements 0: expected an integer ≥ 1"),
+    (["--sample", "0"], "--sample 0: expected an integer ≥ 1"),
+])
+def test_bad_option_is_a_usage_error_and_nothing_runs(runner, tmp_path, args, said):
+    marker = tmp_path / "ran"
+    (tmp_path / "mine.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                                      "def t_forward(x):\n    return x, x\ndef t_backward(d, c):\n    return d\n")
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text((CONFIGS / "seed.yaml").read_text().replace("activation: relu", "activation: mine.py:t"))
+    res = runner.invoke(app, ["check", str(cfg)] + args)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.strip() == f"gradverify: error: {said}"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("args,said", [(["--limit", "-1"], "--limit -1: expected an integer ≥ 0"),
+                                       (["--rtol", "-1"], "--rtol -1: expected a finite number ≥ 0"),
+                                       (["--max-elements", "0"], "--max-elements 0: expected an integer ≥ 1")])
+def test_node_bad_option_is_a_usage_error(runner, args, said):
+    res = runner.invoke(app, ["node", "w1", "--config", SEED] + args)
+    assert res.exit_code == 2 and res.stderr.strip() == f"gradverify: error: {said}"
+
+
+# ---- stdout belongs to the report ------------------------------------------------------------
+
+NOISY = ("import os, sys\nimport numpy as np\nprint('import says hi')\nos.write(1, b'import fd write\\n')\n"
+         "def t_forward(x):\n    print('forward says hi')\n    os.write(1, b'forward fd write\\n')\n"
+         "    sys.stdout = open(os.devnull, 'w') if False else sys.stdout\n    return np.tanh(x), x\n"
+         "def t_backward(d, c):\n    print('backward says hi')\n    sys.stdout = sys.stderr\n"
+         "    return d * (1 - np.tanh(c) ** 2)\n")
+
+
+def _noisy_net(tmp_path):
+    (tmp_path / "mine.py").write_text(NOISY)
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text("inputs: [[1.0, -2.0]]\nlabels: [0]\nlayers:\n"
+                   "  - {weights: [[0.3, 0.1], [0.25, -0.4]], bias: [0.1, 0.2], activation: mine.py:t}\n")
+    return cfg
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "markdown", "table"])
+def test_user_output_goes_to_stderr_in_a_real_process(tmp_path, fmt):
+    """print() and os.write(1, …) in user code used to land in the middle of the JSON."""
+    import subprocess
+    import sys
+
+    cfg = _noisy_net(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg), "--format", fmt],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for said in ("import says hi", "import fd write", "forward says hi", "forward fd write", "backward says hi"):
+        assert said not in res.stdout and said in res.stderr
+    if fmt == "json":
+        assert json.loads(res.stdout)["status"] == "pass"
+    elif fmt == "github":
+        assert res.stdout == "gradverify: 14 nodes: 14 pass, 0 kink, 0 fail: PASS\n"
+
+
+def test_user_output_goes_to_stderr_under_clirunner(runner, tmp_path):
+    res = runner.invoke(app, ["check", str(_noisy_net(tmp_path)), "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "pass"
+    assert "forward says hi" in res.stderr
+    import sys
+    assert sys.stdout is not sys.stderr  # restored after the check
+
+
+# ---- output that survives: encodings, COLUMNS, report files ----------------------------------
+
+ZOO_BUG = str(CONFIGS.parent / "examples" / "zoo" / "softmax_rowsum.yaml")
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+                                                                  "PYTHONCOERCECLOCALE": "0"}])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "github"])
+def test_ascii_stdout_keeps_the_verdict(tmp_path, env, fmt):
+    """A non-UTF-8 stdout was `internal error: UnicodeEncodeError`, exit 2, even for a failing
+    network."""
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "LC_ALL", "LANG", "PYTHONUTF8")}
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", ZOO_BUG, "--format", fmt],
+                         capture_output=True, env={**full, **env})
+    assert res.returncode == 1, res.stderr
+    res.stdout.decode("ascii")  # nothing but ASCII
+    assert b"l2_softmax" in res.stdout and b"internal error" not in res.stderr
+    if fmt == "table":
+        assert b"| l2_lin " in res.stdout and b" 4x3 " in res.stdout
+
+
+@pytest.mark.parametrize("columns", ["0", "-5", "abc", ""])
+def test_bad_columns_is_unset(runner, columns):
+    """COLUMNS=0 printed nothing at all."""
+    res = runner.invoke(app, ["check", SEED], env={"COLUMNS": columns})
+    assert res.exit_code == 0 and "13 pass, 5 kink, 0 fail" in res.stdout and "l1_relu" in res.stdout
+
+
+@pytest.mark.parametrize("flag", ["--junit", "--svg", "--html"])
+def test_unwritable_report_file_is_exit_2_before_the_run(runner, tmp_path, flag):
+    marker = tmp_path / "ran"
+    (tmp_path / "mine.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+                                      "def t_forward(x):\n    return x, x\ndef t_backward(d, c):\n    return d\n")
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text((CONFIGS / "seed.yaml").read_text().replace("activation: relu", "activation: mine.py:t"))
+    for target, said in ((tmp_path / "no" / "such" / "r.xml", "no such directory"), (tmp_path, "it is a directory")):
+        res = runner.invoke(app, ["check", str(cfg), "--format", "json", flag, str(target)])
+        assert res.exit_code == 2 and res.stdout == "" and not marker.exists()
+        assert res.stderr.startswith("gradverify: error: cannot write the ") and said in res.stderr
+
+
+def test_report_file_that_fails_after_the_run_keeps_the_verdict(runner, tmp_path):
+    """The folder disappears while the check runs: stdout has the report, one line on stderr, and
+    the exit code is the check's (it used to be 2, with no JSON)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "buggy.py").write_text(f"import shutil\nshutil.rmtree({str(out)!r})\n" +
+                                       (CONFIGS.parent / "examples" / "zoo" / "buggy.py").read_text())
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(Path(ZOO_BUG).read_text())
+    res = runner.invoke(app, ["check", str(cfg), "--format", "json", "--junit", str(out / "j.xml")])
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["status"] == "fail"
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"gradverify: error: cannot write the JUnit report to {out / 'j.xml'}: ")
+
+
+def test_user_chdir_does_not_move_report_files(runner, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.py").write_text(f"import os\nos.chdir({str(elsewhere)!r})\n"
+                                  "import numpy as np\ndef t_forward(x):\n    return np.tanh(x), x\n"
+                                  "def t_backward(d, c):\n    return d * (1 - np.tanh(c) ** 2)\n")
+    (work / "loss.py").write_text("def half_sq(x, y):\n    return 0.5 * float((x ** 2).sum()), x\n")
+    (work / "net.yaml").write_text("inputs: [[1.0, -2.0]]\nlabels: [0]\nlayers:\n"
+                                   "  - {weights: [[0.3, 0.1], [0.25, -0.4]], bias: [0.1, 0.2], activation: mine.py:t}\n"
+                                   "loss: loss.py:half_sq\n")  # found beside the config after mine.py chdirs
+    monkeypatch.chdir(work)
+    res = runner.invoke(app, ["check", "net.yaml", "-q", "--junit", "j.xml", "--svg", "t.svg"])
+    assert res.exit_code == 0, res.output
+    assert (work / "j.xml").is_file() and (work / "t.svg").is_file()
+    assert not list(elsewhere.iterdir())
+    assert Path.cwd() == work  # and the working directory is restored
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "markdown"])
+def test_svg_and_html_hold_the_table_whatever_the_format(runner, tmp_path, fmt):
+    """With --format json or github they used to be empty."""
+    svg, html = tmp_path / "r.svg", tmp_path / "r.html"
+    res = runner.invoke(app, ["check", ZOO_BUG, "--format", fmt, "--svg", str(svg), "--html", str(html)])
+    assert res.exit_code == 1
+    for f in (svg, html):
+        text = f.read_text()
+        assert "l2_softmax" in text and "gradverify" in text and "max" in text and "FAIL" in text

@@ -215,3 +215,179 @@ def test_graph_form_custom_op_dict_names_from_forward(tmp_path):
     rep = checker.run(config.load(f))
     assert rep.status == "pass"
     np.testing.assert_allclose(rep.node("s").analytic, [2 * (0.5 * 1 + 0.5 * 9), 2 * (4 + 16) * -1.0])
+
+
+# ---- user code decides nothing: BaseExceptions, fresh source, determinism, complex gradients ----
+
+TANH = "import numpy as np\ndef t_forward(x):\n    return np.tanh(x), x\n" \
+       "def t_backward(d, c):\n    return d * (1 - np.tanh(c) ** 2)\n"
+
+
+@pytest.mark.parametrize("body,said", [
+    ("import sys\ndef q_forward(x):\n    sys.exit(0)\ndef q_backward(d, c):\n    return d\n",
+     "l1_q (mine.py:q): q_forward called sys.exit(0)"),
+    ("import sys\ndef q_forward(x):\n    sys.exit()\ndef q_backward(d, c):\n    return d\n",
+     "q_forward called sys.exit()"),
+    ("import sys\ndef q_forward(x):\n    return x, x\ndef q_backward(d, c):\n    sys.exit(0)\n",
+     "l1_q (mine.py:q): q_backward called sys.exit(0)"),
+    ("def q_forward(x):\n    raise KeyboardInterrupt\ndef q_backward(d, c):\n    return d\n",
+     "q_forward raised KeyboardInterrupt itself (not a Ctrl-C)"),
+    ("def q_forward(x):\n    raise GeneratorExit\ndef q_backward(d, c):\n    return d\n",
+     "q_forward raised GeneratorExit"),
+    ("class Odd(BaseException):\n    def __str__(self):\n        raise ValueError\n"
+     "def q_forward(x):\n    raise Odd()\ndef q_backward(d, c):\n    return d\n",
+     "q_forward raised Odd: <unprintable Odd>"),
+    ("import sys\nsys.exit(0)\n", "layers[0].activation: mine.py:q: importing mine.py called sys.exit(0)"),
+    ("raise KeyboardInterrupt\n", "importing mine.py raised KeyboardInterrupt itself (not a Ctrl-C)"),
+], ids=["exit0", "exit", "backward_exit", "keyboardinterrupt", "generatorexit", "custom", "import_exit",
+        "import_keyboardinterrupt"])
+def test_user_code_base_exceptions_are_exit_2(tmp_path, body, said):
+    """sys.exit(0) in a forward used to end gradverify with exit 0 and no output: a silent pass."""
+    cfg = _net(tmp_path, body, "mine.py:q")
+    res = CliRunner().invoke(app, ["check", str(cfg), "--format", "json"])
+    assert res.exit_code == 2, res.output
+    assert res.stdout == ""
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("gradverify: error: ") and said in line, line
+
+
+def test_user_loss_calling_sys_exit_is_exit_2(tmp_path):
+    (tmp_path / "mine.py").write_text("import sys\ndef my_loss(x, y):\n    sys.exit(0)\n")
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text("inputs: [[1.0, -2.0]]\nlabels: [0]\nlayers:\n  - {weights: [[0.3, 0.1], [0.25, -0.4]], "
+                   "bias: [0.1, 0.2]}\nloss: mine.py:my_loss\n")
+    res = CliRunner().invoke(app, ["check", str(cfg), "-q"])
+    assert res.exit_code == 2 and "loss_data (mine.py:my_loss): my_loss called sys.exit(0)" in res.stderr
+
+
+def test_argparse_at_import_in_a_real_process(tmp_path):
+    """A layers file that parses the command line at import: argparse calls sys.exit(2) (and
+    prints its usage on stderr, which is the user's); gradverify says so, located, exit 2."""
+    import subprocess
+    import sys
+
+    body = ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', required=True)\n"
+            "p.parse_args()\n" + TANH)
+    cfg = _net(tmp_path, body, "mine.py:t")
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg), "--format", "json"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"gradverify: error: {cfg}:5:61: layers[0].activation: mine.py:t: importing mine.py called sys.exit(2)")
+
+
+def test_raised_keyboard_interrupt_in_a_real_process_is_not_ctrl_c(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = _net(tmp_path, "def q_forward(x):\n    raise KeyboardInterrupt\ndef q_backward(d, c):\n    return d\n",
+               "mine.py:q")
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg)], capture_output=True, text=True)
+    assert res.returncode == 2 and "raised KeyboardInterrupt itself (not a Ctrl-C)" in res.stderr
+
+
+def test_edited_file_is_seen_by_the_next_check_in_the_same_process(tmp_path):
+    """A notebook or a pytest session: the op file is executed from its current source every
+    check (it used to be imported once per process, so a bug added after a passing check passed)."""
+    import gradverify
+
+    cfg = _net(tmp_path, TANH, "mine.py:t")
+    assert gradverify.check(cfg).status == "pass"
+    (tmp_path / "mine.py").write_text(TANH.replace("** 2)", "** 3)"))
+    assert gradverify.check(cfg).status == "fail"
+    assert not (tmp_path / "__pycache__").exists()
+
+
+def test_same_size_file_replaced_within_the_same_second(tmp_path):
+    """Bytecode caches key on size and mtime (seconds): a same-size edit within the second ran the
+    old code. Same size, same mtime here."""
+    import os
+
+    import gradverify
+
+    cfg = _net(tmp_path, TANH, "mine.py:t")
+    code = tmp_path / "mine.py"
+    stat = code.stat()
+    assert gradverify.check(cfg).status == "pass"
+    code.write_text(TANH.replace("** 2)", "** 3)"))
+    assert code.stat().st_size == stat.st_size
+    os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert gradverify.check(cfg).status == "fail"
+    assert not (tmp_path / "__pycache__").exists()
+
+
+def test_cli_writes_no_bytecode_beside_user_files(tmp_path):
+    (tmp_path / "helper.py").write_text("SCALE = 1.0\n")
+    body = "import sys\nsys.path.insert(0, __file__.rsplit('/', 1)[0])\nimport helper\n" + TANH
+    cfg = _net(tmp_path, body, "mine.py:t")
+    res = CliRunner().invoke(app, ["check", str(cfg), "-q"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "__pycache__").exists()
+
+
+@pytest.mark.parametrize("body", [
+    "import numpy as np\nN = [0]\ndef s_forward(x):\n    N[0] += 1\n    return np.tanh(x) + 0.01 * N[0], x\n"
+    "def s_backward(d, c):\n    return d * (1 - np.tanh(c) ** 2)\n",
+    "import numpy as np\ndef s_forward(x):\n    m = np.random.default_rng().random(x.shape) < 0.5\n"
+    "    return x * m, m\ndef s_backward(d, c):\n    return d * c\n",
+], ids=["call_counter", "unseeded_generator"])
+def test_stateful_forward_is_a_fail_saying_so_not_a_kink(tmp_path, body):
+    """A forward that depends on a call counter was reported KINK (exit 0)."""
+    cfg = _net(tmp_path, body, "mine.py:s")
+    res = CliRunner().invoke(app, ["check", str(cfg), "--format", "json"])
+    assert res.exit_code == 1, res.output
+    doc = json.loads(res.stdout)
+    node = next(n for n in doc["nodes"] if n["name"] == "l1_s")
+    assert node["status"] == "fail" and "s_forward is not deterministic: two calls on the same inputs " \
+                                          "differ by" in node["problem"]
+    assert [b["node"] for b in doc["blame"]] == ["l1_s"]
+    assert not any(n["status"] == "kink" for n in doc["nodes"])
+
+
+def test_stateful_loss_is_a_fail(tmp_path):
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\nN = [0]\ndef my_loss(x, y):\n    N[0] += 1\n"
+        "    return float((x ** 2).sum()) + N[0], 2 * x\n")
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text("inputs: [[1.0, -2.0]]\nlabels: [0]\nlayers:\n  - {weights: [[0.3, 0.1], [0.25, -0.4]], "
+                   "bias: [0.1, 0.2]}\nloss: mine.py:my_loss\n")
+    rep = checker.run(config.load(cfg))
+    assert rep.status == "fail" and "my_loss is not deterministic" in rep.node("loss_data").problem
+
+
+def test_seeded_dropout_is_deterministic():
+    rep = checker.run(config.load(ZOO / "dropout_scale_ok.yaml"))
+    assert rep.status == "pass" and not any(n.problem for n in rep.nodes)
+
+
+def test_complex_gradient_from_a_backward_is_malformed(tmp_path):
+    """Its imaginary part used to be dropped, and the check passed."""
+    body = TANH.replace("return d * (1 - np.tanh(c) ** 2)", "return d * (1 - np.tanh(c) ** 2) + 1e-3j")
+    cfg = _net(tmp_path, body, "mine.py:t")
+    rep = checker.run(config.load(cfg))
+    assert rep.status == "fail"
+    (b,) = rep.blame
+    assert b.node == "l1_t" and ("it returned dx of complex type complex128 (largest imaginary part 1.0e-03) "
+                                 "for the real input x") in b.message
+
+
+def test_complex_gradient_with_zero_imaginary_part_is_still_malformed(tmp_path):
+    body = TANH.replace("return d * (1 - np.tanh(c) ** 2)", "return (d * (1 - np.tanh(c) ** 2)).astype(complex)")
+    rep = checker.run(config.load(_net(tmp_path, body, "mine.py:t")))
+    assert rep.status == "fail" and "complex type" in rep.blame[0].message
+
+
+def test_nan_from_a_backward_fails(tmp_path):
+    body = TANH.replace("return d * (1 - np.tanh(c) ** 2)",
+                        "g = d * (1 - np.tanh(c) ** 2)\n    g[0, 0] = np.nan\n    return g")
+    res = CliRunner().invoke(app, ["check", str(_net(tmp_path, body, "mine.py:t")), "--format", "json"])
+    assert res.exit_code == 1
+    lin = next(n for n in json.loads(res.stdout)["nodes"] if n["name"] == "l1_lin")
+    assert lin["status"] == "fail" and lin["elements"][0]["analytic"] is None
+
+
+def test_ragged_gradient_is_malformed_not_an_internal_error(tmp_path):
+    body = TANH.replace("return d * (1 - np.tanh(c) ** 2)", "return ([[1.0], [1.0, 2.0]],)")
+    res = CliRunner().invoke(app, ["check", str(_net(tmp_path, body, "mine.py:t")), "--format", "json"])
+    assert res.exit_code == 1, res.output
+    assert "it returned dx that is not an array" in json.loads(res.stdout)["blame"][0]["message"]

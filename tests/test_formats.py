@@ -158,3 +158,71 @@ def test_no_color(tmp_path):
     res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(CASE), "-q"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 1 and "\x1b[" not in res.stdout
+
+
+# ---- names are data ---------------------------------------------------------------------------
+
+#: node names that are rich markup, an ANSI escape, a bidi override, XML and markdown specials
+ODD = ["h[/]", "[dropout]", "attn[q]", "\x1b[31mred\u202e<&>", "lo`ss|*x*"]
+ODD_YAML = """values: {x: [[1.0, 2.0]], w: [[1.0], [2.0]]}
+inputs: [x]
+graph:
+  - {name: "h[/]", op: matmul, inputs: [x, w]}
+  - {name: "[dropout]", op: tanh, inputs: ["h[/]"]}
+  - {name: "attn[q]", op: square, inputs: ["[dropout]"]}
+  - {name: "\\e[31mred\\u202e<&>", op: square, inputs: ["attn[q]"]}
+  - {name: "lo`ss|*x*", op: sum, inputs: ["\\e[31mred\\u202e<&>"]}
+loss: "lo`ss|*x*"
+"""
+
+
+@pytest.fixture
+def odd(tmp_path):
+    path = tmp_path / "my net {1}.yaml"
+    path.write_text(ODD_YAML)
+    return path
+
+
+def test_odd_names_print_as_they_are_in_the_table(runner, odd):
+    """h[/] crashed the report with a MarkupError after the check ran; [dropout] printed empty."""
+    res = runner.invoke(app, ["check", str(odd)])
+    assert res.exit_code == 0, res.output
+    for name in ODD[:3] + ["lo`ss|*x*", "\\x1b[31mred\\u202e<&>"]:  # control characters spelled out
+        assert name in res.stdout, name
+    assert "\x1b" not in res.stdout and "\u202e" not in res.stdout
+    import shlex
+    assert f"--config {shlex.quote(str(odd))}" in res.stdout  # the probe command pastes into a shell
+
+
+def test_odd_names_in_node_graph_and_dot(runner, odd):
+    res = runner.invoke(app, ["node", "h[/]", "--config", str(odd)])
+    assert res.exit_code == 0 and "gradverify node h[/]" in res.stdout
+    res = runner.invoke(app, ["graph", str(odd), "--check"])
+    assert res.exit_code == 0 and "[dropout]" in res.stdout and "\x1b" not in res.stdout
+    dot = runner.invoke(app, ["graph", str(odd), "--dot"]).stdout
+    assert '"\\\\x1b[31mred\\\\u202e<&>" -> "lo`ss|*x*";' in dot
+
+
+def test_odd_names_make_well_formed_junit(runner, odd, tmp_path):
+    out = tmp_path / "j.xml"
+    assert runner.invoke(app, ["check", str(odd), "--junit", str(out), "--strict"]).exit_code == 0
+    import xmlschema
+    xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd")).validate(str(out))
+    names = [c.get("name") for c in ET.parse(out).getroot().iter("testcase")]
+    assert names == ["x", "w"] + ODD[:3] + ["\\x1b[31mred\\u202e<&>", "lo`ss|*x*"]
+
+
+def test_odd_names_in_markdown_and_github(runner, odd):
+    md = runner.invoke(app, ["check", str(odd), "--format", "markdown"]).stdout
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(rows) == 7 and all(r.count(" | ") == 9 for r in rows)  # no stray cell from the pipe
+    assert "| ``lo`ss\\|*x*`` |" in md and "\x1b" not in md
+    gh = runner.invoke(app, ["check", str(odd), "--format", "github", "--strict"]).stdout
+    assert "\x1b" not in gh and "\u202e" not in gh
+
+
+def test_markdown_escapes_op_labels_and_blame(runner, tmp_path):
+    from gradverify.formats import _code, _md
+
+    assert _md("a*b* <i>x</i> [l](u) l2_softmax _e_") == "a\\*b\\* \\<i\\>x\\</i\\> \\[l\\](u) l2_softmax \\_e\\_"
+    assert _code("a`b") == "``a`b``" and _code("`x") == "`` `x ``"

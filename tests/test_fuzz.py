@@ -66,6 +66,12 @@ WHERE = {
     "tabs": ":2:1: invalid YAML", "unclosed": ":2:7: invalid YAML",
     "unicode": ":3:44: layers[0].activation: unknown activation 'rélu' (did you mean 'relu'?)",
     "unknown_everything": ":1:1: inptus: unknown key 'inptus' in the config (did you mean 'inputs'?)",
+    "user_base_exception_at_import": ":3:66: layers[0].activation: code/base_exception_at_import.py:relu: "
+                                     "importing base_exception_at_import.py raised Quit: <unprintable Quit>",
+    "user_exit_at_import": ":3:66: layers[0].activation: code/exit_at_import.py:relu: importing "
+                           "exit_at_import.py called sys.exit(0)",
+    "user_interrupt_at_import": ":3:66: layers[0].activation: code/interrupt_at_import.py:relu: importing "
+                                "interrupt_at_import.py raised KeyboardInterrupt itself (not a Ctrl-C)",
     "weights_3d": ":3:11: layers[0].weights: expected the weights as a list of rows (2-D), got 3-D",
     "zero_reciprocal": ":3:3: graph[0]: the forward pass made Inf at node r",
 }

@@ -1,0 +1,220 @@
+"""Running the user's code without letting it decide gradverify's outcome.
+
+User code is untrusted in behaviour: it may print, call sys.exit, raise KeyboardInterrupt itself,
+change the working directory or replace sys.stdout. Here:
+
+* `guard(what)`: any BaseException from user code becomes a UserCodeError quoting what the code
+  did ("affine_forward called sys.exit(0)"), except a real Ctrl-C, which stays a
+  KeyboardInterrupt. Telling the two apart needs `watch_sigint()`: while it is active, a SIGINT
+  is recorded before the KeyboardInterrupt is raised, so a KeyboardInterrupt without a recorded
+  signal was raised by the code itself.
+* `load_source(path)`: the user's file compiled from its current source into a fresh module, every
+  time (no import cache, no bytecode beside the user's file); `session()` shares one module per
+  file for the duration of one check (a forward and a loss from the same file see the same globals).
+* `stdout_to_stderr()`: while user code may run, whatever it writes to stdout (print, os.write(1),
+  a replaced sys.stdout) goes to stderr, so stdout carries only gradverify's report.
+"""
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserCodeError
+
+_SIGINT = threading.Event()
+_SESSION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gradverify_session", default=None)
+_COUNT = [0]  # modules made so far, for unique names
+
+
+def interrupted() -> bool:
+    """Has a real SIGINT arrived since `watch_sigint` started?"""
+    return _SIGINT.is_set()
+
+
+@contextmanager
+def watch_sigint() -> Iterator[None]:
+    """Record every SIGINT (then behave as the handler before did: raise KeyboardInterrupt).
+    Only in the main thread, and only over a Python-level handler: a SIGINT that is ignored or
+    kills the process stays so."""
+    _SIGINT.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+
+    def record(signum, frame):
+        _SIGINT.set()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def safe_str(obj) -> str:
+    """str(obj), or its type's name when its __str__ itself misbehaves."""
+    try:
+        return str(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def safe_repr(obj) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__}>"
+
+
+def describe(exc: BaseException) -> str:
+    """What the user's code did, as the end of a sentence: "called sys.exit(0)",
+    "raised KeyboardInterrupt itself (not a Ctrl-C)", "raised ValueError: bad shape"."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({'' if exc.code is None else safe_repr(exc.code)})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised KeyboardInterrupt itself (not a Ctrl-C)"
+    text = safe_str(exc)
+    return f"raised {type(exc).__name__}" + (f": {text}" if text else "")
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Run user code: whatever it raises becomes UserCodeError("{what} {describe(exc)}");
+    a real Ctrl-C (recorded by watch_sigint) stays a KeyboardInterrupt."""
+    try:
+        yield
+    except BaseException as e:  # noqa: B036  SystemExit and KeyboardInterrupt from user code included
+        if interrupted():
+            raise KeyboardInterrupt from None
+        raise UserCodeError(f"{what} {describe(e)}") from None
+
+
+@contextmanager
+def session() -> Iterator[None]:
+    """One module per user file while this is active (one check); each session loads afresh."""
+    token = _SESSION.set({})
+    try:
+        yield
+    finally:
+        _SESSION.reset(token)
+
+
+def load_source(path: Path, ref: str) -> types.ModuleType:
+    """The user's file `path` (absolute) executed from its current source in a fresh module.
+
+    compile() of the source text, not the import system: no bytecode cache is read (a file
+    replaced by one of the same size within the same second is not mistaken for the old one) or
+    written (nothing appears in the user's folders; sys.dont_write_bytecode covers what the file
+    itself imports)."""
+    cache = _SESSION.get()
+    if cache is not None and path in cache:
+        return cache[path]
+    if not path.is_file():
+        raise UserCodeError(f"{ref}: no such file {str(path)!r}")
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        raise UserCodeError(f"{ref}: cannot read {path.name}: {e.strerror or e}") from None
+    _COUNT[0] += 1
+    name = f"gradverify_user_{_COUNT[0]}_{path.stem}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    # registered while it runs (dataclasses and typing look their module up), then dropped: the
+    # next check loads the file again
+    saved_flag, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    sys.modules[name] = module
+    try:
+        with guard(f"{ref}: importing {path.name}"):
+            code = compile(source, str(path), "exec", dont_inherit=True)
+            exec(code, module.__dict__)
+    finally:
+        sys.modules.pop(name, None)
+        sys.dont_write_bytecode = saved_flag
+    if cache is not None:
+        cache[path] = module
+    return module
+
+
+class _ToStderr:
+    """What sys.stdout is while user code may run: writes go to stderr; closing it does not
+    close stderr."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def write(self, text) -> int:
+        return self._target.write(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __getattr__(self, name):  # encoding, buffer, fileno, isatty, …: stderr's
+        return getattr(self._target, name)
+
+
+def _real_fd(stream, fd: int) -> bool:
+    try:
+        return stream is not None and stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (a test runner's)
+        return False
+
+
+def _flush(*streams) -> None:
+    for s in streams:
+        try:
+            if s is not None:
+                s.flush()
+        except Exception:  # a closed or broken stream: nothing left to keep
+            pass
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Process-wide, for the duration of a check (user ops may run on worker threads): Python's
+    sys.stdout points at stderr, and when sys.stdout is the process's fd 1, fd 1 itself is
+    dup2'ed onto fd 2 (for os.write(1, …) and C extensions). Restored after: sys.stdout, sys.stderr
+    and the working directory (user code may chdir)."""
+    out, err = sys.stdout, sys.stderr
+    cwd = _getcwd()
+    fd_level = _real_fd(out, 1) and _real_fd(err, 2)
+    _flush(out, err)
+    saved = None
+    if fd_level:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    sys.stdout = _ToStderr(err)
+    try:
+        yield
+    finally:
+        _flush(sys.stdout, sys.__stdout__, out, sys.stderr, err)
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sys.stdout, sys.stderr = out, err
+        if cwd is not None:
+            try:
+                os.chdir(cwd)
+            except OSError:
+                pass
+
+
+def _getcwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the working directory was removed
+        return None

@@ -1,0 +1,6 @@
+class Quit(BaseException):
+    def __str__(self):
+        raise RuntimeError("no message either")
+
+
+raise Quit()
