@@ -44,7 +44,10 @@ def outputs(path: Path) -> dict[str, str]:
 def main() -> None:
     import os
 
+    import numpy as np
+
     os.chdir(ROOT)
+    (HERE / "NUMPY").write_text(np.__version__ + "\n")
     for path in cases():
         for fmt, text in outputs(path).items():
             (HERE / f"{golden_name(path)}.{'txt' if fmt == 'table' else 'json'}").write_text(text, encoding="utf-8")
