@@ -41,16 +41,17 @@ SAME_OUTPUT_RTOL = 1e-12
 @contextmanager
 def seeded(seed: int):
     """numpy's and Python's global generators seeded for one user call (so a random op such as
-    dropout draws the same mask every time), and the caller's generator states restored after:
-    checking never reseeds the process that asked for the check (a notebook, a test suite)."""
-    np_state, py_state = np.random.get_state(), random.getstate()
+    dropout draws the same mask every time). Inside a check's `usercode.session()` the caller's
+    generator states are restored when the check ends; outside one, after this call."""
+    saved = None if usercode.in_session() else (np.random.get_state(), random.getstate())
     np.random.seed(seed % 2**32)  # numpy's legacy seeds are 32-bit
     random.seed(seed)
     try:
         yield
     finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
+        if saved is not None:
+            np.random.set_state(saved[0])
+            random.setstate(saved[1])
 
 
 def load_module(path: Path, ref: str):
