@@ -175,8 +175,11 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings)
 
 
-#: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×
+#: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×;
+#: candidates are confirmed at the step between (rounding noise that happened to match at two
+#: steps does not match at a third: it grows as 1/h)
 KINK_SCAN_STEPS = (1e-3, 1e-5)
+KINK_CONFIRM_STEP = 1e-4
 #: a gap is a kink only when it stands clear of this many times the one-sided error bars …
 KINK_ERROR_BARS = 4.0
 #: … and of this fraction of the node's largest derivative: rounding in a derivative scales with
@@ -184,13 +187,20 @@ KINK_ERROR_BARS = 4.0
 KINK_NODE_RTOL = 1e-7
 
 
+def _same_jump(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Gaps within a factor 2 of each other: the same jump seen at two steps."""
+    return (b > 0.5 * a) & (b < 2 * a)
+
+
 def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, node_scale: float):
     """Kinks seen from the numbers alone, for code that declares none. At a kink the left and
     right derivatives differ by the jump in the derivative, whatever the step; a smooth
-    function's second-order one-sided differences differ by O(h³) plus rounding. So an element
-    is at a kink when its one-sided gap at h = 1e-5 is (1) at least half its gap at h = 1e-3 (it
-    does not close up), (2) more than KINK_ERROR_BARS times the error bar of the estimates, and
-    (3) more than KINK_NODE_RTOL of the node's largest derivative `node_scale`.
+    function's second-order one-sided differences differ by O(h³) plus rounding, which grows as
+    1/h. So an element is at a kink when its one-sided gaps at h = 1e-3, 1e-4 and 1e-5 are (1)
+    within a factor 2 of each other (the same jump at every step: it neither closes up, as a
+    steep smooth function's does, nor grows 10× per step, as rounding noise does), (2) more than
+    KINK_ERROR_BARS times the error bar of the estimates, and (3) more than KINK_NODE_RTOL of the
+    node's largest derivative `node_scale`.
     Returns (kink, left, right, error bar), one entry per index."""
     prober = Prober(graph, values, name)
     idx = np.asarray(indices, dtype=np.intp)
@@ -201,8 +211,13 @@ def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, nod
     l1, r1, _ = one_sided(prober, idx, x, scale, loss, rel_step=coarse)
     l2, r2, e2 = one_sided(prober, idx, x, scale, loss, rel_step=fine)
     gap1, gap2 = np.abs(r1 - l1), np.abs(r2 - l2)
-    clear = gap2 > KINK_ERROR_BARS * e2 + KINK_NODE_RTOL * node_scale
-    kink = (gap2 > 0.5 * gap1) & clear & np.isfinite(gap2)
+    noise = KINK_NODE_RTOL * node_scale
+    kink = _same_jump(gap1, gap2) & (gap2 > KINK_ERROR_BARS * e2 + noise) & np.isfinite(gap2)
+    if kink.any():
+        sub = np.flatnonzero(kink)
+        l3, r3, e3 = one_sided(prober, idx[sub], x[sub], scale[sub], loss, rel_step=KINK_CONFIRM_STEP)
+        gap3 = np.abs(r3 - l3)
+        kink[sub] = _same_jump(gap3, gap2[sub]) & _same_jump(gap1[sub], gap3) & (gap3 > KINK_ERROR_BARS * e3 + noise)
     return kink, l2, r2, e2
 
 
