@@ -245,6 +245,8 @@ def _gradient(n: str, gi, shape, complex_input: bool) -> np.ndarray:
             gi = np.asarray(gi)
     except UserCodeError as e:
         raise BadGradient(f"it returned d{n} that is not an array ({e})") from None
+    if gi.dtype == object:  # numpy < 1.24 makes ragged lists object arrays instead of raising
+        raise BadGradient(f"it returned d{n} that is not an array (a ragged or mixed sequence)")
     if gi.shape != tuple(shape):
         raise BadGradient(f"it returned d{n} of shape {list(gi.shape)}, "
                           f"but {n} has shape {list(shape)}")
