@@ -26,3 +26,11 @@ def test_no_pointers_outside_the_repository(page):
     assert not re.search(r"(?<![\w.])/(work|root|home|tmp)/", text), "a machine's absolute path"
     for path in re.findall(r"`((?:configs|examples|tests|docs|bench)/[\w./-]+\.(?:yaml|py|md|json))`", text):
         assert (ROOT / path).exists(), f"{page.name} names {path}, which is not in the repository"
+
+
+def test_version_agrees_with_pyproject_and_changelog():
+    import gradverify
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{gradverify.__version__}"' in pyproject
+    assert f"## [{gradverify.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
