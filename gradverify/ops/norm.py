@@ -29,11 +29,13 @@ def normalize_backward(dxhat: np.ndarray, xhat: np.ndarray, inv: np.ndarray,
                   - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
 
 
-class _Norm(Op):
+class _Norm:
     """out = gamma · xhat + beta; a subclass says over which axes (`_axes`, of `_grouped(x)`),
-    how gamma broadcasts against x (`_param`), and over which axes dgamma sums (`_sum_axes`)."""
+    how gamma broadcasts against x (`_param`), and over which axes dgamma sums (`_sum_axes`).
+    A mixin: every Op subclass in gradverify.ops is a registered op."""
 
-    arity = 3
+    name: str
+    arity: int | None = 3
 
     def __init__(self, eps: float = 1e-5) -> None:
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
@@ -81,7 +83,7 @@ class _Norm(Op):
 
 
 @register
-class BatchNorm(_Norm):
+class BatchNorm(_Norm, Op):
     """Batch normalization in train mode (cs231n batchnorm_forward): every feature normalized by
     the mean and variance over the batch.
 
@@ -105,7 +107,7 @@ class BatchNorm(_Norm):
 
 
 @register
-class LayerNorm(_Norm):
+class LayerNorm(_Norm, Op):
     """Layer normalization (cs231n layernorm_forward): every row normalized over its features.
 
     Inputs:
@@ -128,7 +130,7 @@ class LayerNorm(_Norm):
 
 
 @register
-class SpatialBatchNorm(_Norm):
+class SpatialBatchNorm(_Norm, Op):
     """Spatial batch normalization (cs231n spatial_batchnorm_forward): every channel normalized
     over the batch and the image.
 

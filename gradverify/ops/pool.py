@@ -41,7 +41,11 @@ def _pool_windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
     return win.reshape(win.shape[:-2] + (size * size,))
 
 
-class _Pool(Op):
+class _Pool:
+    """The attributes of a pooling op (a mixin: every Op subclass here is a registered op)."""
+
+    name: str
+
     def __init__(self, size: int = 2, stride: int | None = None) -> None:
         self.size = positive_int(size, "size")
         self.stride = self.size if stride is None else positive_int(stride, "stride")
@@ -52,7 +56,7 @@ class _Pool(Op):
 
 
 @register
-class MaxPool2d(_Pool):
+class MaxPool2d(_Pool, Op):
     """Max pooling (cs231n max_pool_forward): the largest entry of every size×size window.
 
     Inputs:
@@ -86,7 +90,7 @@ class MaxPool2d(_Pool):
 
 
 @register
-class AvgPool2d(_Pool):
+class AvgPool2d(_Pool, Op):
     """Average pooling: the mean of every size×size window.
 
     Inputs:
