@@ -51,13 +51,14 @@ class Conv2d(Op):
     Inputs:
     - x: images (B, N, C, H, W)
     - w: filters (B, F, C, kh, kw)
-    - b: biases (B, F)
+    - b: biases (B, F), optional: inputs [x, w] are a convolution without bias (the usual
+      choice before a batchnorm, which would cancel any bias: its gradient would be exactly 0)
     Attrs: stride (≥ 1), pad (zeros added on every side of H and W, ≥ 0).
     Returns out (B, N, F, Ho, Wo), Ho = (H + 2 pad - kh) // stride + 1 (Wo alike):
         out[n, f, p, q] = b[f] + Σ_{c,i,j} w[f, c, i, j] · xpad[n, c, stride·p + i, stride·q + j]
     """
 
-    name, arity = "conv2d", 3
+    name, arity = "conv2d", None  # 2 or 3: the bias is optional
 
     def __init__(self, stride: int = 1, pad: int = 0) -> None:
         self.stride = positive_int(stride, "stride")
@@ -71,7 +72,10 @@ class Conv2d(Op):
         b, n, c, ho, wo = win.shape[:5]
         return win.transpose(0, 1, 3, 4, 2, 5, 6).reshape(b, n * ho * wo, c * kh * kw)
 
-    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def forward(self, *xs: np.ndarray) -> np.ndarray:
+        if len(xs) not in (2, 3):
+            raise ValueError(f"conv2d takes inputs [x, w] or [x, w, b], got {len(xs)} inputs")
+        x, w = xs[:2]
         kh, kw = w.shape[-2:]
         cols = self._cols(x, kh, kw)
         wm = w.reshape(w.shape[0], w.shape[1], -1)  # (B, F, C·kh·kw)
@@ -80,15 +84,15 @@ class Conv2d(Op):
         ho = out_size(x.shape[3] + 2 * self.pad, kh, self.stride)
         wo = out_size(x.shape[4] + 2 * self.pad, kw, self.stride)
         out = out.reshape(out.shape[0], n, ho, wo, -1).transpose(0, 1, 4, 2, 3)
-        return out + b[:, None, :, None, None]
+        return out + xs[2][:, None, :, None, None] if len(xs) == 3 else out
 
-    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray, w: np.ndarray,
-                 b: np.ndarray) -> tuple[np.ndarray, ...]:
+    def backward(self, g: np.ndarray, out: np.ndarray, *xs: np.ndarray) -> tuple[np.ndarray, ...]:
         # out = cols · wmᵀ + b with cols = im2col(xpad), linear in each input:
         #   db[f] = Σ_{n,p,q} g[n, f, p, q]
         #   dw    = gmᵀ · cols            (gm: g as (N·Ho·Wo, F))
         #   dcols = gm · wm, and dxpad = col2im(dcols) (each window's share added back), dx its
         #   interior (the padding is a constant)
+        x, w = xs[:2]
         f, c, kh, kw = w.shape[1:]
         nb, n, _, ho, wo = g.shape
         gm = g.transpose(0, 1, 3, 4, 2).reshape(nb, n * ho * wo, f)
@@ -99,8 +103,10 @@ class Conv2d(Op):
         p, (h, wd) = self.pad, x.shape[3:]
         dxp = add_windows(dcols, (h + 2 * p, wd + 2 * p), self.stride)
         dx = dxp[..., p:p + h, p:p + wd]
-        db = g.sum(axis=(1, 3, 4))
-        return unbroadcast(dx, x), unbroadcast(dw, w), unbroadcast(db, b)
+        grads: tuple[np.ndarray, ...] = (unbroadcast(dx, x), unbroadcast(dw, w))
+        if len(xs) == 3:
+            grads += (unbroadcast(g.sum(axis=(1, 3, 4)), xs[2]),)
+        return grads
 
     @property
     def label(self) -> str:
