@@ -212,7 +212,10 @@ def test_ops_order_is_the_listed_order():
     assert list(ops.OPS) == [
         "matmul", "add_bias", "add", "sub", "mul", "reciprocal", "square", "row_sum", "sum", "mean",
         "batch_mean", "identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "exp",
-        "neg_log_pick", "hinge_margins", "sub_const", "weighted_sum", "l2_penalty"]
+        "neg_log_pick", "hinge_margins", "sub_const", "weighted_sum", "l2_penalty",
+        "conv2d", "max_pool2d", "avg_pool2d", "max", "batchnorm", "layernorm", "spatial_batchnorm",
+        "groupnorm", "flatten", "reshape", "transpose", "concat", "embedding",
+        "abs", "elu", "gelu", "softplus", "log_softmax", "dropout"]
 
 
 def test_register_refuses_a_taken_name():

@@ -1,0 +1,158 @@
+"""Pooling and maxima: max_pool2d, avg_pool2d, and max over one axis.
+
+A maximum is not differentiable where two entries tie for it: those are its kinks. `max_margin`
+gives each entry its signed distance to that kink: for the maximum, how far it is above the
+runner-up (> 0); for every other entry, how far it is below the maximum (< 0); 0 for entries tied
+for the maximum. Whichever entry's value takes over the maximum, some distance changes sign, so a
+perturbation that swaps the maximum is seen as crossing a kink, never as a wrong gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Op, register, unbroadcast
+from .conv import add_windows, positive_int, windows
+
+
+def argmax_real(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The first maximum's index along `axis` by the real part (constant under a complex step),
+    keeping the axis."""
+    return np.expand_dims(np.argmax(x.real, axis=axis), axis)
+
+
+def max_margin(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Each entry's signed distance to a tie for the maximum along `axis` (shape of x):
+    x[i] - max_{j≠i} x[j], complex-analytic (the runner-up is chosen by the real part)."""
+    if x.shape[axis] == 1:  # nothing to tie with
+        return np.ones(x.shape, dtype=x.dtype)
+    first = argmax_real(x, axis)
+    top = np.take_along_axis(x, first, axis)
+    rest = x.real.copy()
+    np.put_along_axis(rest, first, -np.inf, axis)
+    second = np.take_along_axis(x, argmax_real(rest, axis), axis)
+    is_first = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(is_first, first, True, axis)
+    return np.where(is_first, top - second, x - top)
+
+
+def _pool_windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """x's windows with each window flattened: (B, N, C, Ho, Wo, size²)."""
+    win = windows(x, size, size, stride)
+    return win.reshape(win.shape[:-2] + (size * size,))
+
+
+class _Pool:
+    """The attributes of a pooling op (a mixin: every Op subclass here is a registered op)."""
+
+    name: str
+
+    def __init__(self, size: int = 2, stride: int | None = None) -> None:
+        self.size = positive_int(size, "size")
+        self.stride = self.size if stride is None else positive_int(stride, "stride")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}(size={self.size}, stride={self.stride})"
+
+
+@register
+class MaxPool2d(_Pool, Op):
+    """Max pooling (cs231n max_pool_forward): the largest entry of every size×size window.
+
+    Inputs:
+    - x: (B, N, C, H, W)
+    Attrs: size (window side), stride (default: size).
+    Returns out (B, N, C, Ho, Wo), Ho = (H - size) // stride + 1 (Wo alike).
+    Kinks: ties inside a window; kink_distance is max_margin of every window's entries,
+    (B, N, C, Ho, Wo, size²), 0 for the entries tied for a window's maximum.
+    """
+
+    name = "max_pool2d"
+    kinked = True
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        win = _pool_windows(x, self.size, self.stride)
+        return np.take_along_axis(win, argmax_real(win), -1)[..., 0]
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # d max(window) = d x[argmax]: each window's g goes to the entry that is its maximum.
+        # NOTE: at a tie, all of g goes to the first maximum in row-major window order (np.argmax;
+        # cs231n's `x == max` mask would give it to every tied entry). Either is a one-sided choice
+        # at a kink.
+        win = _pool_windows(x, self.size, self.stride)
+        dwin = np.zeros(g.shape + (self.size * self.size,), dtype=np.result_type(g, x))
+        np.put_along_axis(dwin, np.broadcast_to(argmax_real(win), g.shape + (1,)), g[..., None], -1)
+        dwin = dwin.reshape(dwin.shape[:-1] + (self.size, self.size))
+        return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
+
+    def kink_distance(self, x: np.ndarray) -> np.ndarray:
+        return max_margin(_pool_windows(x, self.size, self.stride))
+
+
+@register
+class AvgPool2d(_Pool, Op):
+    """Average pooling: the mean of every size×size window.
+
+    Inputs:
+    - x: (B, N, C, H, W)
+    Attrs: size (window side), stride (default: size).
+    Returns out (B, N, C, Ho, Wo), Ho = (H - size) // stride + 1 (Wo alike).
+    """
+
+    name = "avg_pool2d"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return _pool_windows(x, self.size, self.stride).sum(axis=-1) / (self.size * self.size)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # d mean(window) = Σ dx / size²: every entry of a window gets g / size²
+        share = g[..., None, None] / (self.size * self.size)
+        dwin = np.broadcast_to(share, g.shape + (self.size, self.size))
+        return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
+
+
+@register
+class Max(Op):
+    """The largest entry along one core axis.
+
+    Inputs:
+    - x: (B, *shape)
+    Attrs: axis (of the core shape, without B; default -1, the last).
+    Returns out (B, *shape without that axis).
+    Kinks: ties for the maximum; kink_distance is max_margin along the axis (x's shape).
+    """
+
+    name = "max"
+    kinked = True
+
+    def __init__(self, axis: int = -1) -> None:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"axis must be an integer, got {axis!r}")
+        self.axis = int(axis)
+
+    def _ax(self, x: np.ndarray) -> int:
+        core = x.ndim - 1
+        if not -core <= self.axis < core:
+            raise ValueError(f"axis {self.axis} is out of range for a {core}-D input")
+        return self.axis % core + 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        ax = self._ax(x)
+        return np.take_along_axis(x, argmax_real(x, ax), ax).squeeze(ax)
+
+    def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        # d max = d x[argmax]
+        # NOTE: at a tie, g goes to the first maximum along the axis (np.argmax).
+        ax = self._ax(x)
+        shape = list(np.broadcast_shapes(x.shape, np.expand_dims(g, ax).shape))
+        dx = np.zeros(shape, dtype=np.result_type(g, x))
+        idx = np.broadcast_to(argmax_real(x, ax), shape[:ax] + [1] + shape[ax + 1:])
+        np.put_along_axis(dx, idx, np.expand_dims(g, ax), ax)
+        return (unbroadcast(dx, x),)
+
+    def kink_distance(self, x: np.ndarray) -> np.ndarray:
+        return max_margin(x, self._ax(x))
+
+    @property
+    def label(self) -> str:
+        return f"max(axis={self.axis})"
