@@ -328,7 +328,7 @@ def test_cli_writes_no_bytecode_beside_user_files(tmp_path):
 @pytest.mark.parametrize("body", [
     "import numpy as np\nN = [0]\ndef s_forward(x):\n    N[0] += 1\n    return np.tanh(x) + 0.01 * N[0], x\n"
     "def s_backward(d, c):\n    return d * (1 - np.tanh(c) ** 2)\n",
-    "import numpy as np\ndef s_forward(x):\n    m = np.random.default_rng().random(x.shape) < 0.5\n"
+    "import numpy as np\ndef s_forward(x):\n    m = 1 + np.random.default_rng().random(x.shape)\n"
     "    return x * m, m\ndef s_backward(d, c):\n    return d * c\n",
 ], ids=["call_counter", "unseeded_generator"])
 def test_stateful_forward_is_a_fail_saying_so_not_a_kink(tmp_path, body):
