@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import userpkg
 from .errors import UserCodeError
 
 _SIGINT = threading.Event()
@@ -103,12 +104,15 @@ def guard(what: str) -> Iterator[None]:
 
 @contextmanager
 def session() -> Iterator[None]:
-    """One module per user file while this is active (one check); each session loads afresh."""
-    token = _SESSION.set({})
+    """One module per user file while this is active (one check); each session loads afresh,
+    and restores sys.modules and sys.path after (userpkg.Sandbox)."""
+    box = userpkg.Sandbox()
+    token = _SESSION.set({"": box})
     try:
         yield
     finally:
         _SESSION.reset(token)
+        box.close()
 
 
 def load_source(path: Path, ref: str) -> types.ModuleType:
@@ -119,7 +123,10 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     written (nothing appears in the user's folders; sys.dont_write_bytecode covers what the file
     itself imports)."""
     cache = _SESSION.get()
-    if cache is not None and path in cache:
+    if cache is None:  # outside a check: a session of its own (the module outlives it)
+        with session():
+            return load_source(path, ref)
+    if path in cache:
         return cache[path]
     if not path.is_file():
         raise UserCodeError(f"{ref}: no such file {str(path)!r}")
@@ -127,6 +134,14 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
         source = path.read_bytes()
     except OSError as e:
         raise UserCodeError(f"{ref}: cannot read {path.name}: {e.strerror or e}") from None
+    box: userpkg.Sandbox = cache[""]
+    chain = userpkg.package_chain(path)
+    if chain:  # a module of its package: relative imports work
+        with guard(f"{ref}: importing {path.name}"):
+            module = box.import_file(path, chain)
+        cache[path] = module
+        return module
+    box.add_folder(path.parent)  # `import helpers` beside it
     _COUNT[0] += 1
     name = f"gradverify_user_{_COUNT[0]}_{path.stem}"
     module = types.ModuleType(name)
@@ -142,8 +157,7 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     finally:
         sys.modules.pop(name, None)
         sys.dont_write_bytecode = saved_flag
-    if cache is not None:
-        cache[path] = module
+    cache[path] = module
     return module
 
 
