@@ -49,7 +49,7 @@ def _is_package(folder: Path) -> bool:
 class _FreshLoader(importlib.machinery.SourceFileLoader):
     """A source file's loader that compiles the current source every time: no bytecode cache."""
 
-    def get_code(self, fullname):  # type: ignore[override]
+    def get_code(self, fullname):
         return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
 
 
@@ -75,7 +75,7 @@ class _Finder:
 
     def find_spec(self, fullname, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or not self.under(spec.origin):
+        if spec is None or spec.origin is None or not self.under(spec.origin):
             return None
         if isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             spec.loader = _FreshLoader(fullname, spec.origin)
