@@ -121,4 +121,4 @@ def test_check_op_stateful_forward_fails():
         return x * len(calls), x
 
     rep = gradverify.check_op(counted_forward, lambda d, c: d, np.ones(3))
-    assert not rep.ok and "counted_forward is not deterministic" in rep.node("out").problem
+    assert not rep.ok and "counted_forward is not deterministic" in rep.node("counted_forward").problem
