@@ -140,3 +140,13 @@ def test_api_check_loss_and_model_and_dict():
            "loss": "bn"}
     rep = gradverify.check(cfg)
     assert rep.ok and rep.node("bn").op == "batchnorm_forward/batchnorm_backward_alt"
+
+
+def test_readme_shows_a_fresh_run():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("## Checking your own layers", 1)[1]
+    shown = shown.split("<!-- realcode-output -->\n", 1)[1].split("\n<!-- /realcode-output -->", 1)[0]
+    config = readme.split("## Checking your own layers", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert config == (CONFIGS / "embedding.yaml").read_text()
+    res = CliRunner().invoke(app, ["check", "examples/cs231n/configs/embedding.yaml"])
+    assert "\n".join(line.rstrip() for line in res.stdout.strip("\n").splitlines()) == shown
