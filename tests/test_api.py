@@ -13,7 +13,8 @@ from conftest import CONFIGS, ROOT
 
 
 def test_public_surface():
-    assert set(gradverify.__all__) == {"check", "check_op", "Report", "GradverifyError", "__version__"}
+    assert set(gradverify.__all__) == {"check", "check_op", "check_loss", "check_model", "Report", "GradverifyError",
+                                       "__version__"}
 
 
 def test_check_takes_path_text_and_dict():
