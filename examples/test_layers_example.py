@@ -40,7 +40,7 @@ def test_a_buggy_layer_is_caught(rng):
     report = gradverify.check_op(buggy.affine_forward, buggy.affine_backward, x, w, b)
     assert not report.ok
     assert [n.name for n in report.nodes if n.status == "fail"] == ["b"]  # db is a mean, not a sum
-    assert [b.node for b in report.blame] == ["out"]
+    assert [b.node for b in report.blame] == ["affine_forward"]  # the op is named after its forward
 
 
 def test_whole_network():

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import custom
+from . import custom, usergraph
 from .config import Config, GraphNode, Layer, is_custom
 from .errors import KeyPath, UserCodeError, did_you_mean
 from .graph import Graph, Node
@@ -144,7 +144,7 @@ def _custom_affine(net: Net, i: int, layer: Layer, inputs: list[str]) -> str:
     node = f"l{i}_{custom.split_ref(ref)[1]}"
     names = ("x", "w", "b") + tuple(pname for pname, _ in layer.params)
     user = net.user(key + ("op",), lambda: custom.layer(ref, c.source.base_dir, c.seed, node, names, layer.attrs))
-    return net.op(node, user, inputs + extra, key + ("op",), ref)
+    return net.op(node, user, inputs + extra, key + ("op",), user.label)
 
 
 LAYERS: dict[str, LayerBuilder] = {"affine": affine}
@@ -178,7 +178,7 @@ def _activation(net: Net, layer: Layer, prev: str) -> str:
         return net.op(f"l{i}_{act}", ACTIVATIONS[act](**_activation_options(layer)), [prev], key)
     node = f"l{i}_{custom.split_ref(act)[1]}"
     user = net.user(key, lambda: custom.activation(act, c.source.base_dir, c.seed, node))
-    return net.op(node, user, [prev], key, act)
+    return net.op(node, user, [prev], key, user.label)
 
 
 LOSS_KEY: KeyPath = ("loss",)
@@ -243,7 +243,7 @@ def _custom_loss(net: Net, logits: str) -> str:
 def check_names(c: Config) -> None:
     """Every name the config uses that build owns (the loss, each layer's type and activation,
     each graph node's op): an unknown one is located at its key, with the valid ones listed."""
-    if c.loss is None:
+    if c.loss is None and not c.loss_nodes and c.model is None:
         raise c.error("missing `type:` (one of " + ", ".join(LOSSES) + ")", "loss")
     if "stable" in c.loss_spec and c.loss in LOSSES and c.loss != "softmax_cross_entropy":
         raise c.error("`stable:` applies only to softmax_cross_entropy", "loss", "stable")
@@ -254,6 +254,8 @@ def check_names(c: Config) -> None:
     for layer in c.layers:
         _check_layer(c, layer)
     for node in c.graph:
+        if isinstance(node.op, dict):
+            continue  # {forward:, backward:} or {loss:}, checked by validation
         if not isinstance(node.op, str) or (node.op not in OPS and not is_custom(node.op)):
             raise c.error(f"unknown op {node.op!r}{did_you_mean(node.op, OPS)}; valid: {', '.join(OPS)}, "
                           "or file.py:name for your own", *node.path, "op")
@@ -325,10 +327,11 @@ def _builtin(c: Config, spec: GraphNode) -> Op:
 
 
 def _graph_op(c: Config, spec: GraphNode) -> Op:
-    """The node's op: the user's for `op: file.py:name`, else the built-in one with its arity checked."""
-    if is_custom(spec.op):
-        return _user(tuple(spec.path) + ("op",), lambda: custom.layer(
-            spec.op, c.source.base_dir, c.seed, spec.name, None, dict(spec.attrs), n_inputs=len(spec.inputs)))
+    """A built-in node's op, with its arity checked (data goes only to the user's ops)."""
+    for k, inp in enumerate(spec.inputs):
+        if inp in c.data:
+            raise c.error(f"{inp!r} is data: data goes to your own ops (file.py:name), not to "
+                          f"op {spec.op}", *spec.path, "inputs", k)
     op = _builtin(c, spec)
     if op.arity is not None and len(spec.inputs) != op.arity:
         raise c.error(f"op {spec.op} takes {op.arity} input(s), got {len(spec.inputs)}", *spec.path, "inputs")
@@ -336,26 +339,27 @@ def _graph_op(c: Config, spec: GraphNode) -> Op:
 
 
 def _build_graph(c: Config) -> Graph:
-    loss = str(c.loss)
-    g = Graph(loss=loss)
-    names = set(c.values)
+    if c.model is not None:
+        return usergraph.build_model(c)
+    g = Graph(loss=str(c.loss))
+    names = set(c.values) | set(c.data)
     for name, value in c.values.items():
         _leaf(g, name, value, "input" if name in c.input_names else "parameter", ("values", name))
-    defined = names | {n.name for n in c.graph}
+    defined = names | {o for n in c.graph for o in (n.outputs or (n.name,))}
     for spec in c.graph:
-        if spec.name in names:
-            raise c.error(f"node name {spec.name!r} is used twice", *spec.path, "name")
-        names.add(spec.name)
+        for j, out in enumerate(spec.outputs or (spec.name,)):
+            if out in names:
+                raise c.error(f"node name {out!r} is used twice", *spec.path, "name", *((j,) if spec.outputs else ()))
+            names.add(out)
         for k, inp in enumerate(spec.inputs):
             if inp not in defined:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
-        op = _graph_op(c, spec)
-        kind = "loss" if spec.name == loss else "intermediate"
-        _add(g, spec.name, kind, spec.path, op=op, inputs=spec.inputs, source=spec.op if is_custom(spec.op) else None)
-    if loss not in g.nodes or g.nodes[loss].op is None:
-        raise c.error(f"the loss {loss!r} is not a node of the graph{did_you_mean(loss, g.nodes)}", "loss")
+        if usergraph.is_user(spec.op):
+            usergraph.add_user_node(g, c, spec)
+        else:
+            _add(g, spec.name, "intermediate", spec.path, op=_graph_op(c, spec), inputs=spec.inputs)
+    usergraph.set_loss(g, c)
     g.parts = tuple(n for n in ("loss_data", "loss_reg") if n in g.nodes)
-    g.finish()
     return g
 
 

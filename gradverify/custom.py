@@ -82,6 +82,23 @@ def split_ref(ref: str) -> tuple[str, str]:
     return file, name
 
 
+def pair_names(name: str) -> tuple[str, str]:
+    """The forward and backward a name stands for: a name with `forward` in it is the forward, its
+    backward the same name with (the last) `forward` replaced by `backward` (conv_forward_naive ->
+    conv_backward_naive); any other name is the stem of name_forward / name_backward."""
+    if "forward" in name:
+        head, _, tail = name.rpartition("forward")
+        return name, f"{head}backward{tail}"
+    return f"{name}_forward", f"{name}_backward"
+
+
+def pair_label(ref: str) -> str:
+    """How the op column shows `file.py:name`: as given, or file.py:forward/backward when the
+    name is a forward's (so the backward it stands for is seen)."""
+    file, name = ref.split(":", 1)
+    return f"{file}:{'/'.join(pair_names(name))}" if "forward" in name else ref
+
+
 def fn_name(fn) -> str:
     return usercode.safe_str(getattr(fn, "__name__", None) or type(fn).__name__)
 
@@ -122,6 +139,7 @@ class PythonOp(Op):
         self.node = node
         self.problem: str | None = None  # the forward is not deterministic: said by backward
         self._first = True
+        self.data: dict[int, np.ndarray] = {}  # positional slot -> a constant argument (userops)
 
     @property
     def label(self):
@@ -146,7 +164,10 @@ class PythonOp(Op):
         return out
 
     def _one(self, xs, b):
-        return [np.array(x[b if x.shape[0] > 1 else 0]) for x in xs]  # fresh copies
+        """Copy b of every argument, fresh copies, with the data arguments at their slots."""
+        args = iter([np.array(x[b if x.shape[0] > 1 else 0]) for x in xs])
+        return [np.array(self.data[k]) if k in self.data else next(args)
+                for k in range(len(xs) + len(self.data))]
 
     def _run_forward(self, xs, b) -> np.ndarray:
         return self._output(self._call(self._forward, *self._one(xs, b), **copy.deepcopy(self.attrs)),
@@ -260,10 +281,10 @@ def _gradient(n: str, gi, shape, complex_input: bool) -> np.ndarray:
 
 
 def activation(ref: str, base_dir: Path, seed: int, node: str) -> PythonOp:
-    file, name = split_ref(ref)
+    file, name = ref.split(":", 1)
     module = load_module(base_dir / file, ref)
-    fwd, bwd = find(module, file, ref, f"{name}_forward", f"{name}_backward")
-    return PythonOp(ref, fwd, bwd, seed=seed, input_names=("x",), node=node)
+    fwd, bwd = find(module, file, ref, *pair_names(name))
+    return PythonOp(pair_label(ref), fwd, bwd, seed=seed, input_names=("x",), node=node)
 
 
 def gradient_names(forward, count: int) -> tuple[str, ...]:
@@ -282,12 +303,12 @@ def gradient_names(forward, count: int) -> tuple[str, ...]:
 def layer(ref: str, base_dir: Path, seed: int, node: str, input_names, attrs,
           n_inputs: int | None = None) -> PythonOp:
     """A layer or graph-form op; input_names None: taken from forward's parameters."""
-    file, name = split_ref(ref)
+    file, name = ref.split(":", 1)
     module = load_module(base_dir / file, ref)
-    fwd, bwd = find(module, file, ref, f"{name}_forward", f"{name}_backward")
+    fwd, bwd = find(module, file, ref, *pair_names(name))
     if input_names is None:
         input_names = gradient_names(fwd, n_inputs or 1)
-    return PythonOp(ref, fwd, bwd, attrs=attrs, seed=seed, input_names=tuple(input_names), node=node)
+    return PythonOp(pair_label(ref), fwd, bwd, attrs=attrs, seed=seed, input_names=tuple(input_names), node=node)
 
 
 def loss(ref: str, base_dir: Path, seed: int, labels) -> PythonLoss:

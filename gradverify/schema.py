@@ -47,9 +47,18 @@ def _layer() -> dict[str, Any]:
 
 def _node() -> dict[str, Any]:
     """One item of `graph:`."""
+    pair = {"type": "object", "additionalProperties": False, "required": ["forward"],
+            "description": "your forward and backward named separately (backward defaults to the "
+                           "forward's name with forward replaced by backward)",
+            "properties": {"forward": CUSTOM_REF, "backward": CUSTOM_REF}}
+    loss = {"type": "object", "additionalProperties": False, "required": ["loss"],
+            "description": "your loss: name(*inputs, **attrs) -> (loss, grads)",
+            "properties": {"loss": CUSTOM_REF}}
+    names = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1},
+             "description": "one name per output: forward returns (out1, …, cache)"}
     return {"type": "object", "additionalProperties": False, "required": ["name", "op"],
-            "properties": {"name": {"type": "string", "minLength": 1},
-                           "op": {"anyOf": [{"enum": list(OPS)}, CUSTOM_REF]},
+            "properties": {"name": {"anyOf": [{"type": "string", "minLength": 1}, names]},
+                           "op": {"anyOf": [{"enum": list(OPS)}, CUSTOM_REF, pair, loss]},
                            "inputs": {"type": "array", "items": {"type": "string"}},
                            "attrs": {"type": "object"}}}
 
@@ -79,11 +88,25 @@ def _properties() -> dict[str, Any]:
         "layers": {"type": "array", "minItems": 1, "items": _layer()},
         "loss": {"anyOf": [
             {"type": "string", "description": f"one of {', '.join(LOSSES)}, file.py:name, or in "
-                                              "the graph form the scalar node's name"},
+                                              "the graph form a node's name (projected if not scalar)"},
+            {"type": "array", "minItems": 1, "items": {"type": "string"},
+             "description": "graph form: nodes each contracted with a fixed random R, summed"},
             {"type": "object", "additionalProperties": False, "required": ["type"],
              "properties": {"type": {"enum": list(LOSSES)}, "stable": {"type": "boolean"}}}]},
         "values": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
         "graph": {"type": "array", "minItems": 1, "items": _node()},
+        "data": {"type": "object", "description": "constant arguments of your code, in their own dtype",
+                 "additionalProperties": {"anyOf": [
+                     {"$ref": "#/$defs/array"}, {"$ref": "#/$defs/exact"},
+                     {"type": "object", "additionalProperties": False, "required": ["shape", "init", "high"],
+                      "properties": {"shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                                     "init": {"const": "integers"}, "high": {"type": "integer"},
+                                     "low": {"type": "integer", "default": 0}}}]}},
+        "model": {"type": "object", "additionalProperties": False, "required": ["class"],
+                  "description": "a classifier: Class(**args).loss(*inputs, **kwargs) -> (loss, grads)",
+                  "properties": {"class": CUSTOM_REF, "args": {"type": "object"},
+                                 "inputs": {"type": "array", "items": {"type": "string"}},
+                                 "kwargs": {"type": "object"}}},
     }
 
 
@@ -101,6 +124,8 @@ def schema() -> dict[str, Any]:
             "nested": {"oneOf": [{"type": "number"},
                                  {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/nested"}}]},
             "array": _array(),
+            "exact": {"oneOf": [{"type": "integer"}, {"type": "boolean"},
+                                {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/exact"}}]},
         },
         "properties": _properties(),
     }

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import userpkg
 from .errors import UserCodeError
 
 _SIGINT = threading.Event()
@@ -106,17 +107,20 @@ def guard(what: str) -> Iterator[None]:
 
 @contextmanager
 def session() -> Iterator[None]:
-    """One module per user file while this is active (one check); each session loads afresh.
-    numpy's and Python's global generators are reseeded before every user call (dropout draws
-    the same mask every time) and restored when the session ends: checking never reseeds the
-    process that asked for it (a notebook, a test suite). Saving them once per check, not per
-    call, matters: numpy's get_state/set_state cost ~35 µs each, most of a small op's call."""
-    token = _SESSION.set({})
+    """One module per user file while this is active (one check); each session loads afresh,
+    and restores sys.modules and sys.path after (userpkg.Sandbox). numpy's and Python's global
+    generators are reseeded before every user call (dropout draws the same mask every time) and
+    restored when the session ends: checking never reseeds the process that asked for it (a
+    notebook, a test suite). Saving them once per check, not per call, matters: numpy's
+    get_state/set_state cost ~35 µs each, most of a small op's call."""
+    box = userpkg.Sandbox()
+    token = _SESSION.set({"": box})
     states = np.random.get_state(), random.getstate()
     try:
         yield
     finally:
         _SESSION.reset(token)
+        box.close()
         np.random.set_state(states[0])
         random.setstate(states[1])
 
@@ -133,7 +137,10 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     written (nothing appears in the user's folders; sys.dont_write_bytecode covers what the file
     itself imports)."""
     cache = _SESSION.get()
-    if cache is not None and path in cache:
+    if cache is None:  # outside a check: a session of its own (the module outlives it)
+        with session():
+            return load_source(path, ref)
+    if path in cache:
         return cache[path]
     if not path.is_file():
         raise UserCodeError(f"{ref}: no such file {str(path)!r}")
@@ -141,6 +148,14 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
         source = path.read_bytes()
     except OSError as e:
         raise UserCodeError(f"{ref}: cannot read {path.name}: {e.strerror or e}") from None
+    box: userpkg.Sandbox = cache[""]
+    chain = userpkg.package_chain(path)
+    if chain:  # a module of its package: relative imports work
+        with guard(f"{ref}: importing {path.name}"):
+            module = box.import_file(path, chain)
+        cache[path] = module
+        return module
+    box.add_folder(path.parent)  # `import helpers` beside it
     _COUNT[0] += 1
     name = f"gradverify_user_{_COUNT[0]}_{path.stem}"
     module = types.ModuleType(name)
@@ -156,8 +171,7 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     finally:
         sys.modules.pop(name, None)
         sys.dont_write_bytecode = saved_flag
-    if cache is not None:
-        cache[path] = module
+    cache[path] = module
     return module
 
 

@@ -13,7 +13,8 @@ from conftest import CONFIGS, ROOT
 
 
 def test_public_surface():
-    assert set(gradverify.__all__) == {"check", "check_op", "Report", "GradverifyError", "__version__"}
+    assert set(gradverify.__all__) == {"check", "check_op", "check_loss", "check_model", "Report", "GradverifyError",
+                                       "__version__"}
 
 
 def test_check_takes_path_text_and_dict():
@@ -121,4 +122,4 @@ def test_check_op_stateful_forward_fails():
         return x * len(calls), x
 
     rep = gradverify.check_op(counted_forward, lambda d, c: d, np.ones(3))
-    assert not rep.ok and "counted_forward is not deterministic" in rep.node("out").problem
+    assert not rep.ok and "counted_forward is not deterministic" in rep.node("counted_forward").problem

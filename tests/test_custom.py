@@ -165,12 +165,16 @@ def test_graph_form_errors(graph, words, tmp_path):
         assert w in res.stderr, res.stderr
 
 
-def test_graph_form_non_scalar_loss(tmp_path):
+def test_graph_form_non_scalar_loss_is_projected(tmp_path):
+    """A non-scalar `loss:` node is contracted with a fixed random R: the node `loss`, op project."""
     f = tmp_path / "g.yaml"
     f.write_text("values: {x: [[1.0, 2.0]], w: [[1.0], [2.0]]}\ngraph:\n"
                  "- {name: a, op: matmul, inputs: [x, w]}\nloss: a\n")
-    res = CliRunner().invoke(app, ["check", str(f)])
-    assert res.exit_code == 2 and "must be a scalar" in res.stderr
+    res = CliRunner().invoke(app, ["check", str(f), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    loss = [n for n in doc["nodes"] if n["name"] == "loss"]
+    assert loss and loss[0]["op"] == "project"
 
 
 def test_graph_form_warns_on_unused_nodes(tmp_path):

@@ -60,11 +60,23 @@ class Layer:
 
 @dataclass(frozen=True)
 class GraphNode:
-    name: str
-    op: Any  # as given: a built-in op's name or "file.py:name"; build checks it
+    name: str  # the first output's name when `name:` lists several
+    op: Any  # as given: a built-in op's name, "file.py:name", {forward:, backward:} or {loss:}
     inputs: tuple[str, ...]
     attrs: dict[str, Any]
     path: KeyPath
+    outputs: tuple[str, ...] = ()  # `name: [next_h, next_c]`: every output's name
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """`model:`: the user's classifier, `cls(**args).loss(*inputs, **kwargs) -> (loss, grads)`."""
+
+    cls: Any  # "file.py:Class" (or, from the API, the class or an instance)
+    args: dict[str, Any]
+    inputs: tuple[str, ...]  # names from data:
+    kwargs: dict[str, Any]
+    path: KeyPath = ("model",)
 
 
 @dataclass(frozen=True)
@@ -90,10 +102,13 @@ class Config:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     input_names: tuple[str, ...] = ()
     graph: tuple[GraphNode, ...] = ()
+    data: dict[str, np.ndarray] = field(default_factory=dict)  # constants in their own dtype
+    loss_nodes: tuple[str, ...] = ()  # `loss:` as a list: the nodes projected and summed
+    model: ModelSpec | None = None
 
     @property
     def is_graph(self) -> bool:
-        return bool(self.graph)
+        return bool(self.graph) or self.model is not None
 
     def error(self, message: str, *path: str | int) -> ConfigError:
         return self.source.error(message, tuple(path))

@@ -20,7 +20,7 @@ from .yaml_reader import read_yaml
 MAX_FILE_BYTES = 256 * 2**20
 DTYPES = ("float64", "float32")
 TOP_KEYS = ("seed", "dtype", "tolerance", "inputs", "labels", "targets", "regularization",
-            "layers", "loss", "graph", "values")
+            "layers", "loss", "graph", "values", "data", "model")
 LOSS_KEYS = ("type", "stable")
 
 
@@ -78,8 +78,8 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
     common: dict[str, Any] = dict(
         source=src, seed=seed, dtype=dtype, rtol=rtol, atol=atol, loss=loss, loss_spec=loss_spec,
         stable=loss_spec.get("stable", True), reg_strength=reg_strength, reg_include=reg_include)
-    if "graph" in data:
-        return Config(**read_graph_form(data, src, arrays), **common)
+    if "graph" in data or "model" in data:
+        return Config(**{**common, **read_graph_form(data, src, arrays)})
     if "layers" not in data:
         raise src.error("missing `layers:` (a list of layers) or `graph:` (a list of nodes)")
     if "values" in data:
@@ -125,6 +125,8 @@ def _loss(data: dict[str, Any], src: Source) -> tuple[str | None, dict[str, Any]
     is a loss is checked by build (in the graph form it names the graph's scalar node); the name
     is None for a mapping without `type:`, which build reports."""
     value = data.get("loss", "softmax_cross_entropy")
+    if isinstance(value, list):  # the graph form's nodes to project (graph_form reads them)
+        return None, {}
     if not isinstance(value, dict):
         if not isinstance(value, str):
             raise src.error(f"expected a loss name, got {kind(value)}", ("loss",))
