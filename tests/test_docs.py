@@ -17,6 +17,11 @@ _spec.loader.exec_module(regen)
 
 @pytest.mark.parametrize("page", regen.PAGES, ids=lambda p: p.name)
 def test_shown_output_is_real(page, monkeypatch):
+    import numpy as np
+
+    made_with = (ROOT / "tests" / "golden" / "NUMPY").read_text().strip()
+    if np.__version__ != made_with:  # another numpy rounds the last digits of errors differently
+        pytest.skip(f"the docs' output was made with numpy {made_with}, this is {np.__version__}")
     monkeypatch.chdir(ROOT)
     text = page.read_text(encoding="utf-8")
     assert regen.regenerate(text) == text, f"{page.name} is out of date: run python docs/regen.py"
