@@ -66,9 +66,16 @@ class ArrayReader:
         return ()
 
     def _inline(self, value: Any, path: KeyPath) -> np.ndarray:
-        shape = self._shape_of(value, path)
+        shape = _plain_shape(value)
+        if shape is None:  # not a plain 1-D or 2-D list of numbers: find and name what is wrong
+            shape = self._shape_of(value, path)
         self._count(int(np.prod(shape)), path)
-        return np.array(value, dtype=np.float64)
+        try:
+            return np.array(value, dtype=np.float64)
+        except OverflowError:  # an integer beyond the floats' range (possible from Python data)
+            index, item = next(_huge_ints(value))
+            raise self.src.error(f"the integer {str(item)[:20]}… is beyond the range of a 64-bit "
+                                 "float", path + index) from None
 
     def _special(self, spec: dict[str, Any], path: KeyPath) -> np.ndarray:
         if "file" in spec:
@@ -119,3 +126,34 @@ class ArrayReader:
         except ValueError as e:
             raise self.src.error(f"{name} is not a .npy array file: {e}", path) from None
         return np.asarray(arr, dtype=np.float64)
+
+
+_NUMBER_TYPES = {int, float}
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _plain_shape(value: Any) -> tuple[int, ...] | None:
+    """The shape of a non-empty list of numbers or of equally long such lists (what inline arrays
+    almost always are), checked at C speed; None for anything else."""
+    if not isinstance(value, list) or not value:
+        return None
+    if set(map(type, value)) <= _NUMBER_TYPES:
+        return (len(value),)
+    if not all(type(row) is list for row in value):
+        return None
+    width = len(value[0])
+    if width == 0 or any(len(row) != width for row in value):
+        return None
+    if not all(set(map(type, row)) <= _NUMBER_TYPES for row in value):
+        return None
+    return (len(value), width)
+
+
+def _huge_ints(value: Any, index: KeyPath = ()) -> Any:
+    """(index, integer) of each integer too large to be a float (possible from Python data)."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _huge_ints(item, index + (i,))
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX:
+        yield index, value
+
