@@ -2,13 +2,14 @@
 or read from a .npy file ({file}), all under one element budget checked before allocating."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import KeyPath, did_you_mean
+from ..errors import ConfigError, KeyPath, did_you_mean
 from .checks import check_keys, is_number, kind, number
 from .model import Source
+from .paths import NotRegularFile, open_regular, resolve_path
 
 #: the most elements any one array, and all arrays together, may have (override: --max-elements)
 DEFAULT_MAX_ELEMENTS = 10_000_000
@@ -109,24 +110,31 @@ class ArrayReader:
     def _file(self, name: Any, path: KeyPath) -> np.ndarray:
         if not isinstance(name, str):
             raise self.src.error(f"expected a file name, got {kind(name)}", path)
-        full = self.src.base_dir / name
         try:
-            with open(full, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = reader(fh)
-                if dtype.hasobject or dtype.kind not in "biuf":
-                    raise self.src.error(f"{name}: expected numbers, the file holds {dtype}", path)
-                self._count(int(np.prod(shape)), path)  # before reading the data
-                fh.seek(0)
-                arr = np.load(fh, allow_pickle=False)
+            full = resolve_path(self.src.base_dir, name, self.src.confine)
+        except ConfigError as e:
+            raise self.src.error(e.message, path) from None
+        try:
+            with open_regular(full) as fh:
+                return self._npy(fh, name, path)
+        except NotRegularFile as e:
+            raise self.src.error(f"{name} is {e.what}, not a .npy file", path) from None
         except OSError as e:
             raise self.src.error(f"cannot read {name}: {e.strerror or e}", path) from None
-        except ValueError as e:
-            raise self.src.error(f"{name} is not a .npy array file: {e}", path) from None
-        return np.asarray(arr, dtype=np.float64)
+        except (ValueError, EOFError):  # never quote the file: it may be anything (/etc/passwd)
+            raise self.src.error(f"{name} is not a .npy file (or it is damaged)", path) from None
 
+    def _npy(self, fh: BinaryIO, name: str, path: KeyPath) -> np.ndarray:
+        version = np.lib.format.read_magic(fh)
+        reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                  else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = reader(fh)
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise self.src.error(f"{name}: expected numbers, the file holds {dtype}", path)
+        self._count(int(np.prod(shape)), path)  # before reading the data
+        fh.seek(0)
+        arr = np.load(fh, allow_pickle=False)
+        return np.asarray(arr, dtype=np.float64)
 
 _NUMBER_TYPES = {int, float}
 _FLOAT_MAX = float(np.finfo(np.float64).max)

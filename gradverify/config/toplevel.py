@@ -15,6 +15,7 @@ from .graph_form import read_graph_form
 from .labels import labels_targets
 from .layers import LayersReader, read_layers
 from .model import Config, Source
+from .paths import NotRegularFile, read_bounded
 from .yaml_reader import read_yaml
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -24,39 +25,40 @@ TOP_KEYS = ("seed", "dtype", "tolerance", "inputs", "labels", "targets", "regula
 LOSS_KEYS = ("type", "stable")
 
 
-def load(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
-    """Read and validate a config file."""
+def load(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS,
+         confine: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file (a regular file: a FIFO or device is refused, not waited
+    on or read without end). Under `confine`, every file the config names must be inside it."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError("no such config file", file=str(path))
-    if p.is_dir():
-        raise ConfigError("is a directory, expected a YAML config file", file=str(path))
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a config may be",
-                              file=str(path))
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise ConfigError("no such config file", file=str(path)) from None
+    except NotRegularFile as e:
+        raise ConfigError(f"is {e.what}, expected a YAML config file", file=str(path)) from None
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", file=str(path)) from None
-    return parse_bytes(raw, file=str(path), base_dir=p.parent, max_elements=max_elements)
+    except ValueError as e:
+        raise ConfigError(str(e), file=str(path)) from None
+    return parse_bytes(raw, file=str(path), base_dir=p.parent, max_elements=max_elements, confine=confine)
 
 
 def parse_bytes(raw: bytes, file: str | None = None, base_dir: Path | str = ".",
-                max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+                max_elements: int = DEFAULT_MAX_ELEMENTS,
+                confine: str | os.PathLike[str] | None = None) -> Config:
     if b"\x00" in raw:
         raise ConfigError("is a binary file, not a YAML config", file=file)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"is not UTF-8 text (byte {e.start})", file=file) from None
-    return parse(text, file=file, base_dir=base_dir, max_elements=max_elements)
+    return parse(text, file=file, base_dir=base_dir, max_elements=max_elements, confine=confine)
 
 
 def parse(text: str | dict[str, Any], file: str | None = None, base_dir: Path | str = ".",
-          max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+          max_elements: int = DEFAULT_MAX_ELEMENTS, confine: str | os.PathLike[str] | None = None) -> Config:
     """Validate YAML text (or an already-read mapping) into a Config."""
-    src = Source(file=file, base_dir=Path(base_dir))
+    src = Source(file=file, base_dir=Path(base_dir), confine=None if confine is None else Path(confine))
     data = read_yaml(text, src, max_elements) if isinstance(text, str) else text
     return validate(data, src, max_elements)
 
