@@ -74,6 +74,24 @@ WHERE = {
                                 "interrupt_at_import.py raised KeyboardInterrupt itself (not a Ctrl-C)",
     "weights_3d": ":3:11: layers[0].weights: expected the weights as a list of rows (2-D), got 3-D",
     "zero_reciprocal": ":3:3: graph[0]: the forward pass made Inf at node r",
+    "reg_include_twice": ":1:51: regularization.include[2]: 'w1' is listed twice",
+    "reg_include_empty": ":1:18: regularization.include: an empty list",
+    "merge_key": ":2:1: merge keys (<<) are not supported",
+    "tag_int_bad": ":1:1: seed: !!int '3.5' is not an integer",
+    "tag_bool_bad": ":1:37: loss.stable: !!bool 'maybe' is not true or false",
+    "huge_int": ":1:11: inputs[0][0]: the integer 10000000000000000000… is too large",
+    "graph_l2_no_inputs": ":3:3: graph[0]: l2_penalty(1) cannot take  of shape : l2_penalty needs at least one input",
+    "graph_sub_const_text": ":3:41: graph[0].attrs: bad attrs for op sub_const: targets must be a non-empty "
+                            "array of numbers, got text",
+    "graph_weighted_sum_shape": ":3:3: graph[0]: weighted_sum cannot take x of shape [1, 2]: weights of shape "
+                                "[1, 1, 2] must have x's shape",
+    "graph_labels_short": ":4:3: graph[1]: neg_log_pick cannot take p of shape [2, 2]: 1 labels for 2 rows",
+    "graph_labels_nested": ":4:44: graph[1].attrs: bad attrs for op neg_log_pick: labels must be a non-empty "
+                           "list of class indices (1-D), got shape [2, 1]",
+    "graph_labels_negative": ":3:45: graph[0].attrs: bad attrs for op hinge_margins: labels must be ≥ 0, got -1",
+    "graph_labels_float": ":3:45: graph[0].attrs: bad attrs for op hinge_margins: labels must be class "
+                          "indices (integers ≥ 0), got fractional numbers",
+    "big_ints_and_yes": ":3:25: tolerance.atol: expected a number, got the text 'yes'",
 }
 
 

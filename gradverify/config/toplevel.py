@@ -119,6 +119,12 @@ def _regularization(value: Any, src: Source) -> tuple[float, tuple[str, ...] | N
         return strength, None
     if not isinstance(include, list) or not all(isinstance(n, str) for n in include):
         raise src.error(f"expected a list of parameter names, got {kind(include)}", path + ("include",))
+    if not include:
+        raise src.error("an empty list: name the parameters to penalize, or leave out `include:` to "
+                        "penalize every weight and bias", path + ("include",))
+    for k, name in enumerate(include):
+        if name in include[:k]:  # it would be penalized twice
+            raise src.error(f"{name!r} is listed twice", path + ("include", k))
     return strength, tuple(include)
 
 
