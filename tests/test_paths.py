@@ -99,3 +99,13 @@ def test_confine_must_be_a_folder(layout):
         2, f"gradverify: error: --confine {layout / 'nope'}: not a folder")
     with pytest.raises(GradverifyError, match="confine=.*: not a folder"):
         check(str(layout / "c.yaml"), confine=layout / "nope")
+
+
+def test_confine_covers_code_refs(layout):
+    (layout.parent / "ops.py").write_text("def relu_forward(x):\n    return x\n")
+    (layout / "c.yaml").write_text("inputs: [[1.0, 2.0]]\nlabels: [0]\n"
+                                   "layers: [{weights: [[1.0], [2.0]], bias: [0.0], activation: ../ops.py:relu}]\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(layout / "c.yaml", confine=layout)
+    assert str(e.value) == (f"{layout / 'c.yaml'}:3:49: layers[0].activation: ../ops.py is outside {layout}, "
+                            "the only folder this check may read (--confine)")

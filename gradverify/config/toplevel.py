@@ -10,12 +10,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from .arrays import DEFAULT_MAX_ELEMENTS, ArrayReader
-from .checks import check_keys, is_number, kind, mapping, number
+from .checks import check_keys, is_custom, is_number, kind, mapping, number
 from .graph_form import read_graph_form
 from .labels import labels_targets
 from .layers import LayersReader, read_layers
 from .model import Config, Source
-from .paths import NotRegularFile, read_bounded
+from .paths import NotRegularFile, read_bounded, resolve_path
 from .yaml_reader import read_yaml
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -81,7 +81,7 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
         source=src, seed=seed, dtype=dtype, rtol=rtol, atol=atol, loss=loss, loss_spec=loss_spec,
         stable=loss_spec.get("stable", True), reg_strength=reg_strength, reg_include=reg_include)
     if "graph" in data:
-        return Config(**read_graph_form(data, src, arrays), **common)
+        return _confined(Config(**read_graph_form(data, src, arrays), **common))
     if "layers" not in data:
         raise src.error("missing `layers:` (a list of layers) or `graph:` (a list of nodes)")
     if "values" in data:
@@ -92,7 +92,26 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
     layers = read_layers(data["layers"], LayersReader(src, arrays, inputs.shape))
     n_out = layers[-1].bias.shape[0]  # the last layer's outputs: what labels index, targets match
     labels, targets = labels_targets(data, src, arrays, loss, inputs.shape[0], n_out)
-    return Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common)
+    return _confined(Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common))
+
+
+def _confined(cfg: Config) -> Config:
+    """Under --confine, the file of every `file.py:name` op must be inside the folder too (array
+    files are checked as they are read)."""
+    src = cfg.source
+    if src.confine is None:
+        return cfg
+    refs: list[tuple[Any, tuple[str | int, ...]]] = [(cfg.loss, ("loss",))]
+    for k, layer in enumerate(cfg.layers):
+        refs += [(layer.activation, ("layers", k, "activation")), (layer.op, ("layers", k, "op"))]
+    refs += [(node.op, tuple(node.path) + ("op",)) for node in cfg.graph]
+    for ref, path in refs:
+        if is_custom(ref):
+            try:
+                resolve_path(src.base_dir, ref.split(":", 1)[0], src.confine)
+            except ConfigError as e:
+                raise src.error(e.message, path) from None
+    return cfg
 
 
 def _tolerance(data: dict[str, Any], src: Source) -> tuple[float | None, float | None]:
