@@ -4,6 +4,7 @@ hypothesis generates more (valid ones and mutations of them).
 
 A longer fuzz run: GRADVERIFY_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py
 """
+import json
 import os
 from pathlib import Path
 
@@ -193,3 +194,42 @@ def test_seed_mutations(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
     path.write_text(yaml.safe_dump(cfg))
     outcome(path)
+
+
+#: names that a terminal or rich could misread: markup, escapes, control characters, quotes
+NAME = st.text(alphabet=st.sampled_from(list("ab_[]/=#:'\"\\ \x1b\x07\x00\t\n\r\x85\x9b\u200b\u2028é"))
+               | st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]), min_size=1, max_size=8)
+#: small and large numbers, written in exponent form (as json.dump and %e do)
+EXP = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False).map(lambda v: f"{v:.4e}") | \
+    st.sampled_from(["1e-8", "5e-2", "1E+2", "-3.5e-05", "010", "0x1F", "0o17", ".5", "-1."])
+
+
+@st.composite
+def graph_config(draw) -> str:
+    """The graph form with arbitrary node names and numbers in exponent form, as JSON text."""
+    names = draw(st.lists(NAME, min_size=5, max_size=5, unique=True))
+    x, w, out, p, nl = names
+    n, d, c = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3))
+    row = lambda k: "[" + ", ".join(draw(EXP) for _ in range(k)) + "]"  # noqa: E731
+    values = {x: "[" + ", ".join(row(d) for _ in range(n)) + "]", w: "[" + ", ".join(row(c) for _ in range(d)) + "]"}
+    def q(name: str) -> str:  # a JSON string, every non-ASCII character as a \\uXXXX escape
+        return json.dumps(name)
+
+    nodes = [f'{{"name": {q(out)}, "op": "matmul", "inputs": [{q(x)}, {q(w)}]}}',
+             f'{{"name": {q(p)}, "op": "softmax", "inputs": [{q(out)}]}}',
+             f'{{"name": {q(nl)}, "op": "neg_log_pick", "inputs": [{q(p)}]}}',
+             '{"name": "total", "op": "sum", "inputs": [' + q(nl) + "]}"]
+    labels = [draw(st.integers(0, c - 1)) for _ in range(n)]
+    return ("{" + f'"values": {{{", ".join(f"{q(k)}: {v}" for k, v in values.items())}}}, "inputs": [{q(x)}], '
+            f'"labels": {labels}, "graph": [{", ".join(nodes)}], "loss": "total", '
+            f'"tolerance": {{"rtol": {draw(EXP).lstrip("-")}}}' + "}")
+
+
+@FUZZ
+@given(text=graph_config())
+def test_graph_names_and_exponent_numbers(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    res = outcome(path)
+    if res.exit_code in (0, 1):
+        json.loads(res.stdout)
