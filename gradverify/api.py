@@ -18,6 +18,7 @@ import numpy as np
 from . import checker, options, usercode
 from . import config as config_mod
 from .config import Config, Source
+from .config.paths import confine_folder
 from .custom import PythonOp, gradient_names
 from .errors import GradverifyError
 from .graph import Graph, Node
@@ -33,16 +34,17 @@ def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split) -> S
                             fast=fast, nodes=nodes, seed=seed, split=split)
 
 
-def _config(cfg) -> Config:
+def _config(cfg, confine=None) -> Config:
+    confine = confine_folder(confine, "confine=")
     if isinstance(cfg, Config):
         return cfg
     if isinstance(cfg, dict):
-        loaded = config_mod.validate(_plain(cfg), Source(file="<dict>"))
+        loaded = config_mod.validate(_plain(cfg), Source(file="<dict>", confine=confine))
     elif isinstance(cfg, os.PathLike) or (isinstance(cfg, str) and "\n" not in cfg and
                                           Path(cfg).suffix in (".yaml", ".yml", ".json")):
-        loaded = config_mod.load(cfg)
+        loaded = config_mod.load(cfg, confine=confine)
     elif isinstance(cfg, str):
-        loaded = config_mod.parse(cfg, file="<string>")
+        loaded = config_mod.parse(cfg, file="<string>", confine=confine)
     else:
         raise GradverifyError(f"expected a config path, YAML text or a dict, got {type(cfg).__name__}")
     # file.py references are relative to this folder now, whatever the user's code does to the
@@ -53,16 +55,17 @@ def _config(cfg) -> Config:
 
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
-          nodes=None, seed: int = 0, split: bool = False) -> Report:
+          nodes=None, seed: int = 0, split: bool = False, confine=None) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
     (with the config key and line) on bad input or bad arguments; returns a Report (`.ok`,
     `.nodes`, `.blame`, `.to_dict()`, `.table()`, `.assert_ok()`). The user's op files are
-    executed from their current source on every call (an edit between two calls is seen)."""
+    executed from their current source on every call (an edit between two calls is seen).
+    confine: a folder that every file the config names must be inside (as --confine)."""
     settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split)
     with usercode.watch_sigint(), usercode.session():
-        return checker.run(_config(config), settings)
+        return checker.run(_config(config, confine), settings)
 
 
 def _function(fn, what: str):

@@ -183,12 +183,13 @@ MaxElOpt = typer.Option(None, "--max-elements",
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No notes on stderr.")
 
 
-def _load(path: Path, max_elements):
+def _load(path: Path, max_elements, confine: Optional[Path] = None):
     """The config, read before any user code runs; the folder its file.py references are relative
     to made absolute (a user file that chdirs at import must not move the next one)."""
-    from .config import DEFAULT_MAX_ELEMENTS, load
+    from .config import DEFAULT_MAX_ELEMENTS, load, paths
 
-    cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS)
+    cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS,
+               confine=paths.confine_folder(confine, "--confine "))
     cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
     return cfg
 
@@ -268,6 +269,9 @@ def check(config: Optional[Path] = ConfigArg,
           html: Optional[Path] = typer.Option(None, "--html", help="Also save what the terminal "
                                               "shows as an HTML page."),
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
+          confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
+                                                 "(arrays, file.py ops) must be inside this folder, "
+                                                 "symbolic links resolved: for configs you did not write."),
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
     from . import checker as engine
@@ -283,7 +287,7 @@ def check(config: Optional[Path] = ConfigArg,
     progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
         with isolated():
-            report = engine.run(_load(path, max_elements), settings, notify, progress)
+            report = engine.run(_load(path, max_elements, confine), settings, notify, progress)
     finally:
         progress.close()
     _notes(report, quiet)

@@ -4,18 +4,44 @@ from __future__ import annotations
 from itertools import pairwise
 
 from .build import ACTIVATIONS, LOSSES
+from .config import DEFAULT_MAX_ELEMENTS, parse
 from .errors import GradverifyError
 
 
 def starter(layers: list[int], activation: str = "relu", loss: str = "softmax_cross_entropy",
             rows: int = 8, seed: int = 0) -> str:
     """The YAML text. layers: widths from the input's to the output's, e.g. [4, 16, 3]."""
+    _check_options(layers, activation, loss, rows)
+    text = _text(layers, activation, loss, rows, seed)
+    try:  # the same rules as `gradverify check`: what init writes, check accepts
+        parse(text, file="<starter>")
+    except GradverifyError as e:  # pragma: no cover - _check_options should have said it
+        raise GradverifyError(f"these options make a config that check refuses: {e}") from None
+    return text
+
+
+def _check_options(layers: list[int], activation: str, loss: str, rows: int) -> None:
     if len(layers) < 2 or any(w < 1 for w in layers):
         raise GradverifyError("--layers takes at least two positive widths, e.g. 4,16,3")
     if activation not in ACTIVATIONS:
         raise GradverifyError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
     if loss not in LOSSES:
         raise GradverifyError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+    sizes = [("--rows × the input width", rows * layers[0])]
+    sizes += [(f"layer {i}'s weights ({d}×{h})", d * h) for i, (d, h) in enumerate(pairwise(layers), 1)]
+    if loss == "mse":
+        sizes.append(("--rows × the output width (the targets)", rows * layers[-1]))
+    for what, n in sizes:
+        if n > DEFAULT_MAX_ELEMENTS:
+            raise GradverifyError(f"{what} would have {n:,} elements, more than the {DEFAULT_MAX_ELEMENTS:,} "
+                                  "an array may have")
+    total = sum(n for _, n in sizes) + sum(layers[1:])
+    if total > DEFAULT_MAX_ELEMENTS:
+        raise GradverifyError(f"the arrays would have {total:,} elements together, more than the "
+                              f"{DEFAULT_MAX_ELEMENTS:,} a config may have: choose smaller --layers or --rows")
+
+
+def _text(layers: list[int], activation: str, loss: str, rows: int, seed: int) -> str:
     widths = " → ".join(map(str, layers))
     out = [
         f"# gradverify starter config: a {widths} network, {activation} hidden layers, {loss}.",

@@ -1,4 +1,6 @@
 """Configs: the forms an array can take, and bad input refused with the key, line and column."""
+import re
+
 import numpy as np
 import pytest
 
@@ -108,8 +110,8 @@ def test_billion_laughs_is_refused_before_expanding():
     for i in range(9):
         lol += f"b{i}: &b{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
         prev = f"b{i}"
-    # refused by counting the node tree (no key path yet), not while reading 10^10 values
-    assert err(lol) == ("c.yaml:1: the YAML expands to more than 10,100,000 values (aliases repeated too "
+    # refused while reading, at the alias that goes over, not after expanding 10^10 values
+    assert err(lol) == ("c.yaml:7:38: b5: the YAML expands to more than 10,100,000 values (aliases repeated too "
                         "often?); raise --max-elements if this is intended")
 
 
@@ -161,3 +163,28 @@ def test_config_knows_no_op_names_and_only_its_reader_imports_yaml():
     importers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "gradverify").rglob("*.py")
                        if "import yaml" in p.read_text() or "from yaml" in p.read_text())
     assert importers == ["gradverify/config/yaml_reader.py"]
+
+
+def test_integers_beyond_2_64_are_numbers_not_crashes():
+    base = "inputs: [[1.0, 2.0]]\nlayers: [{weights: [[1.0], [2.0]], bias: [0.0]}]\nlabels: [0]\n"
+    c = config.parse(f"seed: {2**64}\nregularization: {2**64}\n" + base)
+    assert c.seed == 2**64 and c.reg_strength == float(2**64)
+    assert err("regularization: {include: [w1, b1, w1]}\n" + base) == (
+        "c.yaml:1:36: regularization.include[2]: 'w1' is listed twice")
+
+
+@pytest.mark.parametrize("op, attrs, words", [
+    ("neg_log_pick", {"labels": [0.5]}, "got fractional numbers"),
+    ("neg_log_pick", {"labels": [-1]}, "labels must be ≥ 0, got -1"),
+    ("hinge_margins", {"labels": [[0]]}, "(1-D), got shape [1, 1]"),
+    ("hinge_margins", {"labels": [True]}, "got booleans"),
+    ("hinge_margins", {"labels": [0], "margin": "1"}, "margin must be a number"),
+    ("sub_const", {"targets": [["a"]]}, "got text"),
+    ("weighted_sum", {"weights": [[1], [2, 3]]}, "rows of equal length"),
+    ("exp", {"stable": "no"}, "stable must be true or false"),
+    ("leaky_relu", {"alpha": "x"}, "alpha must be a number"),
+])
+def test_op_constructors_refuse_bad_attrs(op, attrs, words):
+    from gradverify.ops import OPS
+    with pytest.raises(ValueError, match=re.escape(words)):
+        OPS[op](**attrs)

@@ -4,6 +4,7 @@ hypothesis generates more (valid ones and mutations of them).
 
 A longer fuzz run: GRADVERIFY_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py
 """
+import json
 import os
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def outcome(path: Path):
 
 #: for each corpus config, the words that must locate its problem (after "file:line:col: ")
 WHERE = {
-    "billion_laughs": ":1: the YAML expands to more than", "binary": ": is a binary file",
+    "billion_laughs": ":7:38: b5: the YAML expands to more than", "binary": ": is a binary file",
     "bool_labels": ":2:10: labels[0]: expected a class index", "custom_tag": ":1:1: inputs: the YAML tag '!mytag'",
     "deep_nesting": ":1:1008: invalid YAML: exceeded maximum nesting depth",
     "deep_nesting_maps": ":34:65: nested more than 32 levels", "duplicate_keys": ":2:1: inputs: this key is given twice",
@@ -50,7 +51,7 @@ WHERE = {
     "graph_shape_mismatch": ":3:3: graph[0]: matmul cannot take x, w of shape [1, 2] and [1, 2]",
     "huge_logits_stable": ": loss: the forward pass made Inf at node neg_log",
     "huge_shape": ":1:10: inputs.shape: 1,000,000,000,000 elements is more than the limit",
-    "inf": ":1:11: inputs[0][0]: expected a number", "latin1": ": is not UTF-8 text",
+    "inf": ":1:11: inputs[0][0]: contains inf", "latin1": ": is not UTF-8 text",
     "layer_not_mapping": ":3:10: layers[0]: expected a mapping",
     "layers_not_list": ":3:1: layers: expected a list",
     "list": ":1:1: the config must be a mapping",
@@ -74,6 +75,24 @@ WHERE = {
                                 "interrupt_at_import.py raised KeyboardInterrupt itself (not a Ctrl-C)",
     "weights_3d": ":3:11: layers[0].weights: expected the weights as a list of rows (2-D), got 3-D",
     "zero_reciprocal": ":3:3: graph[0]: the forward pass made Inf at node r",
+    "reg_include_twice": ":1:51: regularization.include[2]: 'w1' is listed twice",
+    "reg_include_empty": ":1:18: regularization.include: an empty list",
+    "merge_key": ":2:1: merge keys (<<) are not supported",
+    "tag_int_bad": ":1:1: seed: !!int '3.5' is not an integer",
+    "tag_bool_bad": ":1:37: loss.stable: !!bool 'maybe' is not true or false",
+    "huge_int": ":1:11: inputs[0][0]: the integer 10000000000000000000… is too large",
+    "graph_l2_no_inputs": ":3:3: graph[0]: l2_penalty(1) cannot take  of shape : l2_penalty needs at least one input",
+    "graph_sub_const_text": ":3:41: graph[0].attrs: bad attrs for op sub_const: targets must be a non-empty "
+                            "array of numbers, got text",
+    "graph_weighted_sum_shape": ":3:3: graph[0]: weighted_sum cannot take x of shape [1, 2]: weights of shape "
+                                "[1, 1, 2] must have x's shape",
+    "graph_labels_short": ":4:3: graph[1]: neg_log_pick cannot take p of shape [2, 2]: 1 labels for 2 rows",
+    "graph_labels_nested": ":4:44: graph[1].attrs: bad attrs for op neg_log_pick: labels must be a non-empty "
+                           "list of class indices (1-D), got shape [2, 1]",
+    "graph_labels_negative": ":3:45: graph[0].attrs: bad attrs for op hinge_margins: labels must be ≥ 0, got -1",
+    "graph_labels_float": ":3:45: graph[0].attrs: bad attrs for op hinge_margins: labels must be class "
+                          "indices (integers ≥ 0), got fractional numbers",
+    "big_ints_and_yes": ":3:25: tolerance.atol: expected a number, got the text 'yes'",
 }
 
 
@@ -175,3 +194,42 @@ def test_seed_mutations(tmp_path, data):
     path = tmp_path / "fuzz.yaml"
     path.write_text(yaml.safe_dump(cfg))
     outcome(path)
+
+
+#: names that a terminal or rich could misread: markup, escapes, control characters, quotes
+NAME = st.text(alphabet=st.sampled_from(list("ab_[]/=#:'\"\\ \x1b\x07\x00\t\n\r\x85\x9b\u200b\u2028é"))
+               | st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]), min_size=1, max_size=8)
+#: small and large numbers, written in exponent form (as json.dump and %e do)
+EXP = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False).map(lambda v: f"{v:.4e}") | \
+    st.sampled_from(["1e-8", "5e-2", "1E+2", "-3.5e-05", "010", "0x1F", "0o17", ".5", "-1."])
+
+
+@st.composite
+def graph_config(draw) -> str:
+    """The graph form with arbitrary node names and numbers in exponent form, as JSON text."""
+    names = draw(st.lists(NAME, min_size=5, max_size=5, unique=True))
+    x, w, out, p, nl = names
+    n, d, c = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3))
+    row = lambda k: "[" + ", ".join(draw(EXP) for _ in range(k)) + "]"  # noqa: E731
+    values = {x: "[" + ", ".join(row(d) for _ in range(n)) + "]", w: "[" + ", ".join(row(c) for _ in range(d)) + "]"}
+    def q(name: str) -> str:  # a JSON string, every non-ASCII character as a \\uXXXX escape
+        return json.dumps(name)
+
+    nodes = [f'{{"name": {q(out)}, "op": "matmul", "inputs": [{q(x)}, {q(w)}]}}',
+             f'{{"name": {q(p)}, "op": "softmax", "inputs": [{q(out)}]}}',
+             f'{{"name": {q(nl)}, "op": "neg_log_pick", "inputs": [{q(p)}]}}',
+             '{"name": "total", "op": "sum", "inputs": [' + q(nl) + "]}"]
+    labels = [draw(st.integers(0, c - 1)) for _ in range(n)]
+    return ("{" + f'"values": {{{", ".join(f"{q(k)}: {v}" for k, v in values.items())}}}, "inputs": [{q(x)}], '
+            f'"labels": {labels}, "graph": [{", ".join(nodes)}], "loss": "total", '
+            f'"tolerance": {{"rtol": {draw(EXP).lstrip("-")}}}' + "}")
+
+
+@FUZZ
+@given(text=graph_config())
+def test_graph_names_and_exponent_numbers(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    res = outcome(path)
+    if res.exit_code in (0, 1):
+        json.loads(res.stdout)

@@ -2,13 +2,14 @@
 or read from a .npy file ({file}), all under one element budget checked before allocating."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import KeyPath, did_you_mean
+from ..errors import ConfigError, KeyPath, did_you_mean
 from .checks import check_keys, is_number, kind, number
 from .model import Source
+from .paths import NotRegularFile, open_regular, resolve_path
 
 #: the most elements any one array, and all arrays together, may have (override: --max-elements)
 DEFAULT_MAX_ELEMENTS = 10_000_000
@@ -66,9 +67,16 @@ class ArrayReader:
         return ()
 
     def _inline(self, value: Any, path: KeyPath) -> np.ndarray:
-        shape = self._shape_of(value, path)
+        shape = _plain_shape(value)
+        if shape is None:  # not a plain 1-D or 2-D list of numbers: find and name what is wrong
+            shape = self._shape_of(value, path)
         self._count(int(np.prod(shape)), path)
-        return np.array(value, dtype=np.float64)
+        try:
+            return np.array(value, dtype=np.float64)
+        except OverflowError:  # an integer beyond the floats' range (possible from Python data)
+            index, item = next(_huge_ints(value))
+            raise self.src.error(f"the integer {str(item)[:20]}… is beyond the range of a 64-bit "
+                                 "float", path + index) from None
 
     def _special(self, spec: dict[str, Any], path: KeyPath) -> np.ndarray:
         if "file" in spec:
@@ -102,20 +110,58 @@ class ArrayReader:
     def _file(self, name: Any, path: KeyPath) -> np.ndarray:
         if not isinstance(name, str):
             raise self.src.error(f"expected a file name, got {kind(name)}", path)
-        full = self.src.base_dir / name
         try:
-            with open(full, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = reader(fh)
-                if dtype.hasobject or dtype.kind not in "biuf":
-                    raise self.src.error(f"{name}: expected numbers, the file holds {dtype}", path)
-                self._count(int(np.prod(shape)), path)  # before reading the data
-                fh.seek(0)
-                arr = np.load(fh, allow_pickle=False)
+            full = resolve_path(self.src.base_dir, name, self.src.confine)
+        except ConfigError as e:
+            raise self.src.error(e.message, path) from None
+        try:
+            with open_regular(full) as fh:
+                return self._npy(fh, name, path)
+        except NotRegularFile as e:
+            raise self.src.error(f"{name} is {e.what}, not a .npy file", path) from None
         except OSError as e:
             raise self.src.error(f"cannot read {name}: {e.strerror or e}", path) from None
-        except ValueError as e:
-            raise self.src.error(f"{name} is not a .npy array file: {e}", path) from None
+        except (ValueError, EOFError):  # never quote the file: it may be anything (/etc/passwd)
+            raise self.src.error(f"{name} is not a .npy file (or it is damaged)", path) from None
+
+    def _npy(self, fh: BinaryIO, name: str, path: KeyPath) -> np.ndarray:
+        version = np.lib.format.read_magic(fh)
+        reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                  else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = reader(fh)
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise self.src.error(f"{name}: expected numbers, the file holds {dtype}", path)
+        self._count(int(np.prod(shape)), path)  # before reading the data
+        fh.seek(0)
+        arr = np.load(fh, allow_pickle=False)
         return np.asarray(arr, dtype=np.float64)
+
+_NUMBER_TYPES = {int, float}
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _plain_shape(value: Any) -> tuple[int, ...] | None:
+    """The shape of a non-empty list of numbers or of equally long such lists (what inline arrays
+    almost always are), checked at C speed; None for anything else."""
+    if not isinstance(value, list) or not value:
+        return None
+    if set(map(type, value)) <= _NUMBER_TYPES:
+        return (len(value),)
+    if not all(type(row) is list for row in value):
+        return None
+    width = len(value[0])
+    if width == 0 or any(len(row) != width for row in value):
+        return None
+    if not all(set(map(type, row)) <= _NUMBER_TYPES for row in value):
+        return None
+    return (len(value), width)
+
+
+def _huge_ints(value: Any, index: KeyPath = ()) -> Any:
+    """(index, integer) of each integer too large to be a float (possible from Python data)."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _huge_ints(item, index + (i,))
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX:
+        yield index, value
+

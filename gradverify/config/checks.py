@@ -55,7 +55,7 @@ def number(value: Any, src: Source, path: KeyPath, *, positive: bool = False, no
            integer: bool = False) -> float:
     if not is_number(value) or (integer and not isinstance(value, int)):
         raise src.error(f"expected {'an integer' if integer else 'a number'}, got {kind(value)}", path)
-    if not np.isfinite(value):
+    if isinstance(value, float) and not np.isfinite(value):  # an int is finite, even beyond 2**64
         raise src.error(f"expected a finite number, got {value}", path)
     if positive and value <= 0:
         raise src.error(f"expected a positive number, got {value}", path)

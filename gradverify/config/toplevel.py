@@ -10,11 +10,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from .arrays import DEFAULT_MAX_ELEMENTS, ArrayReader
-from .checks import check_keys, is_number, kind, mapping, number
+from .checks import check_keys, is_custom, is_number, kind, mapping, number
 from .graph_form import read_graph_form
 from .labels import labels_targets
 from .layers import LayersReader, read_layers
 from .model import Config, Source
+from .paths import NotRegularFile, read_bounded, resolve_path
 from .yaml_reader import read_yaml
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -24,39 +25,40 @@ TOP_KEYS = ("seed", "dtype", "tolerance", "inputs", "labels", "targets", "regula
 LOSS_KEYS = ("type", "stable")
 
 
-def load(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
-    """Read and validate a config file."""
+def load(path: str | os.PathLike[str], max_elements: int = DEFAULT_MAX_ELEMENTS,
+         confine: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file (a regular file: a FIFO or device is refused, not waited
+    on or read without end). Under `confine`, every file the config names must be inside it."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError("no such config file", file=str(path))
-    if p.is_dir():
-        raise ConfigError("is a directory, expected a YAML config file", file=str(path))
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a config may be",
-                              file=str(path))
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise ConfigError("no such config file", file=str(path)) from None
+    except NotRegularFile as e:
+        raise ConfigError(f"is {e.what}, expected a YAML config file", file=str(path)) from None
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", file=str(path)) from None
-    return parse_bytes(raw, file=str(path), base_dir=p.parent, max_elements=max_elements)
+    except ValueError as e:
+        raise ConfigError(str(e), file=str(path)) from None
+    return parse_bytes(raw, file=str(path), base_dir=p.parent, max_elements=max_elements, confine=confine)
 
 
 def parse_bytes(raw: bytes, file: str | None = None, base_dir: Path | str = ".",
-                max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+                max_elements: int = DEFAULT_MAX_ELEMENTS,
+                confine: str | os.PathLike[str] | None = None) -> Config:
     if b"\x00" in raw:
         raise ConfigError("is a binary file, not a YAML config", file=file)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"is not UTF-8 text (byte {e.start})", file=file) from None
-    return parse(text, file=file, base_dir=base_dir, max_elements=max_elements)
+    return parse(text, file=file, base_dir=base_dir, max_elements=max_elements, confine=confine)
 
 
 def parse(text: str | dict[str, Any], file: str | None = None, base_dir: Path | str = ".",
-          max_elements: int = DEFAULT_MAX_ELEMENTS) -> Config:
+          max_elements: int = DEFAULT_MAX_ELEMENTS, confine: str | os.PathLike[str] | None = None) -> Config:
     """Validate YAML text (or an already-read mapping) into a Config."""
-    src = Source(file=file, base_dir=Path(base_dir))
+    src = Source(file=file, base_dir=Path(base_dir), confine=None if confine is None else Path(confine))
     data = read_yaml(text, src, max_elements) if isinstance(text, str) else text
     return validate(data, src, max_elements)
 
@@ -79,7 +81,7 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
         source=src, seed=seed, dtype=dtype, rtol=rtol, atol=atol, loss=loss, loss_spec=loss_spec,
         stable=loss_spec.get("stable", True), reg_strength=reg_strength, reg_include=reg_include)
     if "graph" in data or "model" in data:
-        return Config(**{**common, **read_graph_form(data, src, arrays)})
+        return _confined(Config(**{**common, **read_graph_form(data, src, arrays)}))
     if "layers" not in data:
         raise src.error("missing `layers:` (a list of layers) or `graph:` (a list of nodes)")
     if "values" in data:
@@ -90,7 +92,28 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
     layers = read_layers(data["layers"], LayersReader(src, arrays, inputs.shape))
     n_out = layers[-1].bias.shape[0]  # the last layer's outputs: what labels index, targets match
     labels, targets = labels_targets(data, src, arrays, loss, inputs.shape[0], n_out)
-    return Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common)
+    return _confined(Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common))
+
+
+def _confined(cfg: Config) -> Config:
+    """Under --confine, the file of every `file.py:name` op must be inside the folder too (array
+    files are checked as they are read)."""
+    src = cfg.source
+    if src.confine is None:
+        return cfg
+    refs: list[tuple[Any, tuple[str | int, ...]]] = [(cfg.loss, ("loss",))]
+    for k, layer in enumerate(cfg.layers):
+        refs += [(layer.activation, ("layers", k, "activation")), (layer.op, ("layers", k, "op"))]
+    refs += [(node.op, tuple(node.path) + ("op",)) for node in cfg.graph]
+    refs += [(fn, tuple(node.path) + ("op", key)) for node in cfg.graph if isinstance(node.op, dict)
+             for key, fn in node.op.items()]
+    for ref, path in refs:
+        if is_custom(ref):
+            try:
+                resolve_path(src.base_dir, ref.split(":", 1)[0], src.confine)
+            except ConfigError as e:
+                raise src.error(e.message, path) from None
+    return cfg
 
 
 def _tolerance(data: dict[str, Any], src: Source) -> tuple[float | None, float | None]:
@@ -117,6 +140,12 @@ def _regularization(value: Any, src: Source) -> tuple[float, tuple[str, ...] | N
         return strength, None
     if not isinstance(include, list) or not all(isinstance(n, str) for n in include):
         raise src.error(f"expected a list of parameter names, got {kind(include)}", path + ("include",))
+    if not include:
+        raise src.error("an empty list: name the parameters to penalize, or leave out `include:` to "
+                        "penalize every weight and bias", path + ("include",))
+    for k, name in enumerate(include):
+        if name in include[:k]:  # it would be penalized twice
+            raise src.error(f"{name!r} is listed twice", path + ("include", k))
     return strength, tuple(include)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..delta import Structure
-from .base import Op, register
+from .base import Op, finite_number, register
 from .complexmath import cexp
 
 
@@ -50,7 +50,7 @@ class LeakyReLU(Op):
     kinked = True
 
     def __init__(self, alpha: float = 0.01) -> None:
-        self.alpha = float(alpha)
+        self.alpha = finite_number(alpha, "alpha")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.where(x.real > 0, x, self.alpha * x)

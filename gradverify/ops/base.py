@@ -141,3 +141,78 @@ def unbroadcast(g: np.ndarray, like: np.ndarray) -> np.ndarray:
 def per_copy(g: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Reshape a per-copy scalar gradient g (B,) so it broadcasts against x (B, ...)."""
     return g.reshape(g.shape[:1] + (1,) * (x.ndim - 1))
+
+
+# -- constructor checks: a bad attribute is a ValueError, which build reports as "bad attrs" -----
+
+def finite_number(value: Any, name: str) -> float:
+    """A real number attribute (margin, alpha, strength): not text, not a boolean, finite."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    return number
+
+
+def flag(value: Any, name: str) -> bool:
+    """A true/false attribute: `stable: no` is text in YAML 1.2, not False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r:.40}")
+    return bool(value)
+
+
+def numbers(value: Any, name: str) -> np.ndarray:
+    """A constant array attribute (targets, weights): numbers only, finite, as float64."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an array of numbers (rows of equal length)") from None
+    if arr.size == 0 or arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a non-empty array of numbers, got {_kind(arr)}")
+    try:
+        arr = arr.astype(np.float64)
+    except OverflowError:
+        raise ValueError(f"{name} holds a number too large for a float") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite")
+    return arr
+
+
+def class_indices(labels: Any) -> np.ndarray:
+    """Labels as top-level `labels:` are: a 1-D list of integers ≥ 0, one per row (never -1 for
+    the last class, never 0.5 rounded to 0)."""
+    try:
+        arr = np.asarray(labels)
+    except ValueError:
+        raise ValueError("labels must be a list of class indices, one per row") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"labels must be a non-empty list of class indices (1-D), got shape {list(arr.shape)}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"labels must be class indices (integers ≥ 0), got {_kind(arr)}")
+    if (arr < 0).any():
+        raise ValueError(f"labels must be ≥ 0, got {arr[arr < 0][0]}")
+    try:
+        return arr.astype(np.intp, casting="safe" if arr.dtype.kind == "i" else "same_kind")
+    except TypeError:
+        raise ValueError("labels are too large for class indices") from None
+
+
+def fit_labels(labels: np.ndarray, x: np.ndarray) -> None:
+    """One label per row of x (B, N, C), each below C; a ValueError (shapes that do not fit) else."""
+    if x.ndim != 3:
+        raise ValueError(f"expects rows of class scores (N×C), got {x.ndim - 1}-D")
+    if len(labels) != x.shape[1]:
+        raise ValueError(f"{len(labels)} labels for {x.shape[1]} rows: give one per row")
+    if labels.max() >= x.shape[2]:
+        raise ValueError(f"label {labels.max()} is out of range for {x.shape[2]} classes")
+
+
+def _kind(arr: np.ndarray) -> str:
+    if arr.size == 0:
+        return "an empty list"
+    return {"b": "booleans", "f": "fractional numbers", "U": "text", "S": "text",
+            "c": "complex numbers"}.get(arr.dtype.kind, "mixed values")

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..delta import Delta, Structure
-from .base import Op, core_axes, per_copy, register
+from .base import Op, class_indices, core_axes, finite_number, fit_labels, flag, numbers, per_copy, register
 from .complexmath import cexp, clog
 
 
@@ -20,7 +20,7 @@ class Exp(Op):
     name = "exp"
 
     def __init__(self, stable: bool = False) -> None:
-        self.stable = bool(stable)
+        self.stable = flag(stable, "stable")
         self.structure = Structure.ROWWISE if self.stable else Structure.ELEMENTWISE
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -46,12 +46,13 @@ class NegLogPick(Op):
     structure = Structure.ROWWISE
 
     def __init__(self, labels: ArrayLike) -> None:
-        self.labels = np.asarray(labels, dtype=np.intp)
+        self.labels = class_indices(labels)
 
     def forward_rows(self, pr: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return -clog(pr[np.arange(len(rows)), self.labels[rows]])
 
     def forward(self, p: np.ndarray) -> np.ndarray:
+        fit_labels(self.labels, p)
         rows = np.arange(p.shape[1])
         return -clog(p[:, rows, self.labels])
 
@@ -73,8 +74,8 @@ class HingeMargins(Op):
     kinked = True
 
     def __init__(self, labels: ArrayLike, margin: float = 1.0) -> None:
-        self.labels = np.asarray(labels, dtype=np.intp)
-        self.margin = float(margin)
+        self.labels = class_indices(labels)
+        self.margin = finite_number(margin, "margin")
 
     def _raw_rows(self, sr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = np.arange(len(rows))
@@ -99,6 +100,7 @@ class HingeMargins(Op):
         return raw, mask
 
     def forward(self, s: np.ndarray) -> np.ndarray:
+        fit_labels(self.labels, s)
         raw, mask = self._raw(s)
         return np.where((raw.real > 0) & ~mask, raw, 0)
 
@@ -123,7 +125,7 @@ class SubConst(Op):
     name = "sub_const"
 
     def __init__(self, targets: ArrayLike) -> None:
-        self.targets = np.asarray(targets)
+        self.targets = numbers(targets, "targets")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x - self.targets[None]
@@ -144,9 +146,11 @@ class WeightedSum(Op):
     name = "weighted_sum"
 
     def __init__(self, weights: ArrayLike) -> None:
-        self.weights = np.asarray(weights, dtype=np.float64)
+        self.weights = numbers(weights, "weights")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.weights.shape != x.shape[1:]:
+            raise ValueError(f"weights of shape {list(self.weights.shape)} must have x's shape")
         return (x * self.weights[None]).sum(axis=core_axes(x))
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -164,9 +168,11 @@ class L2Penalty(Op):
     name, arity = "l2_penalty", None
 
     def __init__(self, strength: float) -> None:
-        self.strength = float(strength)
+        self.strength = finite_number(strength, "strength")
 
     def forward(self, *ps: np.ndarray) -> np.ndarray:
+        if not ps:
+            raise ValueError("l2_penalty needs at least one input (the parameters it penalizes)")
         total: Any = 0.0  # then (B,): the sum over the first p, and so on
         for p in ps:
             total = total + (p * p).sum(axis=core_axes(p))  # p·p, not |p|²: complex-analytic

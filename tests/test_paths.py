@@ -1,0 +1,111 @@
+"""Files a config names, and the config file itself: only regular files are read, reads are
+bounded, no message quotes another file's bytes, and --confine keeps every path inside a folder."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gradverify import config
+from gradverify.api import check
+from gradverify.errors import ConfigError, GradverifyError
+
+TAIL = "layers: [{weights: [[1.0], [2.0]], bias: [0.0]}]\nlabels: [0]\n"
+
+
+def cli(*args, timeout=30):
+    """gradverify in a subprocess with a timeout, so that a hang fails the test instead of it."""
+    res = subprocess.run([sys.executable, "-m", "gradverify", *args], capture_output=True, text=True,
+                         timeout=timeout)
+    return res.returncode, res.stderr.strip()
+
+
+def test_a_fifo_as_the_config_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    assert cli("check", str(fifo)) == (2, f"gradverify: error: {fifo}: is a FIFO (named pipe), expected a "
+                                          "YAML config file")
+
+
+def test_a_device_as_the_config_is_refused_not_read_without_end():
+    assert cli("check", "/dev/zero") == (2, "gradverify: error: /dev/zero: is a character device, "
+                                            "expected a YAML config file")
+
+
+def test_a_fifo_or_device_as_an_array_file_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "x.npy")
+    (tmp_path / "c.yaml").write_text("inputs: {file: x.npy}\n" + TAIL)
+    code, message = cli("check", str(tmp_path / "c.yaml"))
+    assert (code, message) == (2, f"gradverify: error: {tmp_path / 'c.yaml'}:1:10: inputs.file: x.npy is "
+                                  "a FIFO (named pipe), not a .npy file")
+    with pytest.raises(ConfigError, match="/dev/zero is a character device, not a .npy file"):
+        config.parse("inputs: {file: /dev/zero}\n" + TAIL)
+
+
+def test_the_config_read_is_bounded(tmp_path, monkeypatch):
+    from gradverify.config import toplevel
+    monkeypatch.setattr(toplevel, "MAX_FILE_BYTES", 10)
+    (tmp_path / "c.yaml").write_text("seed: 1\n" * 3)
+    with pytest.raises(ConfigError, match="more than the 10 bytes a config may be"):
+        config.load(tmp_path / "c.yaml")
+
+
+def test_no_message_quotes_another_files_bytes(tmp_path):
+    secret = tmp_path / "secret.npy"
+    secret.write_text("root:x:0:0:TOPSECRET:/root:/bin/bash\n")
+    with pytest.raises(ConfigError) as e:
+        config.parse(f"inputs: {{file: {secret}}}\n" + TAIL, file="c.yaml")
+    assert str(e.value) == f"c.yaml:1:10: inputs.file: {secret} is not a .npy file (or it is damaged)"
+    assert "TOPSECRET" not in str(e.value) and "root" not in str(e.value).replace(str(tmp_path), "")
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """ci/c.yaml naming ci/x.npy (inside), ../outside.npy, an absolute path, and a symlink out."""
+    ci = tmp_path / "ci"
+    ci.mkdir()
+    np.save(ci / "x.npy", np.ones((1, 2)))
+    np.save(tmp_path / "outside.npy", np.ones((1, 2)))
+    (ci / "link.npy").symlink_to(tmp_path / "outside.npy")
+    return ci
+
+
+@pytest.mark.parametrize("name", ["../outside.npy", "ABS", "link.npy"])
+def test_confine_refuses_paths_outside(layout, name):
+    name = str(layout.parent / "outside.npy") if name == "ABS" else name
+    text = f"inputs: {{file: {name}}}\n" + TAIL
+    (layout / "c.yaml").write_text(text)
+    config.load(layout / "c.yaml")  # allowed without --confine
+    with pytest.raises(ConfigError) as e:
+        config.load(layout / "c.yaml", confine=layout)
+    assert str(e.value) == (f"{layout / 'c.yaml'}:1:10: inputs.file: {name} is outside {layout}, the only "
+                            "folder this check may read (--confine)")
+    code, message = cli("check", str(layout / "c.yaml"), "--confine", str(layout))
+    assert code == 2 and message.endswith("the only folder this check may read (--confine)")
+    with pytest.raises(GradverifyError, match="is outside"):
+        check(str(layout / "c.yaml"), confine=layout)
+
+
+def test_confine_allows_paths_inside(layout):
+    (layout / "c.yaml").write_text("inputs: {file: ./sub/../x.npy}\n" + TAIL)
+    (layout / "sub").mkdir()
+    assert config.load(layout / "c.yaml", confine=layout).inputs.shape == (1, 2)
+    assert check(str(layout / "c.yaml"), confine=layout).ok
+
+
+def test_confine_must_be_a_folder(layout):
+    assert cli("check", str(layout / "x.npy"), "--confine", str(layout / "nope")) == (
+        2, f"gradverify: error: --confine {layout / 'nope'}: not a folder")
+    with pytest.raises(GradverifyError, match="confine=.*: not a folder"):
+        check(str(layout / "c.yaml"), confine=layout / "nope")
+
+
+def test_confine_covers_code_refs(layout):
+    (layout.parent / "ops.py").write_text("def relu_forward(x):\n    return x\n")
+    (layout / "c.yaml").write_text("inputs: [[1.0, 2.0]]\nlabels: [0]\n"
+                                   "layers: [{weights: [[1.0], [2.0]], bias: [0.0], activation: ../ops.py:relu}]\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(layout / "c.yaml", confine=layout)
+    assert str(e.value) == (f"{layout / 'c.yaml'}:3:49: layers[0].activation: ../ops.py is outside {layout}, "
+                            "the only folder this check may read (--confine)")
