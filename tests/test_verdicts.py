@@ -226,3 +226,13 @@ def test_a_check_of_nothing_is_not_a_pass(tmp_path):
     assert gradverify.check(str(cfg), strict=True).exit_code == 1
     only_x = gradverify.check(str(cfg), nodes=["x"])
     assert only_x.status == "undecided" and only_x.exit_code == 1
+
+
+def test_zero_row_npy_input_is_refused_not_a_pass(tmp_path):
+    """An empty batch read from a .npy file passed (loss 0, nothing checked)."""
+    np.save(tmp_path / "zero.npy", np.zeros((0, 3)))
+    cfg = tmp_path / "z.yaml"
+    cfg.write_text("inputs: {file: zero.npy}\nlabels: []\nlayers:\n"
+                   "  - {weights: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], bias: [0.0, 0.0]}\n")
+    res = CliRunner().invoke(app, ["check", str(cfg)])
+    assert res.exit_code == 2 and "has no elements" in res.stderr and "internal error" not in res.stderr

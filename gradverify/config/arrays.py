@@ -35,6 +35,9 @@ class ArrayReader:
             shape_hint = {1: "a list of numbers", 2: "a list of rows"}.get(ndim, f"{ndim}-D")
             raise self.src.error(f"expected {what} as {shape_hint} ({ndim}-D), got {arr.ndim}-D with "
                                  f"shape {list(arr.shape)}", path)
+        if arr.size == 0:  # a zero-row .npy batch: a loss of 0 that checks nothing
+            raise self.src.error(f"{what} has no elements (shape {list(arr.shape)}): arrays need at "
+                                 "least one element", path)
         bad = ~np.isfinite(arr)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
