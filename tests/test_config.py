@@ -180,7 +180,8 @@ def test_integers_beyond_2_64_are_numbers_not_crashes():
     ("hinge_margins", {"labels": [True]}, "got booleans"),
     ("hinge_margins", {"labels": [0], "margin": "1"}, "margin must be a number"),
     ("sub_const", {"targets": [["a"]]}, "got text"),
-    ("weighted_sum", {"weights": [[1], [2, 3]]}, "rows of equal length"),
+    # numpy < 1.24 makes ragged lists object arrays instead of raising: either message is right
+    ("weighted_sum", {"weights": [[1], [2, 3]]}, "weights must"),
     ("exp", {"stable": "no"}, "stable must be true or false"),
     ("leaky_relu", {"alpha": "x"}, "alpha must be a number"),
 ])

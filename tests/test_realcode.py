@@ -53,7 +53,9 @@ def test_correct_code_passes_without_kinks(case):
     code, doc = run(CONFIGS / f"{case}.yaml")
     seconds = time.perf_counter() - start
     assert code == 0, doc
-    assert {n["name"]: n["status"] for n in doc["nodes"] if n["status"] != "pass"} == {}
+    # no KINK, no FAIL; a bias before batchnorm has a true gradient of exactly 0, which some numpy
+    # versions compute as exactly 0 (undecided: nothing to judge) and others as rounding (pass)
+    assert {n["name"]: n["status"] for n in doc["nodes"] if n["status"] in ("kink", "fail")} == {}
     assert seconds < 10, f"{case} took {seconds:.1f} s"
 
 
