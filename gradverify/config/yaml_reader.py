@@ -23,7 +23,6 @@ text; no other tag is allowed.
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 from array import array
@@ -361,7 +360,9 @@ class _Builder:
                                  f"*{ev.anchor})")
         if self.stack:
             self.stack[-1].height = max(self.stack[-1].height, height + 1)
-        self._add(copy.deepcopy(value), ev, height)
+        # the anchored value itself, not a copy: validation never changes the data it reads, and
+        # copying would cost as much as the expansion the budget allows (seconds for a "billion laughs")
+        self._add(value, ev, height)
 
     def _add(self, value: Any, ev: Any, height: int, opened: _Frame | None = None) -> None:
         """Put a finished value into the list or mapping around it (or make it the document)."""
