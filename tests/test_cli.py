@@ -60,7 +60,7 @@ def test_node_command(runner):
 
 def test_node_default_config_is_bundled(runner, tmp_path, monkeypatch):
     """Interactively (a terminal, no CI), no config means the demo network, announced."""
-    import gradverify.cli as cli
+    import gradverify.cli.common as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CI", raising=False)
@@ -225,7 +225,7 @@ def test_no_config_without_a_terminal_is_exit_2(runner, tmp_path, monkeypatch, a
 @pytest.fixture
 def terminal(monkeypatch):
     """stdout is a terminal (CliRunner's is not), and no CI."""
-    import gradverify.cli as cli
+    import gradverify.cli.common as cli
 
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)

@@ -1,0 +1,115 @@
+"""`gradverify node`, `sweep` and `graph`: one node element by element, one element over steps,
+the network's shape."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import (
+    AtolOpt,
+    ConfigArg,
+    Format,
+    FormatOpt,
+    MaxElOpt,
+    MemOpt,
+    Method,
+    MethodOpt,
+    QuietOpt,
+    RtolOpt,
+    StepOpt,
+    StrictOpt,
+    _console,
+    _emit_json,
+    _load,
+    _max_elements,
+    _settings,
+    app,
+    handled,
+    isolated,
+    resolve_config,
+)
+
+
+@app.command()
+@handled
+def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
+         config: Optional[Path] = typer.Option(None, "--config", "-c", show_default=False,
+                                               help="The network's YAML config (default as for check)."),
+         index: Optional[str] = typer.Option(None, "--index", "-i",
+                                             help="Only this element, e.g. 0,2."),
+         format: Format = FormatOpt, method: Method = MethodOpt, step: Optional[float] = StepOpt,
+         rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
+         limit: int = typer.Option(200, "--limit", help="Rows to show in the table (0: all)."),
+         max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
+         quiet: bool = QuietOpt) -> None:
+    """Check one node, element by element."""
+    from .. import checker as engine
+    from ..options import integer
+    from ..render import node_json, node_view
+
+    settings = _settings(method, step, rtol, atol, strict, None, max_memory)
+    max_elements, limit = _max_elements(max_elements), integer(limit, "limit", cli=True)
+    path = resolve_config(config, format == Format.json)
+    with isolated():
+        report = engine.run_node(_load(path, max_elements), name, settings, index)
+    result = report.nodes[0]
+    if format == Format.json:
+        _emit_json(node_json(result, report))
+    else:
+        _console().print(node_view(result, limit or None))
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handled
+def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
+          index: Optional[str] = typer.Option(None, "--index", "-i", help="The element, e.g. 0,2 "
+                                              "(default: the one with the largest gradient)."),
+          config: Optional[Path] = typer.Option(None, "--config", "-c", show_default=False,
+                                                help="The network's YAML config (default as for check)."),
+          format: Format = FormatOpt, max_elements: Optional[int] = MaxElOpt,
+          quiet: bool = QuietOpt) -> None:
+    """Numeric error against the analytic gradient for steps 1e-1 … 1e-14: forward, central,
+    Richardson and complex step, as a table and a log-log plot."""
+    from .. import checker as engine
+    from ..render import sweep_json, sweep_view
+
+    max_elements = _max_elements(max_elements)
+    path = resolve_config(config, format == Format.json)
+    with isolated():
+        idx, value, analytic, data, chosen = engine.run_sweep(_load(path, max_elements), name, index)
+    if format == Format.json:
+        _emit_json(sweep_json(name, idx, value, analytic, data, chosen))
+    else:
+        _console().print(sweep_view(name, idx, value, analytic, data, chosen))
+
+
+@app.command()
+@handled
+def graph(config: Optional[Path] = ConfigArg,
+          check: bool = typer.Option(False, "--check", help="Run the check and colour each node by "
+                                     "its status."),
+          dot: bool = typer.Option(False, "--dot", help="Print Graphviz source instead (for `dot -Tpng`)."),
+          max_elements: Optional[int] = MaxElOpt, quiet: bool = QuietOpt) -> None:
+    """The network as a tree from the loss down to its inputs: each node's op and shape."""
+    from .. import checker as engine
+    from ..render import graph_dot, graph_tree
+
+    max_elements = _max_elements(max_elements)
+    path = resolve_config(config, dot)
+    statuses = None
+    exit_code = 0
+    with isolated():
+        prepared = engine.prepare(_load(path, max_elements))
+        if check:
+            report = engine.run_prepared(prepared)
+            statuses = {n.name: n.status for n in report.nodes}
+            exit_code = report.exit_code
+    if dot:
+        sys.stdout.write(graph_dot(prepared.graph, prepared.values, statuses))
+    else:
+        _console().print(graph_tree(prepared.graph, prepared.values, statuses))
+    raise typer.Exit(exit_code)
