@@ -140,7 +140,8 @@ def failure_text(report, node, strict: bool) -> str:
     from .formats import worst_text
     from .testing import verdict
 
-    lines = [f"{node.label}: {verdict(node)}" + (" (a failure under strict)" if strict and node.status != "fail" else "")]
+    under_strict = " (a failure under strict)" if strict and node.status != "fail" else ""
+    lines = [f"{node.label}: {verdict(node)}{under_strict}"]
     worst = worst_text(node)
     lines.append(f"node {node.label}: {node.kind}, op {node.op}, shape {node.shape_text}, method {node.method}"
                  + (f"; {worst}" if worst else ""))

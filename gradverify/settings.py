@@ -54,7 +54,9 @@ def _toml():
         import tomllib  # Python ≥ 3.11
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import importlib
+
+            return importlib.import_module("tomli")
         except ModuleNotFoundError:
             return None
     return tomllib

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -36,7 +36,6 @@ from .common import (
     resolve_config,
 )
 
-
 #: report files and where each may come from: the --flag, the [tool.gradverify] key
 REPORT_FILES = (("junit", "JUnit report"), ("svg", "SVG"), ("html", "HTML page"), ("json", "JSON report"),
                 ("markdown", "markdown report"))
@@ -66,23 +65,26 @@ def _file_text(kind: str, outcomes: list, command: str) -> str:
             "json": lambda o: json.dumps(runs.json_doc(o), indent=2, allow_nan=False) + "\n"}[kind](outcomes)
 
 
-def _picture(kind: str, outcomes: list, command: str, recorder) -> str:
+def _picture(kind: str, outcomes: list, command: str, recorder: list[Any]) -> str:
+    """The table(s) as an SVG or HTML page; `recorder` holds the console that printed them once."""
     from ..render import check_view
 
     if recorder[0] is None:
-        recorder[0] = output.recorder(output.width())
+        console = output.recorder(output.width())
         for o in outcomes:
             if o.error is None:
-                recorder[0].print(check_view(o.report, command if len(outcomes) == 1 else None))
-    return (recorder[0].export_svg(title="gradverify check", clear=False) if kind == "svg"
-            else recorder[0].export_html(clear=False))
+                console.print(check_view(o.report, command if len(outcomes) == 1 else None))
+        recorder[0] = console
+    console = recorder[0]
+    return (console.export_svg(title="gradverify check", clear=False) if kind == "svg"
+            else console.export_html(clear=False))
 
 
 def _save(files: list, outcomes: list, command: str) -> None:
     """--junit/--json/--markdown/--svg/--html, after stdout has the report. A file that cannot be
     written is one line on stderr; the exit code stays the verdict's. The pictures are of the
     table, whatever --format printed on stdout."""
-    recorder: list = [None]
+    recorder: list[Any] = [None]
     for kind, path, given in files:
         what = dict(REPORT_FILES)[kind]
         text = (_picture(kind, outcomes, command, recorder) if kind in ("svg", "html")

@@ -9,11 +9,11 @@ stderr, it is an error in every report, and the exit code is 2.
 from __future__ import annotations
 
 import glob
-import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import GradverifyError, one_line
 
@@ -30,7 +30,7 @@ class Planned:
 
     @property
     def label(self) -> str:
-        return str(self.code_dir) if self.code_dir is not None else str(self.config)
+        return str(self.code_dir).rstrip("/") if self.code_dir is not None else str(self.config)
 
 
 @dataclass
@@ -38,12 +38,12 @@ class Outcome:
     """A run's report, or its error (exit code 2)."""
 
     run: Planned
-    report: object = None
+    report: Any = None
     error: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return 2 if self.error is not None else self.report.exit_code  # type: ignore[attr-defined]
+        return 2 if self.error is not None else self.report.exit_code
 
 
 def is_config(path: Path) -> bool:
@@ -100,7 +100,7 @@ def expand_code_dirs(code_dirs: list[str], configs: list[Path]) -> tuple[list[Pa
 def plan(configs: list[Path], folders: list[Path]) -> list[Planned]:
     if not folders:
         return [Planned(c) for c in configs]
-    return [Planned(c, Path(os.path.abspath(f))) for c in configs for f in folders]
+    return [Planned(c, f) for c in configs for f in folders]
 
 
 # ---- the outputs of many runs ----------------------------------------------------------------
@@ -115,10 +115,10 @@ def one_line_summary(o: Outcome, label: str) -> str:
     if o.error is not None:
         return f"{label}  ERROR  {one_line(o.error)}"
     r = o.report
-    c = r.counts()  # type: ignore[attr-defined]
-    text = (f"{label}  {r.status.upper()}  {len(r.nodes)} nodes: {c['pass']} pass, "  # type: ignore[attr-defined]
+    c = r.counts()
+    text = (f"{label}  {r.status.upper()}  {len(r.nodes)} nodes: {c['pass']} pass, "
             f"{c['kink']} kink, {c['fail']} fail")
-    blame = [b.message for b in r.blame]  # type: ignore[attr-defined]
+    blame = [b.message for b in r.blame]
     return text + (f" · blame: {one_line(blame[0])}" if blame else "")
 
 
@@ -141,7 +141,7 @@ def json_doc(outcomes: list[Outcome]) -> dict:
         if o.error is not None:
             entry.update(status="error", error=o.error)
         else:
-            entry.update(status=o.report.status, report=check_json(o.report))  # type: ignore[attr-defined]
+            entry.update(status=o.report.status, report=check_json(o.report))
         runs.append(entry)
     order = ["pass", "undecided", "kink", "fail", "error"]
     status = max((r["status"] for r in runs), key=order.index)
@@ -158,7 +158,7 @@ def junit_doc(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         suite_name = "gradverify." + _suite_label(o.run)
         if o.error is None:
-            suites = ET.fromstring(junit_xml(o.report, suite_name).split("\n", 1)[1])  # type: ignore[arg-type]
+            suites = ET.fromstring(junit_xml(o.report, suite_name).split("\n", 1)[1])
             suite = suites.find("testsuite")
         else:
             suite = _errored_suite(suite_name, o)
@@ -189,9 +189,9 @@ def markdown_doc(outcomes: list[Outcome]) -> str:
     from ..formats import _code, markdown
 
     parts = []
-    for o, label in zip(outcomes, labels(outcomes)):
+    for o in outcomes:
         parts.append(f"## {_code(o.run.label)}\n")
-        parts.append(f"**Error:** {_code(o.error)}\n" if o.error is not None else markdown(o.report))  # type: ignore
+        parts.append(f"**Error:** {_code(o.error)}\n" if o.error is not None else markdown(o.report))
     parts.append("### Summary\n")
     parts += [f"- {_code(line.strip())}" for line in (one_line_summary(o, lab) for o, lab in
                                                       zip(outcomes, labels(outcomes)))]
@@ -204,7 +204,8 @@ def github_doc(outcomes: list[Outcome]) -> str:
     out = []
     for o in outcomes:
         if o.error is not None:
-            out.append(f"::error file={_esc_prop(str(o.run.config))},title=gradverify: bad input::{_esc_data(o.error)}\n")
+            where = f"file={_esc_prop(str(o.run.config))},title=gradverify: bad input"
+            out.append(f"::error {where}::{_esc_data(o.error)}\n")
         else:
-            out.append(github_annotations(o.report, str(o.run.config)))  # type: ignore[arg-type]
+            out.append(github_annotations(o.report, str(o.run.config)))
     return "".join(out)
