@@ -62,6 +62,11 @@ def test_wrong_bias_gradient_fails_with_worst_element_and_blame(pytester):
     ])
     import re
 
+    from conftest import ROOT
+
+    shown = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")  # the docs show this run
+    for start in ("b1: 5/5", "node b1:", "blame: the backward of l1_affine"):
+        assert next(t for t in result.outlines if t.startswith(start)) + "\n" in shown, start
     line = next(t for t in result.outlines if t.startswith("node b1:"))
     analytic, numeric = map(float, re.search(r"analytic (\S+), numeric (\S+) ", line).groups())
     assert analytic == pytest.approx(numeric / 4, rel=1e-12)  # the mean over a batch of 4, by hand

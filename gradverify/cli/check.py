@@ -208,8 +208,9 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress):
     except GradverifyError as err:
         if alone:
             raise
-        _error_line(f"{p.label}: {err}")
-        return runs.Outcome(p, error=str(err))
+        where = "" if p.code_dir is None and str(err).startswith(str(p.config)) else f"{p.label}: "
+        _error_line(f"{where}{err}")
+        return runs.Outcome(p, error=str(err), error_line=getattr(err, "line", None))
 
 
 def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool) -> None:

@@ -40,6 +40,7 @@ class Outcome:
     run: Planned
     report: Any = None
     error: str | None = None
+    error_line: int | None = None  # the config line of a config error, for its annotation
 
     @property
     def exit_code(self) -> int:
@@ -204,7 +205,8 @@ def github_doc(outcomes: list[Outcome]) -> str:
     out = []
     for o in outcomes:
         if o.error is not None:
-            where = f"file={_esc_prop(str(o.run.config))},title=gradverify: bad input"
+            line = f",line={o.error_line}" if o.error_line else ""
+            where = f"file={_esc_prop(str(o.run.config))}{line},title={_esc_prop('gradverify: bad input')}"
             out.append(f"::error {where}::{_esc_data(o.error)}\n")
         else:
             out.append(github_annotations(o.report, str(o.run.config)))
