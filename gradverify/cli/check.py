@@ -104,50 +104,48 @@ def _resolve(configs, method, step, rtol, atol, strict, sample, seed, junit, svg
     return project.resolve(flags)
 
 
+CheckFormatOpt = typer.Option(CheckFormat.table, "--format", "-f", help="table (rich), json, github (Actions "
+                              "annotations) or markdown, on stdout.")
+CheckMethodOpt = typer.Option(None, "--method", "-m", help=MethodOpt.help)
+CheckStrictOpt = typer.Option(None, "--strict/--no-strict", show_default=False, help="Treat kinks as failures "
+                              "(exit 1); --no-strict overrides strict = true in the settings.")
+NodesOpt = typer.Option(None, "--nodes", help="Check only nodes matching this pattern (fnmatch, repeatable).")
+SampleOpt = typer.Option(None, "--sample", help="Check K random elements per node (every node, every tensor; "
+                         "seeded by --seed).")
+SeedOpt = typer.Option(None, "--seed", help="Seed for --sample and --fast (default 0).")
+FastOpt = typer.Option(False, "--fast", help="Directional mode: compare the derivative along a few random "
+                       "directions per node; bisect to the bad elements on a mismatch.")
+SplitOpt = typer.Option(False, "--split", help="Also check every parameter's gradient of loss_data and of "
+                        "loss_reg separately.")
+JunitOpt = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per node, one suite "
+                        "per run) to this file.")
+JsonOpt = typer.Option(None, "--json", help="Also write the JSON report to this file.")
+MarkdownOpt = typer.Option(None, "--markdown", help="Also write the markdown report to this file (for "
+                           "$GITHUB_STEP_SUMMARY).")
+GithubOpt = typer.Option(False, "--github", help="Also print GitHub Actions annotations on stdout, after the table.")
+SvgOpt = typer.Option(None, "--svg", help="Also save what the terminal shows as an SVG picture.")
+HtmlOpt = typer.Option(None, "--html", help="Also save what the terminal shows as an HTML page.")
+CodeDirOpt = typer.Option(None, "--code-dir", help="Read the config's file.py:name references from this folder "
+                          "instead of the config's; a glob ('students/*/') or several folders: one run per "
+                          "folder, one line each.")
+ShowSettingsOpt = typer.Option(False, "--show-settings", help="Print the resolved settings ([tool.gradverify] in "
+                               "pyproject.toml, flags) and where each came from, and exit.")
+ConfineOpt = typer.Option(None, "--confine", help="Every file the config names (arrays, file.py ops) must be "
+                          "inside this folder, symbolic links resolved: for configs you did not write.")
+
+
 @app.command()
 @handled
-def check(configs: Optional[List[Path]] = ConfigsArg,
-          format: CheckFormat = typer.Option(CheckFormat.table, "--format", "-f",
-                                             help="table (rich), json, github (Actions annotations) "
-                                                  "or markdown, on stdout."),
-          method: Optional[Method] = typer.Option(None, "--method", "-m", help=MethodOpt.help),
-          step: Optional[float] = StepOpt, rtol: Optional[float] = RtolOpt,
-          atol: Optional[float] = AtolOpt,
-          strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Treat kinks as failures "
-                                                "(exit 1); --no-strict overrides strict = true in the settings.",
-                                                show_default=False),
-          nodes: Optional[List[str]] = typer.Option(None, "--nodes", help="Check only nodes matching "
-                                                    "this pattern (fnmatch, repeatable)."),
-          sample: Optional[int] = typer.Option(None, "--sample", help="Check K random elements per "
-                                               "node (every node, every tensor; seeded by --seed)."),
-          seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --sample and --fast (default 0)."),
-          fast: bool = typer.Option(False, "--fast", help="Directional mode: compare the derivative "
-                                    "along a few random directions per node; bisect to the bad "
-                                    "elements on a mismatch."),
-          split: bool = typer.Option(False, "--split", help="Also check every parameter's gradient "
-                                     "of loss_data and of loss_reg separately."),
-          junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report "
-                                               "(one test case per node, one suite per run) to this file."),
-          json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
-          markdown_file: Optional[Path] = typer.Option(None, "--markdown", help="Also write the markdown "
-                                                       "report to this file (for $GITHUB_STEP_SUMMARY)."),
-          github: bool = typer.Option(False, "--github", help="Also print GitHub Actions annotations "
-                                      "on stdout, after the table."),
-          svg: Optional[Path] = typer.Option(None, "--svg", help="Also save what the terminal shows "
-                                             "as an SVG picture."),
-          html: Optional[Path] = typer.Option(None, "--html", help="Also save what the terminal "
-                                              "shows as an HTML page."),
-          code_dir: Optional[List[str]] = typer.Option(None, "--code-dir", help="Read the config's "
-                                                       "file.py:name references from this folder instead "
-                                                       "of the config's; a glob ('students/*/') or several "
-                                                       "folders: one run per folder, one line each."),
-          show_settings: bool = typer.Option(False, "--show-settings", help="Print the resolved settings "
-                                             "([tool.gradverify] in pyproject.toml, flags) and where each "
-                                             "came from, and exit."),
-          max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
-          confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
-                                                 "(arrays, file.py ops) must be inside this folder, "
-                                                 "symbolic links resolved: for configs you did not write."),
+def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = CheckFormatOpt,
+          method: Optional[Method] = CheckMethodOpt, step: Optional[float] = StepOpt,
+          rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt,
+          strict: Optional[bool] = CheckStrictOpt, nodes: Optional[List[str]] = NodesOpt,
+          sample: Optional[int] = SampleOpt, seed: Optional[int] = SeedOpt, fast: bool = FastOpt,
+          split: bool = SplitOpt, junit: Optional[Path] = JunitOpt, json_file: Optional[Path] = JsonOpt,
+          markdown_file: Optional[Path] = MarkdownOpt, github: bool = GithubOpt, svg: Optional[Path] = SvgOpt,
+          html: Optional[Path] = HtmlOpt, code_dir: Optional[List[str]] = CodeDirOpt,
+          show_settings: bool = ShowSettingsOpt, max_memory: float = MemOpt,
+          max_elements: Optional[int] = MaxElOpt, confine: Optional[Path] = ConfineOpt,
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node. Several configs (or folders of
     configs): each checked, one summary, the exit code the worst."""
