@@ -28,10 +28,10 @@ from .userops import MultiOp, Pick, Project
 __all__ = ["check", "check_op", "check_loss", "check_model", "Report", "GradverifyError"]
 
 
-def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split) -> Settings:
+def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor=False) -> Settings:
     """The arguments checked as the command line checks its options (options.settings)."""
     return options.settings(method=method, strict=strict, rtol=rtol, atol=atol, sample=sample,
-                            fast=fast, nodes=nodes, seed=seed, split=split)
+                            fast=fast, nodes=nodes, seed=seed, split=split, taylor=taylor)
 
 
 def _config(cfg, confine=None) -> Config:
@@ -55,15 +55,16 @@ def _config(cfg, confine=None) -> Config:
 
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
-          nodes=None, seed: int = 0, split: bool = False, confine=None) -> Report:
+          nodes=None, seed: int = 0, split: bool = False, confine=None, taylor: bool = False) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
     (with the config key and line) on bad input or bad arguments; returns a Report (`.ok`,
     `.nodes`, `.blame`, `.to_dict()`, `.table()`, `.assert_ok()`). The user's op files are
     executed from their current source on every call (an edit between two calls is seen).
-    confine: a folder that every file the config names must be inside (as --confine)."""
-    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split)
+    confine: a folder that every file the config names must be inside (as --confine).
+    taylor: also run the Taylor remainder test per node (as --taylor): `report.node(n).taylor`."""
+    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor)
     with usercode.watch_sigint(), usercode.session():
         return checker.run(_config(config, confine), settings)
 
