@@ -84,8 +84,7 @@ def check(config: Optional[Path] = ConfigArg,
                                     "elements on a mismatch."),
           split: bool = typer.Option(False, "--split", help="Also check every parameter's gradient "
                                      "of loss_data and of loss_reg separately."),
-          taylor: bool = typer.Option(False, "--taylor", help="Also run the Taylor remainder test "
-                                      "per node: its order (2 right, 1 wrong) in a column."),
+          taylor: bool = typer.Option(False, "--taylor", help="Also the Taylor test's order per node."),
           junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report "
                                                "(one test case per node) to this file."),
           svg: Optional[Path] = typer.Option(None, "--svg", help="Also save what the terminal shows "
@@ -100,8 +99,7 @@ def check(config: Optional[Path] = ConfigArg,
     """Check every node of the network: one row per node."""
     from .. import checker as engine
 
-    settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast, split,
-                         taylor)
+    settings = _settings(method, step, rtol, atol, strict, nodes, max_memory, sample, seed, fast, split, taylor)
     max_elements = _max_elements(max_elements)
     machine = format in (CheckFormat.json, CheckFormat.github) or junit is not None
     path = resolve_config(config, machine)
