@@ -271,14 +271,14 @@ def judge(lad: Ladder) -> Direction:
         return kink
     order, why = fit_order(lad.h, lad.remainder, clean_steps(lad, lad.remainder, lad.floor))
     odd, _ = fit_order(lad.h, lad.odd, clean_steps(lad, lad.odd, lad.floor))
-    if odd is not None and odd <= ODD_FAIL:
-        return Direction("fail", order, odd, f"the odd part of the remainder has order {odd:.2f}: "
-                         "a term linear in h, a wrong gradient", res)
-    if order is None:
-        return _no_clean_range(lad, why, odd, res)
-    if order <= FAIL_ORDER:
+    if order is not None and order <= FAIL_ORDER:
         return Direction("fail", order, odd, f"order {order:.2f}: the remainder falls like h, a "
                          "wrong gradient", res)
+    if odd is not None and odd <= ODD_FAIL:
+        return Direction("fail", order, odd, f"the odd part of the remainder has order {odd:.2f} "
+                         "(R's clean steps end before its h term shows): a wrong gradient", res)
+    if order is None:
+        return _no_clean_range(lad, why, odd, res)
     if order >= PASS_ORDER and (odd is None or odd >= ODD_PASS):
         return Direction("pass", order, odd, f"order {order:.2f}", res)
     odd_text = "—" if odd is None else f"{odd:.2f}"
