@@ -294,3 +294,10 @@ def test_sweep_draws_the_remainder_plot():
     t = doc["taylor"]
     assert t["verdict"] == "pass" and t["order"] == pytest.approx(2, abs=0.1)
     assert len(t["steps"]) == len(t["remainder"]) == len(t["fitted"]) and sum(t["fitted"]) >= 3
+
+
+def test_ci_formats_say_why_under_method_taylor():
+    res = runner.invoke(app, ["check", str(ZOO / "sigmoid_sign.yaml"), "-m", "taylor", "-f", "github"])
+    assert res.exit_code == 1 and "Taylor test: order 1.00" in res.stdout
+    md = runner.invoke(app, ["check", str(ZOO / "sigmoid_sign.yaml"), "-m", "taylor", "-f", "markdown"])
+    assert "| taylor | 0.08048 | — | — |" in md.stdout
