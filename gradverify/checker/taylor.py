@@ -30,6 +30,27 @@ def taylor_of(run: Run, name: str) -> Taylor:
                   tuple(remainder.remainder_order(d) for d in found.directions), found.resolution)
 
 
+def edge_fails(run: Run, name: str, consumer: str) -> bool:
+    """Blame's edge probe under --method taylor: the Taylor test of node `name` as only `consumer`
+    sees it, against the share of the gradient that consumer's backward alone gives `name`. True
+    when that share fails (a wrong backward of `consumer`)."""
+    node = run.graph.nodes[consumer]
+    xs = [run.values[i] for i in node.inputs]
+    try:
+        with np.errstate(all="ignore"):
+            gs = node.fn.backward(run.grads[consumer], run.values[consumer], *xs)
+    except BadGradient:
+        return True
+    share = np.zeros(np.shape(run.values[name]))
+    for i, g in zip(node.inputs, gs):  # an op may take the node in several slots (x·x)
+        if i == name:
+            share = share + np.asarray(g, dtype=np.float64)
+    grad_eps = FLOAT32_EPS if run.dtype == "float32" else numeric.EPS
+    found = remainder.taylor_node(run.graph, run.nvalues, name, share, _node_rng(run, name),
+                                  grad_eps=grad_eps, via=consumer)
+    return found.verdict == "fail"
+
+
 def check_node_taylor(run: Run, name: str) -> NodeResult:
     """One node judged by the Taylor test alone: no element is estimated (the record's element
     arrays are empty, its mode "taylor"); the node's status is the test's verdict."""

@@ -60,13 +60,17 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
 
 
 def loss_changes(graph: Graph, values: dict, name: str, displacements: np.ndarray,
-                 on_kink=None) -> np.ndarray:
+                 on_kink=None, via: str | None = None) -> np.ndarray:
     """How the loss changes, (P,), when node `name` moves by each of the displacements (P,
     *shape) (real or complex): one dense pass of P copies through the nodes downstream of `name`
-    only. `on_kink(node, distance, plain_distance)` sees every kinked op on the way."""
+    only. `on_kink(node, distance, plain_distance)` sees every kinked op on the way. via: only
+    this consumer of `name` sees the move (the share of the gradient through that one edge)."""
     shape = values[name].shape[1:]
+    moved = {name: delta.Delta.full(displacements, shape)}
     with np.errstate(all="ignore"):
-        change = graph.propagate(values, {name: delta.Delta.full(displacements, shape)}, on_kink)
+        if via is not None:
+            moved = {via: graph.apply(via, moved, values, on_kink)}
+        change = graph.propagate(values, moved, on_kink)
     return np.asarray(change).reshape(-1)
 
 

@@ -129,9 +129,10 @@ def loss_scale(graph: Graph, values: dict) -> float:
 
 
 def ladder(graph: Graph, values: dict, name: str, grad: np.ndarray, v: np.ndarray,
-           h: np.ndarray, grad_eps: float = EPS) -> Ladder:
+           h: np.ndarray, grad_eps: float = EPS, via: str | None = None) -> Ladder:
     """r(±h_k) along direction v (flat, over the node's elements) for every step of h: 2·len(h)
-    forward copies in one pass downstream of `name`. grad: the analytic gradient, flat."""
+    forward copies in one pass downstream of `name`. grad: the analytic gradient, flat (with
+    `via`: its share through that one consumer, which alone sees the move)."""
     steps = len(h)
     shape = values[name].shape[1:]
     signed = np.concatenate([h, -h])
@@ -149,7 +150,7 @@ def ladder(graph: Graph, values: dict, name: str, grad: np.ndarray, v: np.ndarra
 
     gv = float(grad @ v)
     disp = (signed[:, None] * v[None, :]).reshape((2 * steps,) + shape)
-    change = np.real(loss_changes(graph, values, name, disp, on_kink))
+    change = np.real(loss_changes(graph, values, name, disp, on_kink, via))
     r_plus, r_minus = change[:steps] - h * gv, change[steps:] + h * gv
     linear = first_order_regime(change[:steps], change[steps:])
     gv_scale = float(np.abs(grad) @ np.abs(v))
@@ -312,19 +313,20 @@ def remainder_order(d: Direction) -> float | None:
 
 
 def taylor_node(graph: Graph, values: dict, name: str, grad: np.ndarray, rng: np.random.Generator,
-                count: int = DIRECTIONS, start: float = LADDER_START, grad_eps: float = EPS) -> NodeTaylor:
+                count: int = DIRECTIONS, start: float = LADDER_START, grad_eps: float = EPS,
+                via: str | None = None) -> NodeTaylor:
     """The Taylor test of node `name` along `count` seeded Gaussian directions. grad: the
-    analytic d loss / d name, flat."""
+    analytic d loss / d name, flat (with `via`, its share through that consumer alone)."""
     grad = np.asarray(grad, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(grad)):
         bad = Direction("fail", None, None, "the analytic gradient is not finite (NaN or Inf)", float("inf"))
         return NodeTaylor("fail", None, None, bad.reason, (bad,), float("inf"))
-    if not graph.reaches_loss(name):
+    if not graph.reaches_loss(via or name):
         none = Direction("undecided", None, None, "the node does not reach the loss", float("inf"))
         return NodeTaylor("undecided", None, None, none.reason, (none,), float("inf"))
     x = np.real(values[name]).reshape(-1)
     h = ladder_steps(max(float(np.abs(x).max(initial=0.0)), 1.0), start)
-    found = tuple(judge(ladder(graph, values, name, grad, v, h, grad_eps))
+    found = tuple(judge(ladder(graph, values, name, grad, v, h, grad_eps, via))
                   for v in gaussian_directions(rng, count, x.size))
     verdict = next(p for p in _PRECEDENCE if any(d.verdict == p for d in found))
     deciding = [d for d in found if d.verdict == verdict]
