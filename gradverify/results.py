@@ -118,14 +118,18 @@ class Taylor:
     reason: str
     orders: tuple[float | None, ...]
     resolution: float
+    error: float = float("nan")  # a FAIL's directional error seen, relative to Σ|g_i v_i|
 
     def to_dict(self) -> dict:
         def r(v):
             return None if v is None or not np.isfinite(v) else round(float(v), 4)
 
+        def g(v):
+            return None if not np.isfinite(v) else float(f"{v:.3g}")
+
         return {"verdict": self.verdict, "order": r(self.order), "odd_order": r(self.odd_order),
                 "reason": self.reason, "orders": [r(o) for o in self.orders],
-                "resolution": None if not np.isfinite(self.resolution) else float(f"{self.resolution:.3g}")}
+                "resolution": g(self.resolution), "error": g(self.error)}
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,22 @@ def test_ci_formats_say_why_under_method_taylor():
     assert res.exit_code == 1 and "Taylor test: order 1.00" in res.stdout
     md = runner.invoke(app, ["check", str(ZOO / "sigmoid_sign.yaml"), "-m", "taylor", "-f", "markdown"])
     assert "| taylor | 0.08048 | — | — |" in md.stdout
+
+
+def test_blame_resting_on_a_too_coarse_pass_is_dropped():
+    """A node fails with a directional error of 1e-8 while its consumer passes: the consumer is
+    blamed only if its test resolves errors 10× smaller than that; otherwise no blame, a note."""
+    from dataclasses import replace
+
+    from gradverify.checker.taylor import resolved_blame
+    from gradverify.results import Blame, Taylor
+
+    rep = gradverify.check(CONFIGS / "smooth.yaml", method="taylor")
+    failing = replace(rep.node("l1_lin"), taylor=Taylor("fail", 1.0, 1.0, "order 1", (1.0,), 1e-9, 1e-8))
+    blame = (Blame("l1_tanh", "tanh", "the backward of l1_tanh is wrong", input="l1_lin"),)
+    for resolution, kept in ((1e-10, True), (5e-9, False)):
+        consumer = replace(rep.node("l1_tanh"), taylor=Taylor("pass", 2.0, 3.0, "order 2.00", (2.0,), resolution))
+        out = resolved_blame({"l1_lin": failing, "l1_tanh": consumer}, blame)
+        assert (out["blame"] == blame) is kept
+        noted = [n for n in out["results"]["l1_lin"].notes if n.startswith("no blame for l1_tanh")]
+        assert bool(noted) is not kept

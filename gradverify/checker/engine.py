@@ -16,7 +16,7 @@ from ..results import NodeResult, Report, RunInfo, Settings
 from .blame import assign_blame
 from .nodes import check_node, check_node_fast
 from .prepare import Run, prepare
-from .taylor import adjoint_checks, check_node_taylor, taylor_of
+from .taylor import adjoint_checks, check_node_taylor, resolved_blame, taylor_of
 
 #: element-evaluations (perturbed elements × elements downstream) above which a check is "large"
 LARGE_CHECK = 5e9
@@ -78,6 +78,9 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
             res = replace(res, taylor=taylor_of(run_, name))
         results[name] = replace(res, seconds=time.perf_counter() - start)
     results, blame = assign_blame(run_, results)
+    if s.method == "taylor":
+        resolved = resolved_blame(results, blame)
+        results, blame = resolved["results"], resolved["blame"]
     if s.taylor or s.method == "taylor":  # user ops' adjoint identities, each blaming its own op
         adjoint = adjoint_checks(run_, results, {b.node for b in blame})
         results, blame = adjoint["results"], blame + adjoint["blame"]

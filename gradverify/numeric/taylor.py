@@ -97,13 +97,16 @@ class Ladder:
 class Direction:
     """The verdict along one direction: "pass", "fail", "kink" or "undecided", R's order and
     A's (None where not fitted), the reason in words, and the resolution: the smallest
-    directional error, relative to Σ|g_i v_i|, that A would have shown as order 1."""
+    directional error, relative to Σ|g_i v_i|, that A would have shown as order 1; for a FAIL,
+    `error`: the directional error seen, |⟨∇L − g, v⟩| ≈ A(h)/h at the smallest fitted step,
+    relative to Σ|g_i v_i| (NaN where not measured)."""
 
     verdict: str
     order: float | None
     odd_order: float | None
     reason: str
     resolution: float
+    error: float = float("nan")
 
 
 def ladder_steps(scale: float, start: float = LADDER_START, steps: int = LADDER_STEPS) -> np.ndarray:
@@ -263,6 +266,15 @@ def _no_clean_range(lad: Ladder, why: str, odd: float | None, res: float) -> Dir
                      "others are at rounding level); no verdict", res)
 
 
+def error_seen(lad: Ladder) -> float:
+    """|⟨∇L − g, v⟩| / Σ|g_i v_i| ≈ A(h) / h / Σ|g_i v_i| at the smallest step where A is clean."""
+    clean = np.flatnonzero(clean_steps(lad, lad.odd, lad.floor))
+    if not clean.size or lad.gv_scale == 0:
+        return float("nan")
+    k = int(clean[-1])
+    return float(lad.odd[k] / lad.h[k] / lad.gv_scale)
+
+
 def judge(lad: Ladder) -> Direction:
     """One direction's verdict, from its ladder: a kink first (declared kinks crossed at every
     step, or T of order 1), then a wrong gradient (A or R of order 1), then R's order."""
@@ -274,10 +286,11 @@ def judge(lad: Ladder) -> Direction:
     odd, _ = fit_order(lad.h, lad.odd, clean_steps(lad, lad.odd, lad.floor))
     if order is not None and order <= FAIL_ORDER:
         return Direction("fail", order, odd, f"order {order:.2f}: the remainder falls like h, a "
-                         "wrong gradient", res)
+                         "wrong gradient", res, error_seen(lad))
     if odd is not None and odd <= ODD_FAIL:
         return Direction("fail", order, odd, f"the odd part of the remainder has order {odd:.2f} "
-                         "(R's clean steps end before its h term shows): a wrong gradient", res)
+                         "(R's clean steps end before its h term shows): a wrong gradient", res,
+                         error_seen(lad))
     if order is None:
         return _no_clean_range(lad, why, odd, res)
     if order >= PASS_ORDER and (odd is None or odd >= ODD_PASS):
@@ -299,6 +312,7 @@ class NodeTaylor:
     reason: str
     directions: tuple[Direction, ...]
     resolution: float
+    error: float = float("nan")  # a FAIL's largest directional error seen (see Direction)
 
 
 #: which direction decides a node: any failing one, else a kink, else an undecided one
@@ -332,8 +346,9 @@ def taylor_node(graph: Graph, values: dict, name: str, grad: np.ndarray, rng: np
     deciding = [d for d in found if d.verdict == verdict]
     ranked = sorted(deciding, key=lambda d: (remainder_order(d) is None, remainder_order(d) or 0.0))
     chosen = ranked[0]
+    errors = [d.error for d in found if np.isfinite(d.error)]
     return NodeTaylor(verdict, remainder_order(chosen), chosen.odd_order, chosen.reason, found,
-                      max(d.resolution for d in found))
+                      max(d.resolution for d in found), max(errors) if errors else float("nan"))
 
 
 # ---------------------------------------------------------------------------------------------
