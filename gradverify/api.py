@@ -28,10 +28,10 @@ from .userops import MultiOp, Pick, Project
 __all__ = ["check", "check_op", "check_loss", "check_model", "Report", "GradverifyError"]
 
 
-def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split) -> Settings:
+def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor=False) -> Settings:
     """The arguments checked as the command line checks its options (options.settings)."""
     return options.settings(method=method, strict=strict, rtol=rtol, atol=atol, sample=sample,
-                            fast=fast, nodes=nodes, seed=seed, split=split)
+                            fast=fast, nodes=nodes, seed=seed, split=split, taylor=taylor)
 
 
 def _config(cfg, confine=None, code_dir=None) -> Config:
@@ -55,7 +55,8 @@ def _config(cfg, confine=None, code_dir=None) -> Config:
 
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
-          nodes=None, seed: int = 0, split: bool = False, confine=None, code_dir=None) -> Report:
+          nodes=None, seed: int = 0, split: bool = False, confine=None, code_dir=None,
+          taylor: bool = False) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
@@ -64,8 +65,9 @@ def check(config, *, method: str = "auto", strict: bool = False, rtol: float | N
     executed from their current source on every call (an edit between two calls is seen).
     confine: a folder that every file the config names must be inside (as --confine).
     code_dir: read the config's `file.py:name` references from this folder instead of the
-    config's (as --code-dir: one config, many students' code)."""
-    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split)
+    config's (as --code-dir: one config, many students' code).
+    taylor: also run the Taylor remainder test per node (as --taylor): `report.node(n).taylor`."""
+    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor)
     with usercode.watch_sigint(), usercode.session():
         return checker.run(_config(config, confine, code_dir), settings)
 

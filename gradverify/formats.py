@@ -19,6 +19,8 @@ def _clean(text) -> str:
 
 def worst_text(n: NodeResult) -> str:
     """"worst element [0,2]: analytic 0.05, numeric 0.0501 (rel err 2.0e-03)" and kinks' sides."""
+    if n.worst is None and n.taylor is not None:  # --method taylor: no element was estimated
+        return f"Taylor test: {n.taylor.reason}"
     if n.worst is None:
         return f"directional check, relative error {n.directional_error:.1e}" if n.mode == "directional" else ""
     e = n.element(n.worst)
@@ -164,8 +166,9 @@ def markdown(report: Report) -> str:
         worst = "[" + ",".join(map(str, n.worst_index)) + "]" if n.worst_index is not None else "—"
         status = icon[n.status] + (" (inherited)" if n.inherited else "")
         out.append("| " + " | ".join((_code(n.label), n.kind, _md(n.op), n.shape_text, n.method,
-                                      f"{n.max_analytic:.4g}", f"{n.max_abs_error:.1e}",
-                                      f"{n.max_rel_error:.1e}", worst, status)) + " |")
+                                      f"{n.max_analytic:.4g}", *((f"{n.max_abs_error:.1e}",
+                                      f"{n.max_rel_error:.1e}") if n.mode != "taylor" else ("—", "—")),
+                                      worst, status)) + " |")
     c = report.counts()
     out += ["", f"{len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail."]
     for b in report.blame:

@@ -83,7 +83,7 @@ def node_patterns(value, *, cli: bool | str = False) -> tuple[str, ...] | None:
 
 def settings(*, method="auto", step=None, rtol=None, atol=None, strict=False, nodes=None,
              max_memory=DEFAULT_MEMORY_MIB, sample=None, seed=0, fast=False, split=False,
-             cli: bool | str = False) -> Settings:
+             taylor=False, cli: bool | str = False) -> Settings:
     """Validated Settings. max_memory is in MiB (as --max-memory takes it)."""
     memory = number(max_memory, "max_memory", cli=cli, positive=True)
     return Settings(method=method_name(method, cli=cli),
@@ -95,7 +95,8 @@ def settings(*, method="auto", step=None, rtol=None, atol=None, strict=False, no
                     max_memory=max(1, int(memory * 2**20)),
                     sample=optional(integer, sample, "sample", cli=cli, minimum=1),
                     seed=integer(seed, "seed", cli=cli),
-                    fast=flag(fast, "fast", cli=cli), split=flag(split, "split", cli=cli))
+                    fast=flag(fast, "fast", cli=cli), split=flag(split, "split", cli=cli),
+                    taylor=flag(taylor, "taylor", cli=cli))
 
 
 def setting(key: str, value):

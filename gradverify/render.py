@@ -10,7 +10,9 @@ from rich.text import Text
 
 from .errors import one_line
 from .numeric import METHODS, SWEEP_METHODS
-from .results import NodeResult, Report
+from .numeric.methods import PER_NODE
+from .render_taylor import remainder_plot
+from .results import NodeResult, Report, Taylor
 
 STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "undecided": "cyan", "nonfinite": "magenta",
          "floor": "dim"}
@@ -62,8 +64,17 @@ def rule_lines(report: Report) -> list[str]:
     lines = ["rule: |analytic − numeric| ≤ atol + rtol·max(|analytic|, |numeric|) + the numeric "
              "estimate's error bar; at a kink, the analytic value must lie between the left and "
              "right one-sided derivatives"]
+    if s.mode == "taylor":
+        lines = ["rule: the remainder R(h) = |L(x + hv) − L(x) − h⟨g, v⟩| falls like h² when the "
+                 "gradient g is right and like h when it is wrong; its order is fitted on the steps "
+                 "above rounding and clear of kinks"]
     for m in s.methods_used:
+        if m in PER_NODE:
+            lines.append(f"  {METHODS[m].title}: {s.step_rule[m]}")
+            continue
         lines.append(f"  {METHODS[m].title}: rtol {s.rtol[m]:g}, atol {s.atol[m]:g}; {s.step_rule[m]}")
+    if "taylor" not in s.methods_used and any(n.taylor is not None for n in report.nodes):
+        lines.append(f"  Taylor test (--taylor, a second opinion): {METHODS['taylor'].step_rule}")
     if any(n.status == "kink" for n in report.nodes):
         lines.append(f"  kinks: rtol {s.rtol['kink']:g}, atol {s.atol['kink']:g}; {s.step_rule['kink']}")
     if s.dtype == "float32":
@@ -84,22 +95,34 @@ def check_view(report: Report, command: str | None = None) -> Group:
             ("max rel err", "right")]
     if f32:
         cols.append(("in float64", "right"))
+    taylor = any(n.taylor is not None for n in report.nodes)
+    if taylor:
+        cols.append(("order", "right"))
     for col, just in cols + [("worst", "left"), ("status", "left")]:
         table.add_column(col, justify="right" if just == "right" else "left", no_wrap=col in ("node", "status"))
     for n in report.nodes:
         method = n.method + (" (dir.)" if n.mode == "directional" else "")
-        rel = n.max_rel_error if n.size else n.directional_error
+        rel = n.max_rel_error if n.size else (n.directional_error if n.mode == "directional" else None)
         # names and op labels are data, not rich markup: "h[/]" or "[dropout]" print as they are
         cells: list[str | Text] = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
                  n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
         if f32:
             cells.append(_err(n.float64_rel_error))
+        if taylor:
+            cells.append(order_text(n.taylor))
         table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
     parts: list = [table, summary_text(report)]
     for b in report.blame:
         parts.append(plain("blame: " + b.message, style="bold red"))
     for n in report.nodes:
         parts += [plain("note: " + note, style=STYLE["undecided"]) for note in n.notes]
+        if n.adjoint is not None:
+            a = n.adjoint
+            parts.append(plain(f"adjoint {n.label} ({n.op}): ⟨J·u, v⟩ = {_num(a.jvp, 10)} ({a.method}), "
+                               f"⟨u, backward(v)⟩ = {_num(a.vjp, 10)}, relative error {_err(a.rel_error)}: "
+                               f"{a.reason}", style=STYLE[a.verdict]))
+        if n.taylor is not None and n.taylor.verdict != "pass" and n.mode != "taylor":
+            parts.append(plain(f"taylor {n.label}: {n.taylor.reason}", style=STYLE[n.taylor.verdict]))
     if any(n.status == "kink" for n in report.nodes):
         parts.append(Text("KINK: perturbing the element crosses a point where an op is not "
                           "differentiable (e.g. ReLU at 0); the analytic gradient lies between the "
@@ -113,6 +136,16 @@ def check_view(report: Report, command: str | None = None) -> Group:
         probe = command.format(node=shlex.quote(worst.name)) + (f" --index {index}" if index else "")
         parts.append(plain(f"probe the worst element again: {probe}", style="dim"))
     return Group(*parts)
+
+
+def order_text(t: Taylor | None) -> Text:
+    """The order column: the remainder's order and the Taylor verdict ("2.00 pass", "1.00 FAIL",
+    "— kink", "— no verdict"); "affine" for a pass without an order (L linear along v)."""
+    if t is None:
+        return Text("—")
+    order = f"{t.order:.2f}" if t.order is not None else ("affine" if t.verdict == "pass" else "—")
+    word = {"pass": "pass", "fail": "FAIL", "kink": "kink", "undecided": "no verdict"}[t.verdict]
+    return Text(f"{order} {word}", style=STYLE[t.verdict])
 
 
 def worst_node(report: Report) -> NodeResult | None:
@@ -131,7 +164,10 @@ def summary_text(report: Report) -> Text:
     checked = sum(n.size for n in report.nodes)
     total = sum(n.total for n in report.nodes)
     mode = report.info.mode
-    if mode == "directional":
+    if mode == "taylor":
+        dirs = sum(n.directions for n in report.nodes)
+        what = f"{total} elements, Taylor test ({dirs} directions)"
+    elif mode == "directional":
         dirs = sum(n.directions for n in report.nodes)
         what = f"{total} elements, directional ({dirs} directions, {checked} elements isolated)"
     elif checked < total:
@@ -182,6 +218,13 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
     parts[-1].append(result.status.upper(), style=STYLE[result.status])
     if result.problem:
         parts.append(plain(result.problem, style="bold red"))
+    if result.taylor is not None:
+        t = result.taylor
+        line = Text("Taylor test: order ")
+        line.append(order_text(t))
+        line.append(f"  ·  {t.reason}; along each direction: "
+                    + ", ".join("—" if o is None else f"{o:.2f}" for o in t.orders))
+        parts.append(line)
     return Group(*parts)
 
 
@@ -201,6 +244,8 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
         "notes": list(n.notes),
+        **({"order": n.taylor.to_dict()["order"], "taylor": n.taylor.to_dict()} if n.taylor else {}),
+        **({"adjoint": n.adjoint.to_dict()} if n.adjoint else {}),
         "elements": [e.to_dict() for e in n.elements(only_failing_or_kink=not all_elements)],
     }
 
@@ -296,7 +341,24 @@ def sweep_view(name: str, index, value: float, analytic: float, data: dict, chos
     note = ("forward differences fall as h until rounding (ε/h) takes over: the V; central and "
             "Richardson fall faster and turn earlier; the complex step has no subtraction, so its "
             "error stays at rounding level for every small h.")
-    return Group(table, Text(sweep_plot(data, analytic, chosen)), Text(note, style="dim"))
+    parts: list = [table, Text(sweep_plot(data, analytic, chosen)), Text(note, style="dim")]
+    if "taylor" in data:
+        parts += remainder_view(data["taylor"], index)
+    return Group(*parts)
+
+
+def remainder_view(t: dict, index) -> list:
+    """The Taylor remainder's heading, plot and reading."""
+    order = "—" if t["order"] is None else f"{t['order']:.2f}"
+    head = Text(f"Taylor remainder R(h) = |L(x + h·e) − L(x) − h·analytic| along element "
+                f"[{','.join(map(str, index))}]: order {order} ")
+    head.append(t["verdict"].upper(), style=STYLE[t["verdict"]])
+    if t["verdict"] != "pass" or t["order"] is None:
+        head.append(f"  ({t['reason']})")
+    note = ("R falls like h² (slope 2) when the analytic value is right and like h (slope 1) when "
+            "it is wrong; at large h higher orders bend it, at small h rounding (ε|L|) makes it "
+            "flat or noisy. The order is fitted on the steps marked o.")
+    return [head, Text(remainder_plot(t["steps"], t["remainder"], t["clean"])), Text(note, style="dim")]
 
 
 def sweep_json(name, index, value, analytic, data, chosen) -> dict:
@@ -305,7 +367,12 @@ def sweep_json(name, index, value, analytic, data, chosen) -> dict:
             "kink": data.get("kink", False), "steps": [float(h) for h in data["steps"]],
             "estimates": {m: [_finite(float(v)) for v in data[m]] for m in errors},
             "errors": {m: [_finite(float(v)) for v in errors[m]] for m in errors},
-            "chosen_steps": chosen}
+            "chosen_steps": chosen,
+            **({"taylor": {"steps": [float(h) for h in data["taylor"]["steps"]],
+                           "remainder": [_finite(float(r)) for r in data["taylor"]["remainder"]],
+                           "fitted": [bool(c) for c in data["taylor"]["clean"]],
+                           "order": data["taylor"]["order"], "verdict": data["taylor"]["verdict"],
+                           "reason": data["taylor"]["reason"]}} if "taylor" in data else {})}
 
 
 # ---------------------------------------------------------------------------------------------

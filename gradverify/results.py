@@ -43,6 +43,7 @@ class Settings:
     seed: int = 0  # for --sample and --fast
     fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
     split: bool = False  # also check each parameter's gradient of loss_data and of loss_reg
+    taylor: bool = False  # also run the Taylor remainder test per node (a second opinion)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,54 @@ def max_finite(values: np.ndarray) -> float:
     return float("nan") if values.size else 0.0
 
 
+@dataclass(frozen=True)
+class Taylor:
+    """A node's Taylor remainder test (numeric/taylor.py): its verdict ("pass", "fail", "kink" or
+    "undecided"), the order of R(h) = |L(x + hv) − L(x) − h⟨g, v⟩| as h → 0 (2 right, 1 wrong;
+    None where no order was fitted), its odd part's order (3 right, 1 wrong), the reason, each
+    direction's order, and the resolution: the smallest directional gradient error, relative to
+    Σ|g_i v_i|, that would have shown."""
+
+    verdict: str
+    order: float | None
+    odd_order: float | None
+    reason: str
+    orders: tuple[float | None, ...]
+    resolution: float
+    error: float = float("nan")  # a FAIL's directional error seen, relative to Σ|g_i v_i|
+
+    def to_dict(self) -> dict:
+        def r(v):
+            return None if v is None or not np.isfinite(v) else round(float(v), 4)
+
+        def g(v):
+            return None if not np.isfinite(v) else float(f"{v:.3g}")
+
+        return {"verdict": self.verdict, "order": r(self.order), "odd_order": r(self.odd_order),
+                "reason": self.reason, "orders": [r(o) for o in self.orders],
+                "resolution": g(self.resolution), "error": g(self.error)}
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    """The adjoint (dot-product) identity of a user op: ⟨J·u, v⟩ from its forward (`jvp`, by the
+    complex step or central differences: `method`) against ⟨u, backward(v)⟩ (`vjp`) for random
+    u and v, their relative error, and the verdict ("pass", "fail", "kink", "undecided") and why."""
+
+    verdict: str
+    jvp: float | None
+    vjp: float | None
+    rel_error: float | None
+    method: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "jvp": _f(self.jvp) if self.jvp is not None else None,
+                "vjp": _f(self.vjp) if self.vjp is not None else None,
+                "rel_error": _f(self.rel_error) if self.rel_error is not None else None,
+                "method": self.method, "reason": self.reason}
+
+
 @dataclass(frozen=True, eq=False)
 class NodeResult:
     """Every checked element of one node, as arrays over flat indices (`flat`)."""
@@ -138,6 +187,8 @@ class NodeResult:
     seconds: float = 0.0  # time spent checking it
     notes: tuple[str, ...] = ()  # what the numbers could not decide, said in words
     undecided: bool = False  # no verdict for the node as a whole (see notes)
+    taylor: Taylor | None = None  # the Taylor test (--taylor, or the verdict itself with mode "taylor")
+    adjoint: Adjoint | None = None  # a user op's node, with --taylor: its adjoint identity
 
     @property
     def label(self) -> str:
@@ -150,6 +201,8 @@ class NodeResult:
 
     @property
     def status(self) -> str:
+        if self.mode == "taylor" and self.taylor is not None:
+            return "fail" if self.problem else self.taylor.verdict
         if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
             return "fail"
         if (self.statuses == "kink").any():

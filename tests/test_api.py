@@ -65,8 +65,8 @@ def test_example_test_file_passes():
 # ---- arguments are validated as the command line validates them -----------------------------
 
 @pytest.mark.parametrize("kwargs,said", [
-    (dict(method="centrl"), "method='centrl': expected one of auto, complex, central, richardson, forward "
-                            "(did you mean 'central'?)"),
+    (dict(method="centrl"), "method='centrl': expected one of auto, complex, central, richardson, forward, "
+                            "taylor (did you mean 'central'?)"),
     (dict(rtol=-1), "rtol=-1: expected a finite number ≥ 0"),
     (dict(atol=float("nan")), "atol=nan: expected a finite number ≥ 0"),
     (dict(sample=0), "sample=0: expected an integer ≥ 1"),

@@ -115,6 +115,8 @@ SampleOpt = typer.Option(None, "--sample", help="Check K random elements per nod
 SeedOpt = typer.Option(None, "--seed", help="Seed for --sample and --fast (default 0).")
 FastOpt = typer.Option(False, "--fast", help="Directional mode: compare the derivative along a few random "
                        "directions per node; bisect to the bad elements on a mismatch.")
+TaylorOpt = typer.Option(False, "--taylor", help="Also the Taylor test's order per node (a second opinion "
+                         "that needs no tolerance).")
 SplitOpt = typer.Option(False, "--split", help="Also check every parameter's gradient of loss_data and of "
                         "loss_reg separately.")
 JunitOpt = typer.Option(None, "--junit", help="Also write a JUnit XML report (one test case per node, one suite "
@@ -141,7 +143,8 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
           rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt,
           strict: Optional[bool] = CheckStrictOpt, nodes: Optional[List[str]] = NodesOpt,
           sample: Optional[int] = SampleOpt, seed: Optional[int] = SeedOpt, fast: bool = FastOpt,
-          split: bool = SplitOpt, junit: Optional[Path] = JunitOpt, json_file: Optional[Path] = JsonOpt,
+          split: bool = SplitOpt, taylor: bool = TaylorOpt,
+          junit: Optional[Path] = JunitOpt, json_file: Optional[Path] = JsonOpt,
           markdown_file: Optional[Path] = MarkdownOpt, github: bool = GithubOpt, svg: Optional[Path] = SvgOpt,
           html: Optional[Path] = HtmlOpt, code_dir: Optional[List[str]] = CodeDirOpt,
           show_settings: bool = ShowSettingsOpt, max_memory: float = MemOpt,
@@ -158,7 +161,7 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
         raise typer.Exit(0)
     r = resolved.values
     s = _settings(r["method"], r["step"], r["rtol"], r["atol"], r["strict"], nodes, max_memory, r["sample"],
-                  r["seed"], fast, split)
+                  r["seed"], fast, split, taylor)
     max_elements = _max_elements(max_elements)
     files = _report_files(resolved)
     machine = format in (CheckFormat.json, CheckFormat.github) or bool(files) or r["github"]

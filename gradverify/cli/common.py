@@ -120,11 +120,12 @@ def resolve_config(config: Optional[Path], machine: bool) -> Path:
 
 
 def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False,
-              split=False):
+              split=False, taylor=False):
     from ..options import settings
 
     return settings(method=method, step=step, rtol=rtol, atol=atol, strict=strict, nodes=nodes,
-                    max_memory=max_memory, sample=sample, seed=seed, fast=fast, split=split, cli=True)
+                    max_memory=max_memory, sample=sample, seed=seed, fast=fast, split=split,
+                    taylor=taylor, cli=True)
 
 
 def _max_elements(value) -> Optional[int]:
@@ -163,7 +164,8 @@ ConfigsArg = typer.Argument(None, help="The network's YAML config(s), or folders
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table (rich) or json, on stdout.")
 MethodOpt = typer.Option(Method(AUTO), "--method", "-m",
                          help="Numeric method: auto (complex step where every op allows it), "
-                              "complex, central, richardson or forward.")
+                              "complex, central, richardson, forward, or taylor (the order of the "
+                              "Taylor remainder per node).")
 StepOpt = typer.Option(None, "--step", help="Relative step h (times max(|x|, 1)), overriding the method's.")
 RtolOpt = typer.Option(None, "--rtol", help="Relative tolerance (default: per method, see README).")
 AtolOpt = typer.Option(None, "--atol", help="Absolute tolerance (default: per method).")
