@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from rich.console import Group
@@ -75,29 +77,94 @@ def rule_lines(report: Report) -> list[str]:
     return lines
 
 
-def check_view(report: Report, command: str | None = None) -> Group:
-    """The `check` table: one row per node, then the summary, blame and the rule used."""
+@dataclass(frozen=True)
+class Column:
+    """One column of the check table: its header (and a shorter one for narrow terminals), how a
+    node fills it, and `drop`: narrow terminals drop the highest first (0: always shown)."""
+
+    header: str
+    short: str
+    cell: Callable[[NodeResult], "str | Text"]
+    numeric: bool = False
+    drop: int = 0
+
+
+def _rel(n: NodeResult) -> str:
+    return _err(n.max_rel_error if n.size else n.directional_error)
+
+
+#: the check table's columns, left to right (a new column is one more row here)
+CHECK_COLUMNS = [
+    Column("node", "node", lambda n: plain(n.label)),
+    Column("kind", "kind", lambda n: n.kind, drop=5),
+    Column("op", "op", lambda n: "—" if n.kind in ("input", "parameter") else plain(n.op), drop=2),
+    Column("shape", "shape", lambda n: n.shape_text, drop=1),
+    Column("method", "method", lambda n: n.method + (" (dir.)" if n.mode == "directional" else ""), drop=6),
+    Column("max |analytic|", "max|a|", lambda n: f"{n.max_analytic:.4g}", numeric=True),
+    Column("max abs err", "abs err", lambda n: _err(n.max_abs_error) if n.size else "—", numeric=True, drop=4),
+    Column("max rel err", "rel err", _rel, numeric=True),
+    Column("in float64", "f64 err", lambda n: _err(n.float64_rel_error), numeric=True, drop=3),
+    Column("worst", "worst", lambda n: _index(n.worst_index), drop=1),
+    Column("status", "status", lambda n: status_text(n.status, n.inherited)),
+]
+
+
+def _cells_width(columns: list[Column], rows: list[list[str]], short: bool) -> int:
+    """The table's width if no cell wraps: widest cell per column + 3 (padding, border), + 1."""
+    total = 1
+    for k, col in enumerate(columns):
+        head = col.short if short else max(col.header.split(), key=len)
+        total += max([len(head)] + [len(r[k]) for r in rows]) + 3
+    return total
+
+
+def check_columns(report: Report, width: int) -> tuple[list[Column], bool]:
+    """The columns that fit `width` (dropping the least useful first) and whether to use the
+    short headers. Numbers are never wrapped or cut: a column goes before its numbers would."""
+    columns = [c for c in CHECK_COLUMNS if c.header != "in float64" or report.info.dtype == "float32"]
+    rows = [[str(c.cell(n)) for c in columns] for n in report.nodes]
+    short = _cells_width(columns, rows, False) > width
+    while _cells_width(columns, rows, short) > width and any(c.drop for c in columns):
+        k = max(range(len(columns)), key=lambda i: columns[i].drop)
+        del columns[k]
+        for r in rows:
+            del r[k]
+    return columns, short
+
+
+def check_table(report: Report, width: int = 200, only_failing: bool = False) -> Table:
+    """One row per node (`only_failing`: only the nodes that do not pass, when there are any)."""
+    columns, short = check_columns(report, width)
     table = Table(title="gradverify check", title_justify="left", header_style="bold")
-    f32 = report.info.dtype == "float32"
-    cols = [("node", "left"), ("kind", "left"), ("op", "left"), ("shape", "left"),
-            ("method", "left"), ("max |analytic|", "right"), ("max abs err", "right"),
-            ("max rel err", "right")]
-    if f32:
-        cols.append(("in float64", "right"))
-    for col, just in cols + [("worst", "left"), ("status", "left")]:
-        table.add_column(col, justify="right" if just == "right" else "left", no_wrap=col in ("node", "status"))
-    for n in report.nodes:
-        method = n.method + (" (dir.)" if n.mode == "directional" else "")
-        rel = n.max_rel_error if n.size else n.directional_error
-        # names and op labels are data, not rich markup: "h[/]" or "[dropout]" print as they are
-        cells: list[str | Text] = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
-                 n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
-        if f32:
-            cells.append(_err(n.float64_rel_error))
-        table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
-    parts: list = [table, summary_text(report)]
+    for c in columns:
+        table.add_column(c.short if short else c.header, justify="right" if c.numeric else "left",
+                         no_wrap=c.numeric or c.header in ("node", "status"))
+    nodes = report.nodes
+    if only_failing and any(n.status != "pass" for n in nodes):
+        nodes = tuple(n for n in nodes if n.status != "pass")
+    for n in nodes:
+        table.add_row(*(c.cell(n) for c in columns))
+    return table
+
+
+def blame_lines(report: Report) -> list[Text]:
+    """"blame: …; look at conv_backward_naive (layers.py:324)", then each failing node's hint."""
+    out = []
     for b in report.blame:
-        parts.append(plain("blame: " + b.message, style="bold red"))
+        out.append(plain("blame: " + b.message + (f"; look at {b.where}" if b.where else ""), style="bold red"))
+    for n in report.nodes:
+        if n.diagnosis and not n.inherited:
+            out.append(plain(f"hint: {n.label}: {n.diagnosis}", style="red"))
+    return out
+
+
+def check_view(report: Report, command: str | None = None, width: int = 200, quiet: bool = False) -> Group:
+    """The `check` table: one row per node, then the summary, blame, hints and the rule used.
+    `quiet`: the rows that do not pass (all when every node passes), the summary, blame and hints."""
+    table = check_table(report, width, only_failing=quiet)
+    parts: list = [table, summary_text(report), *blame_lines(report)]
+    if quiet:
+        return Group(*parts)
     for n in report.nodes:
         parts += [plain("note: " + note, style=STYLE["undecided"]) for note in n.notes]
     if any(n.status == "kink" for n in report.nodes):
@@ -188,6 +255,10 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
 # ---------------------------------------------------------------------------------------------
 # JSON
 
+#: the JSON report's version (`gradverify schema --report` publishes its schema): the minor number
+#: grows with every field added, the major one would grow with a field removed or changed
+SCHEMA_VERSION = "1.1"
+
 
 def node_dict(n: NodeResult, all_elements: bool) -> dict:
     return {
@@ -200,7 +271,7 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
-        "notes": list(n.notes),
+        "notes": list(n.notes), "diagnosis": n.diagnosis,
         "elements": [e.to_dict() for e in n.elements(only_failing_or_kink=not all_elements)],
     }
 
@@ -212,6 +283,7 @@ def _finite(v):
 def check_json(report: Report) -> dict:
     c = report.counts()
     return {
+        "schema_version": SCHEMA_VERSION,
         "status": report.status,
         "exit_code": report.exit_code,
         "loss": report.loss,

@@ -138,6 +138,7 @@ class NodeResult:
     seconds: float = 0.0  # time spent checking it
     notes: tuple[str, ...] = ()  # what the numbers could not decide, said in words
     undecided: bool = False  # no verdict for the node as a whole (see notes)
+    diagnosis: str | None = None  # a failing node: the pattern its numbers show, in words
 
     @property
     def label(self) -> str:
@@ -216,9 +217,20 @@ class Blame:
     op: str
     message: str
     input: str | None = None
+    function: str | None = None  # a user op: the function to look at, its file and `def` line
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def where(self) -> str | None:
+        """"conv_backward_naive (layers.py:412)": where to look, for a user op."""
+        if self.function is None or self.file is None:
+            return None
+        return f"{self.function} ({self.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{self.line})"
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "op": self.op, "message": self.message}
+        return {"node": self.node, "op": self.op, "message": self.message, "function": self.function,
+                "file": self.file, "line": self.line}
 
 
 @dataclass(frozen=True)
@@ -275,7 +287,7 @@ class Report:
     def table(self, width: int = 160) -> str:
         """The check table as plain text (what the terminal shows, without colour)."""
         from .render import as_text, check_view
-        return as_text(check_view(self), width)
+        return as_text(check_view(self, width=width), width)
 
     def assert_ok(self) -> None:
         """Raise AssertionError, with the table as its message, unless the gradients agree."""

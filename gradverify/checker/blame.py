@@ -18,6 +18,7 @@ from ..ops import BadGradient
 from ..results import Blame, NodeResult
 from .compare import compare
 from .prepare import Run
+from .where import with_site
 
 #: failing elements of a node whose edges are checked one by one
 EDGE_PROBES = 8
@@ -74,4 +75,4 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
             if c not in blamed:
                 blame.append(_culprit(run, c, name, culprits))
                 blamed.add(c)
-    return marked, tuple(blame)
+    return marked, tuple(with_site(b, graph) for b in blame)

@@ -13,6 +13,7 @@ from ..errors import UnknownNodeError, did_you_mean
 from ..graph import Graph
 from ..results import NodeResult, Report, RunInfo, Settings
 from .blame import assign_blame
+from .diagnosis import diagnose
 from .nodes import check_node, check_node_fast
 from .prepare import Run, prepare
 
@@ -153,7 +154,8 @@ def report(run_: Run, results, blame) -> Report:
     return Report(loss=scalar(run_.graph.loss),
                   loss_data=scalar("loss_data") if "loss_data" in parts else None,
                   loss_reg=scalar("loss_reg") if "loss_reg" in parts else None,
-                  info=run_info(run_, sorted({r.method for r in results})), nodes=tuple(results),
+                  info=run_info(run_, sorted({r.method for r in results})),
+                  nodes=tuple(replace(r, diagnosis=diagnose(r)) for r in results),
                   blame=blame, strict=run_.settings.strict, warnings=run_.warnings)
 
 

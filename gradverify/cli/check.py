@@ -114,12 +114,12 @@ def check(config: Optional[Path] = ConfigArg,
         progress.close()
     _notes(report, quiet)
     command = _command_line(path, method, step, rtol, atol)
-    _print_check(format, report, str(path), command)
+    _print_check(format, report, str(path), command, quiet)
     _save(files, report, command, f"gradverify.{Path(path).stem}")
     raise typer.Exit(report.exit_code)
 
 
-def _print_check(format: CheckFormat, report, path: str, command: str) -> None:
+def _print_check(format: CheckFormat, report, path: str, command: str, quiet: bool = False) -> None:
     """The report on stdout, in the format asked for."""
     from ..formats import github_annotations, markdown
     from ..render import check_json, check_view
@@ -131,5 +131,6 @@ def _print_check(format: CheckFormat, report, path: str, command: str) -> None:
     elif format == CheckFormat.markdown:
         _console().print(markdown(report), markup=False, highlight=False, soft_wrap=True)
     else:
-        _console().print(check_view(report, command))
+        console = _console()
+        console.print(check_view(report, command, console.width, quiet))
     sys.stdout.flush()
