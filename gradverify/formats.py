@@ -112,7 +112,7 @@ def _fold(items: list, what: str) -> list:
     rest = items[GITHUB_BUDGET - 1:]
     where = rest[0][1]
     names = ", ".join(i[2].removeprefix("gradverify: ") for i in rest[:6]) + (", …" if len(rest) > 6 else "")
-    return items[:GITHUB_BUDGET - 1] + [(where[0], where, f"gradverify: {len(rest)} more {what}", names)]
+    return items[:GITHUB_BUDGET - 1] + [(rest[0][0], where, f"gradverify: {len(rest)} more {what}", names)]
 
 
 def _github_items(report: Report, config_file: str | None) -> list:

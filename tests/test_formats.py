@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,50 +47,78 @@ def test_junit(runner, tmp_path):
     assert cases["l2_softmax"].find("failure") is None
 
 
-def test_junit_kinks_skipped_or_failed_under_strict(runner, tmp_path):
+def test_junit_kinks_pass_with_system_out_or_fail_under_strict(runner, tmp_path):
     out = tmp_path / "r.xml"
     assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out)]).exit_code == 0
+    import xmlschema
+    xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd")).validate(str(out))
     suite = ET.parse(out).getroot().find("testsuite")
-    assert suite.get("skipped") == "5" and suite.get("failures") == "0"
-    skipped = [c.get("name") for c in suite.findall("testcase") if c.find("skipped") is not None]
-    assert skipped == ["x", "w1", "b1", "w1_out", "l1_lin"]
-    assert "left derivative" in suite.find("testcase/skipped").get("message")
+    assert suite.get("skipped") == "0" and suite.get("failures") == "0"
+    assert not suite.findall("testcase/skipped")  # dashboards show skipped as not run: a kink ran and passed
+    kinks = [c.get("name") for c in suite.findall("testcase") if c.find("system-out") is not None]
+    assert kinks == ["x", "w1", "b1", "w1_out", "l1_lin"]
+    assert "left derivative" in suite.find("testcase/system-out").text
     assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out), "--strict"]).exit_code == 1
     suite = ET.parse(out).getroot().find("testsuite")
     assert suite.get("failures") == "5" and suite.get("skipped") == "0"
+    assert [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None] == kinks
 
 
-def test_github_annotations_point_at_config_lines(runner):
+def _annotation(line: str):
+    m = re.match(r"::(error|warning) (?:file=([^,:]+)(?:,line=(\d+))?,)?title=([^:]+)::(.*)", line)
+    assert m, line
+    return m.groups()
+
+
+def test_github_annotations_blame_first_at_the_python_line_inherited_folded(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "github"])
     assert res.exit_code == 1
-    lines = res.stdout.strip().splitlines()
-    errors = [line for line in lines if line.startswith("::error ")]
-    assert len(errors) == 11  # the blamed op, then the 10 failing nodes
-    text = CASE.read_text().splitlines()
-    for line in errors:
-        m = re.match(r"::error file=([^,]+),line=(\d+),title=([^:]+)::(.*)", line)
-        assert m and m.group(1) == str(CASE)
-        row = text[int(m.group(2)) - 1]
-        node = m.group(3).split("%3A ")[1].split(" ")[0] if "backward of" not in m.group(3) else "l2_softmax"
-        expected = {"x": "inputs:", "w1": "weights:", "w1_out": "weights:", "b1": "bias:",
-                    "l1_lin": "bias:", "l1_tanh": "activation: tanh", "w2": "weights:",
-                    "w2_out": "weights:", "b2": "bias:", "l2_lin": "bias:",
-                    "l2_softmax": "activation: buggy.py:softmax"}[node]
-        assert expected in row, (node, row)
-    assert "the backward of l2_softmax (buggy.py:softmax) is wrong" in errors[0]
+    errors = [_annotation(line) for line in res.stdout.splitlines() if line.startswith("::error ")]
+    # the blamed op (at the user's function), the one root failure, the nine inherited in one
+    assert len(errors) == 3
+    level, file, line, title, message = errors[0]
+    assert "the backward of l2_softmax" in title and file.endswith("buggy.py")
+    source = (CASE.parent / "buggy.py").read_text().splitlines()
+    assert source[int(line) - 1].startswith("def softmax_backward(")  # read independently of gradverify
+    assert "look at softmax_backward (buggy.py:" in message
+    _, file, line, title, message = errors[1]
+    assert file == str(CASE) and "l2_lin FAIL" in title
+    assert "bias:" in CASE.read_text().splitlines()[int(line) - 1]
+    _, file, line, title, message = errors[2]
+    assert "9 nodes FAIL (inherited)" in title and line is None
+    assert message.startswith("x, w1, b1, w1_out, l1_lin, l1_tanh, w2, b2, w2_out:")
     seed = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--format", "github"]).stdout
     assert seed.count("::warning ") == 5 and "::error" not in seed
 
 
-def test_markdown_has_every_node(runner):
+def test_github_annotations_stay_within_budget():
+    """Twelve blamed ops, one root failure, the inherited ones: 14 errors folded into 10, the last
+    counting the 5 it stands for."""
+    from gradverify import api
+    from gradverify.formats import GITHUB_BUDGET, github_annotations
+    from gradverify.results import Blame
+
+    report = api.check(CASE)
+    blames = tuple(Blame(f"n{i}", "op", f"wrong {i}") for i in range(12))
+    text = github_annotations(replace(report, blame=blames), str(CASE))
+    errors = [line for line in text.splitlines() if line.startswith("::error")]
+    assert len(errors) == GITHUB_BUDGET == 10
+    assert errors[0].endswith("::wrong 0") and "5 more failures" in errors[-1]
+
+
+def test_markdown_verdict_and_blame_first_rest_folded(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "markdown", "-q"])
     assert res.exit_code == 1
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| `")]
-    names = [r.split("`")[1] for r in rows]
-    assert names == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin",
-                     "l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]
-    assert all(r.count(" | ") == 9 for r in rows)  # ten cells, no stray pipes
-    assert "**Blame:** the backward of l2_softmax" in res.stdout
+    head, details = res.stdout.split("<details>")
+    assert head.startswith("### gradverify: ❌ FAIL")
+    assert head.index("**Blame:** the backward of l2_softmax") < head.index("| node |")
+    rows = [line for line in head.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2",
+                                              "w2_out", "l2_lin"]  # the failing ones only
+    all_rows = [line for line in details.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in all_rows][-5:] == ["l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]
+    assert all(r.count(" | ") == 6 for r in rows + all_rows)  # seven cells, no stray pipes
+    assert details.rstrip().endswith("</details>") and "rule:" in details
 
 
 def test_svg_and_html_save_the_table(runner, tmp_path):
@@ -215,7 +244,7 @@ def test_odd_names_make_well_formed_junit(runner, odd, tmp_path):
 def test_odd_names_in_markdown_and_github(runner, odd):
     md = runner.invoke(app, ["check", str(odd), "--format", "markdown"]).stdout
     rows = [line for line in md.splitlines() if line.startswith("| `")]
-    assert len(rows) == 7 and all(r.count(" | ") == 9 for r in rows)  # no stray cell from the pipe
+    assert len(rows) == 7 and all(r.count(" | ") == 6 for r in rows)  # no stray cell from the pipe
     assert "| ``lo`ss\\|*x*`` |" in md and "\x1b" not in md
     gh = runner.invoke(app, ["check", str(odd), "--format", "github", "--strict"]).stdout
     assert "\x1b" not in gh and "\u202e" not in gh
