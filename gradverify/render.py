@@ -222,8 +222,42 @@ def summary_text(report: Report) -> Text:
     return text
 
 
-def node_view(result: NodeResult, limit: int | None = None) -> Group:
-    """The `node` table: one row per element."""
+#: element statuses that are not a plain agreement, worst first (the order `node` lists them in)
+PROBLEM_ORDER = ("fail", "nonfinite", "kink")
+
+
+def node_order(result: NodeResult, sort: str = "status", failing: bool = False) -> np.ndarray:
+    """Positions of the elements to list: `sort` "status" puts failing elements first (then
+    nonfinite, kinks, the rest; index order within each), "error" the largest relative error
+    first, "index" index order; `failing` keeps only the elements that do not pass."""
+    pos = np.arange(result.size)
+    if failing:
+        pos = pos[np.isin(result.statuses, PROBLEM_ORDER)]
+    if sort == "index":
+        return pos
+    rel = np.where(np.isfinite(result.rel_error[pos]), result.rel_error[pos], np.inf)
+    if sort == "error":
+        return pos[np.lexsort((pos, -rel))]
+    rank = np.select([result.statuses[pos] == s for s in PROBLEM_ORDER], range(len(PROBLEM_ORDER)),
+                     len(PROBLEM_ORDER))
+    return pos[np.lexsort((pos, rank))]
+
+
+def node_counts(result: NodeResult) -> Text:
+    """"24 elements: 8 fail, 16 pass  ·  rtol …  ·  FAIL": the node's summary line."""
+    c = {s: int((result.statuses == s).sum()) for s in STYLE}
+    nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
+    nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
+    text = Text(f"{result.size} elements: {c['fail']} fail, {c['kink']} kink, {c['pass']} pass{nonfinite}"
+                f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  ")
+    text.append(result.status.upper(), style=STYLE[result.status])
+    return text
+
+
+def node_view(result: NodeResult, limit: int | None = None, sort: str = "status",
+              failing: bool = False) -> Group:
+    """The `node` table: the counts first, then one row per element, failing elements first (see
+    node_order), then the hint."""
     table = Table(title=plain(f"gradverify node {result.name}  ({result.op}, shape "
                              f"{result.shape_text}, {METHODS[result.method].title})", style="table.title"),
                   title_justify="left", header_style="bold")
@@ -231,22 +265,19 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
                 "rel err", "status"):
         table.add_column(col, justify="left" if col in ("index", "status") else "right",
                          no_wrap=True)
-    elements = result.elements()
-    shown = elements if limit is None else elements[:limit]
-    for e in shown:
+    order = node_order(result, sort, failing)
+    shown = order if limit is None else order[:limit]
+    for p in shown:
+        e = result.element(int(p))
         table.add_row(_index(e.index), _num(e.value, 8), _num(e.analytic), _num(e.numeric),
                       _err(e.error), _num(e.left), _num(e.right), _err(e.abs_error),
                       _err(e.rel_error), status_text(e.status))
-    parts: list = [table]
-    if len(shown) < len(elements):
-        parts.append(Text(f"… {len(elements) - len(shown)} more elements (--limit 0 shows all, "
+    parts: list = [node_counts(result), table]
+    if len(shown) < len(order):
+        parts.append(Text(f"… {len(order) - len(shown)} more elements (--limit 0 shows all, "
                           "--format json lists every one)", style="dim"))
-    c = {s: int((result.statuses == s).sum()) for s in STYLE}
-    nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
-    nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
-    parts.append(Text(f"{result.size} elements: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail{nonfinite}"
-                      f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  "))
-    parts[-1].append(result.status.upper(), style=STYLE[result.status])
+    if result.diagnosis:
+        parts.append(plain(f"hint: {result.diagnosis}", style="red"))
     if result.problem:
         parts.append(plain(result.problem, style="bold red"))
     return Group(*parts)
@@ -378,62 +409,3 @@ def sweep_json(name, index, value, analytic, data, chosen) -> dict:
             "estimates": {m: [_finite(float(v)) for v in data[m]] for m in errors},
             "errors": {m: [_finite(float(v)) for v in errors[m]] for m in errors},
             "chosen_steps": chosen}
-
-
-# ---------------------------------------------------------------------------------------------
-# gradverify graph
-
-
-def _node_text(graph, values, name, statuses) -> Text:
-    node = graph.nodes[name]
-    shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-    text = plain(name, style=STYLE.get(statuses.get(name), "bold") if statuses else "bold")
-    text.append(f"  {node.op_label if node.op else node.kind}  {shape}", style="dim")
-    if statuses and name in statuses:
-        text.append("  ")
-        text.append(statuses[name].upper(), style=STYLE[statuses[name]])
-    return text
-
-
-def graph_tree(graph, values, statuses: dict | None = None):
-    """The network as a tree from the loss down to the inputs; a node reached again (shared
-    weights, skip connections) is shown once in full and then as "↑ name"."""
-    from rich.tree import Tree
-
-    root = Tree(_node_text(graph, values, graph.loss, statuses))
-    seen = {graph.loss}
-    stack = [(root, graph.loss)]
-    while stack:
-        branch, name = stack.pop()
-        for inp in graph.nodes[name].inputs:
-            if inp in seen:
-                branch.add(plain(f"↑ {inp}", style="dim"))
-                continue
-            seen.add(inp)
-            sub = branch.add(_node_text(graph, values, inp, statuses))
-            stack.append((sub, inp))
-    return root
-
-
-def _dot(text: str) -> str:
-    """Text inside a Graphviz double-quoted string: backslashes and quotes escaped, line breaks
-    and other control characters spelled out."""
-    return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def graph_dot(graph, values, statuses: dict | None = None) -> str:
-    """Graphviz source: leaves as boxes, ops as ellipses, edges along the forward pass."""
-    colour = {"pass": "palegreen", "kink": "gold", "fail": "salmon", "undecided": "lightblue"}
-    lines = ["digraph gradverify {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
-    for name, node in graph.nodes.items():
-        shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-        label = f"{_dot(name)}\\n{_dot(node.op_label if node.op else node.kind)} {shape}"
-        attrs = [f'label="{label}"', f'shape={"box" if node.op is None else "ellipse"}']
-        if statuses and name in statuses:
-            attrs.append(f'style=filled, fillcolor="{colour[statuses[name]]}"')
-        lines.append(f'  "{_dot(name)}" [{", ".join(attrs)}];')
-    for name, node in graph.nodes.items():
-        for inp in node.inputs:
-            lines.append(f'  "{_dot(inp)}" -> "{_dot(name)}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"

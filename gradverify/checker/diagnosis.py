@@ -142,9 +142,9 @@ def _axis_word(rank: int, axis: int, count: int) -> str:
 
 def _which(idx: list[int], size: int) -> str:
     if idx == [size - 1] and size > 1:
-        return f"the last ({size - 1})"
+        return f"{size - 1} (the last)"
     if idx == [0] and size > 1:
-        return "the first (0)"
+        return "0 (the first)"
     if len(idx) > 2 and idx[-1] - idx[0] == len(idx) - 1:
         return f"{idx[0]}–{idx[-1]}" + (" (the last)" if idx[-1] == size - 1 else "")
     return ", ".join(map(str, idx[:4])) + (", …" if len(idx) > 4 else "")

@@ -3,6 +3,7 @@ the network's shape."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +34,12 @@ from .common import (
 )
 
 
+class NodeSort(str, Enum):
+    status = "status"
+    error = "error"
+    index = "index"
+
+
 @app.command()
 @handled
 def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
@@ -43,6 +50,11 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
          format: Format = FormatOpt, method: Method = MethodOpt, step: Optional[float] = StepOpt,
          rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt, strict: bool = StrictOpt,
          limit: int = typer.Option(200, "--limit", help="Rows to show in the table (0: all)."),
+         failing: bool = typer.Option(False, "--failing", help="Only the elements that do not pass "
+                                      "(fail, nonfinite, kink)."),
+         sort: NodeSort = typer.Option(NodeSort.status, "--sort", help="status: failing elements "
+                                       "first (the default); error: the largest relative error "
+                                       "first; index: index order."),
          max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
          quiet: bool = QuietOpt) -> None:
     """Check one node, element by element."""
@@ -59,7 +71,7 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
     if format == Format.json:
         _emit_json(node_json(result, report))
     else:
-        _console().print(node_view(result, limit or None))
+        _console().print(node_view(result, limit or None, sort.value, failing))
     raise typer.Exit(report.exit_code)
 
 
@@ -96,20 +108,20 @@ def graph(config: Optional[Path] = ConfigArg,
           max_elements: Optional[int] = MaxElOpt, quiet: bool = QuietOpt) -> None:
     """The network as a tree from the loss down to its inputs: each node's op and shape."""
     from .. import checker as engine
-    from ..render import graph_dot, graph_tree
+    from ..render_graph import graph_dot, graph_tree
 
     max_elements = _max_elements(max_elements)
     path = resolve_config(config, dot)
-    statuses = None
+    statuses, blame = None, ()
     exit_code = 0
     with isolated():
         prepared = engine.prepare(_load(path, max_elements))
         if check:
             report = engine.run_prepared(prepared)
             statuses = {n.name: n.status for n in report.nodes}
-            exit_code = report.exit_code
+            blame, exit_code = report.blame, report.exit_code
     if dot:
-        sys.stdout.write(graph_dot(prepared.graph, prepared.values, statuses))
+        sys.stdout.write(graph_dot(prepared.graph, prepared.values, statuses, blame))
     else:
-        _console().print(graph_tree(prepared.graph, prepared.values, statuses))
+        _console().print(graph_tree(prepared.graph, prepared.values, statuses, blame))
     raise typer.Exit(exit_code)
