@@ -255,3 +255,56 @@ def test_markdown_escapes_op_labels_and_blame(runner, tmp_path):
 
     assert _md("a*b* <i>x</i> [l](u) l2_softmax _e_") == "a\\*b\\* \\<i\\>x\\</i\\> \\[l\\](u) l2_softmax \\_e\\_"
     assert _code("a`b") == "``a`b``" and _code("`x") == "`` `x ``"
+
+
+# ---- the JSON report's schema -------------------------------------------------------------------
+
+BUNDLED = sorted((ROOT / "examples" / "zoo").glob("*.yaml")) + sorted((ROOT / "examples" / "cs231n" / "configs").glob("*.yaml")) + [
+    CONFIGS / name for name in ("seed.yaml", "seed_custom_relu.yaml", "seed_graph.yaml", "skip.yaml", "smooth.yaml",
+                                "smooth32.yaml", "cnn.yaml")]
+
+
+def _named_everywhere(doc, schema, defs, where="report") -> None:
+    """Every field of `doc` is named in `schema` (the published schema allows more, for readers of
+    later versions; this keeps every field gradverify writes documented)."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[1]]
+    if isinstance(doc, dict) and "properties" in schema:
+        for key, value in doc.items():
+            assert key in schema["properties"], f"{where}.{key} is not in `gradverify schema --report`"
+            _named_everywhere(value, schema["properties"][key], defs, f"{where}.{key}")
+    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        for k, item in enumerate(doc):
+            _named_everywhere(item, schema["items"], defs, f"{where}[{k}]")
+
+
+@pytest.fixture(scope="module")
+def report_schema():
+    import jsonschema
+    doc = json.loads(CliRunner().invoke(app, ["schema", "--report"]).stdout)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    return doc
+
+
+@pytest.mark.parametrize("config", BUNDLED, ids=lambda p: p.name)
+def test_every_bundled_report_matches_the_published_schema(config, report_schema):
+    import jsonschema
+
+    from gradverify import api
+    from gradverify.render import SCHEMA_VERSION
+    assert config.exists(), config
+    doc = api.check(config).to_dict()  # what check --format json prints (check_json)
+    jsonschema.validate(doc, report_schema)
+    _named_everywhere(doc, report_schema, report_schema["$defs"])
+    assert doc["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("args", [["--fast"], ["--sample", "3"], ["--split"], ["--strict"], ["--method", "central"]])
+def test_report_schema_holds_in_every_mode(args, report_schema, runner):
+    import jsonschema
+    res = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "-f", "json", *args])
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, report_schema)
+    _named_everywhere(doc, report_schema, report_schema["$defs"])
+    node = json.loads(runner.invoke(app, ["node", "w1", "--config", str(CONFIGS / "seed.yaml"), "-f", "json"]).stdout)
+    jsonschema.validate(node, report_schema["$defs"]["node"] | {"$defs": report_schema["$defs"]})
