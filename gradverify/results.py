@@ -201,6 +201,15 @@ class NodeResult:
                        _f(self.left[pos]) if kink else None, _f(self.right[pos]) if kink else None,
                        _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the node's counts, hint, heat map, scatter and its worst elements."""
+        from .report_html import node_section
+        return node_section(self, elements=20)
+
+    def __repr__(self) -> str:
+        return (f"<NodeResult {self.label}: {self.status}, {self.size} elements, "
+                f"max rel err {self.max_rel_error:.1e}>")
+
     def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
         pos = np.arange(self.size)
         if only_failing_or_kink:
@@ -243,6 +252,7 @@ class Report:
     blame: tuple[Blame, ...] = ()
     strict: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    edges: tuple[tuple[str, str], ...] = ()  # (input, node) of the graph, for the HTML report's picture
 
     @property
     def status(self) -> str:
@@ -293,6 +303,11 @@ class Report:
         """Raise AssertionError, with the table as its message, unless the gradients agree."""
         if not self.ok:
             raise AssertionError("gradients disagree\n" + self.table())
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML report's content (summary, blame, hints, graph, heat maps)."""
+        from .report_html import report_body
+        return report_body(self)
 
     def __repr__(self) -> str:
         c = self.counts()

@@ -156,7 +156,8 @@ def report(run_: Run, results, blame) -> Report:
                   loss_reg=scalar("loss_reg") if "loss_reg" in parts else None,
                   info=run_info(run_, sorted({r.method for r in results})),
                   nodes=tuple(replace(r, diagnosis=diagnose(r)) for r in results),
-                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings)
+                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings,
+                  edges=tuple((i, n) for n, node in run_.graph.nodes.items() for i in node.inputs))
 
 
 def run_sweep(config: Config, name: str, index: str | None = None):

@@ -49,17 +49,17 @@ def _save(files: list, report, command: str, suite: str) -> None:
     --format printed on stdout."""
     from ..formats import junit_xml
     from ..render import check_view
+    from ..report_html import html_report
 
-    recorder = None
     for kind, path, given in files:
         if kind == "junit":
             text, what = junit_xml(report, suite), "JUnit report"
-        else:
-            if recorder is None:
-                recorder = output.recorder(output.width())
-                recorder.print(check_view(report, command))
-            text, what = ((recorder.export_svg(title="gradverify check", clear=False), "SVG")
-                          if kind == "svg" else (recorder.export_html(clear=False), "HTML page"))
+        elif kind == "html":
+            text, what = html_report(report), "HTML report"
+        else:  # the terminal's view at a fixed width, whatever the terminal
+            recorder = output.recorder(output.PICTURE_WIDTH)
+            recorder.print(check_view(report, command, output.PICTURE_WIDTH))
+            text, what = recorder.export_svg(title="gradverify check", clear=False), "SVG"
         problem = output.write(path, text)
         if problem:
             _error_line(f"cannot write the {what} to {given}: {problem}")
@@ -86,10 +86,10 @@ def check(config: Optional[Path] = ConfigArg,
                                      "of loss_data and of loss_reg separately."),
           junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report "
                                                "(one test case per node) to this file."),
-          svg: Optional[Path] = typer.Option(None, "--svg", help="Also save what the terminal shows "
-                                             "as an SVG picture."),
-          html: Optional[Path] = typer.Option(None, "--html", help="Also save what the terminal "
-                                              "shows as an HTML page."),
+          svg: Optional[Path] = typer.Option(None, "--svg", help="Also save the terminal's table "
+                                             "as an SVG picture (120 columns, whatever the terminal)."),
+          html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML "
+                                              "report: blame, hints, the graph, heat maps."),
           max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
           confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
                                                  "(arrays, file.py ops) must be inside this folder, "
