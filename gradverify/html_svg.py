@@ -53,8 +53,8 @@ def graph_svg(report: Report) -> str:
     for src, dst in report.edges:
         if src not in pos or dst not in pos:
             continue
-        (x1, y1), (x2, y2) = pos[src], pos[dst]
-        x1, y1, x2, y2 = x1 + box_w, y1 + box_h / 2, x2, y2 + box_h / 2
+        (sx, sy), (dx, dy) = pos[src], pos[dst]
+        x1, y1, x2, y2 = sx + box_w, sy + box_h / 2, dx, dy + box_h / 2
         bad = (src, dst) in wrong
         cls = "edge wrong" if bad else "edge"
         out.append(f'<path class="{cls}" data-from="{esc(src)}" data-to="{esc(dst)}" d="M{x1},{y1} '
@@ -62,16 +62,16 @@ def graph_svg(report: Report) -> str:
                    f'stroke="{"#d00" if bad else "#999"}" stroke-width="{4 if bad else 1.2}"/>')
     for name in nodes:
         x, y = pos[name]
-        n = status[name]
-        faded = ' opacity="0.45"' if n.inherited else ""
+        res = status[name]
+        faded = ' opacity="0.45"' if res.inherited else ""
         stroke = ' stroke="#d00" stroke-width="4"' if name in blamed else ' stroke="#555" stroke-width="1"'
-        cls = "node" + (" blamed" if name in blamed else "") + (" inherited" if n.inherited else "")
+        cls = "node" + (" blamed" if name in blamed else "") + (" inherited" if res.inherited else "")
         label = name if len(name) <= 20 else name[:19] + "…"
-        out.append(f'<g class="{cls}" data-node="{esc(name)}" data-status="{n.status}"{faded}>'
-                   f'<title>{esc(name)}: {esc(n.op)}, {n.shape_text}, {n.status.upper()}</title>'
-                   f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{FILL[n.status]}"{stroke}/>'
+        out.append(f'<g class="{cls}" data-node="{esc(name)}" data-status="{res.status}"{faded}>'
+                   f'<title>{esc(name)}: {esc(res.op)}, {res.shape_text}, {res.status.upper()}</title>'
+                   f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{FILL[res.status]}"{stroke}/>'
                    f'<text x="{x + 8}" y="{y + 16}" font-size="12" font-weight="bold">{esc(label)}</text>'
-                   f'<text x="{x + 8}" y="{y + 31}" font-size="10">{n.shape_text} · {n.status.upper()}'
+                   f'<text x="{x + 8}" y="{y + 31}" font-size="10">{res.shape_text} · {res.status.upper()}'
                    f'{" · BLAMED" if name in blamed else ""}</text></g>')
     out.append("</svg>")
     return "".join(out)

@@ -84,7 +84,7 @@ class Column:
 
     header: str
     short: str
-    cell: Callable[[NodeResult], "str | Text"]
+    cell: Callable[[NodeResult], str | Text]
     numeric: bool = False
     drop: int = 0
 

@@ -39,8 +39,8 @@ def summary_html(report: Report) -> str:
     undecided = f", {c['undecided']} undecided" if c["undecided"] else ""
     return (f'<h1 class="verdict verdict-{report.status}">gradverify: {report.status.upper()}</h1>'
             f'<p class="summary">{len(report.nodes)} nodes, {checked} elements checked: {c["pass"]} pass, '
-            f'{c["kink"]} kink, {c["fail"]} fail{undecided} · loss {report.loss!r}' + (f' · config {esc(report.info.config)}' if report.info.config else "")
-            + "</p>")
+            f'{c["kink"]} kink, {c["fail"]} fail{undecided} · loss {report.loss!r}'
+            + (f' · config {esc(report.info.config)}' if report.info.config else "") + "</p>")
 
 
 def blame_html(report: Report) -> str:

@@ -223,3 +223,36 @@ def test_hint_in_every_output(tmp_path):
 def test_diagnose_says_nothing_of_a_passing_node():
     report = api.check_op(tanh_forward, lambda dout, x: _tanh_grad(dout, x), _x((3, 3)))
     assert all(diagnose(n) is None for n in report.nodes)
+
+
+# ---- where to look ---------------------------------------------------------------------------------
+
+
+def _def_line(path, name):
+    """The line of `def name(` in a file, read without gradverify."""
+    return next(k for k, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(f"def {name}("))
+
+
+def test_blame_names_the_users_backward_and_its_line(tmp_path):
+    from conftest import ROOT
+    buggy = ROOT / "examples" / "cs231n" / "buggy" / "cs231n" / "layers.py"
+    cfg = (ROOT / "examples" / "cs231n" / "configs" / "conv.yaml").read_text()
+    (tmp_path / "conv.yaml").write_text(cfg.replace("../cs231n/layers.py", str(buggy)))
+    runner = CliRunner()
+    res = runner.invoke(app, ["check", str(tmp_path / "conv.yaml")], env={"COLUMNS": "200"})
+    line = _def_line(buggy, "conv_backward_naive")
+    assert res.exit_code == 1 and f"look at conv_backward_naive (layers.py:{line})" in " ".join(res.stdout.split())
+    gh = runner.invoke(app, ["check", str(tmp_path / "conv.yaml"), "-f", "github"]).stdout.splitlines()[0]
+    assert gh.startswith(f"::error file={buggy},line={line},")  # outside the working directory: absolute
+
+
+def test_user_exception_names_the_innermost_user_frame(tmp_path):
+    (tmp_path / "ops.py").write_text("import numpy as np\n\n\ndef helper(x):\n    raise ValueError('bad shape')\n\n\n"
+                                     "def f_forward(x):\n    return 2 * x, x\n\n\ndef f_backward(dout, cache):\n"
+                                     "    return helper(dout)\n")
+    (tmp_path / "net.yaml").write_text("values:\n  x: {shape: [2, 3]}\ngraph:\n  - name: y\n    op: ops.py:f_forward\n"
+                                       "    inputs: [x]\nloss: y\n")
+    res = CliRunner().invoke(app, ["check", str(tmp_path / "net.yaml")])
+    assert res.exit_code == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().endswith("f_backward raised ValueError: bad shape (at ops.py:5, in helper)")
+    assert len(res.stderr.strip().splitlines()) == 1

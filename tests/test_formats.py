@@ -259,7 +259,8 @@ def test_markdown_escapes_op_labels_and_blame(runner, tmp_path):
 
 # ---- the JSON report's schema -------------------------------------------------------------------
 
-BUNDLED = sorted((ROOT / "examples" / "zoo").glob("*.yaml")) + sorted((ROOT / "examples" / "cs231n" / "configs").glob("*.yaml")) + [
+BUNDLED = sorted((ROOT / "examples" / "zoo").glob("*.yaml")) + sorted(
+    (ROOT / "examples" / "cs231n" / "configs").glob("*.yaml")) + [
     CONFIGS / name for name in ("seed.yaml", "seed_custom_relu.yaml", "seed_graph.yaml", "skip.yaml", "smooth.yaml",
                                 "smooth32.yaml", "cnn.yaml")]
 
@@ -308,3 +309,74 @@ def test_report_schema_holds_in_every_mode(args, report_schema, runner):
     _named_everywhere(doc, report_schema, report_schema["$defs"])
     node = json.loads(runner.invoke(app, ["node", "w1", "--config", str(CONFIGS / "seed.yaml"), "-f", "json"]).stdout)
     jsonschema.validate(node, report_schema["$defs"]["node"] | {"$defs": report_schema["$defs"]})
+
+
+# ---- terminals: 80 columns, -q, fixed-width pictures; node's order; the graph's marks ------------
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?", text)
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_check_table_numbers_are_never_cut(runner, width):
+    """At every width each node's max |analytic| and max rel err appear whole (compared with the JSON
+    report's numbers, formatted independently), and no line is wider than the terminal."""
+    res = runner.invoke(app, ["check", str(CASE)], env={"COLUMNS": str(width)})
+    doc = json.loads(runner.invoke(app, ["check", str(CASE), "-f", "json"]).stdout)
+    assert all(len(line) <= width for line in res.stdout.splitlines())
+    rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.startswith("│ ")}
+    for n in doc["nodes"]:
+        row = rows[n["name"]]
+        assert f"{n['max_analytic']:.4g}" in _numbers(row)
+        rel = n["max_rel_error"]
+        assert ("0" if rel == 0 else f"{rel:.1e}") in _numbers(row)
+    header = res.stdout.split("\n", 3)[2]
+    assert ("kind" in header) == (width >= 120)  # low-value columns go first at 80
+
+
+def test_quiet_is_the_failing_rows_and_the_verdict(runner):
+    res = runner.invoke(app, ["check", str(CASE), "-q"], env={"COLUMNS": "120"})
+    rows = [line.split("│")[1].strip() for line in res.stdout.splitlines() if line.startswith("│ ")]
+    assert rows == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin"]
+    assert "FAIL" in res.stdout and "blame: the backward of l2_softmax" in res.stdout
+    assert "rule:" not in res.stdout and "probe the worst element" not in res.stdout
+    passing = runner.invoke(app, ["check", str(CONFIGS / "smooth.yaml"), "-q"]).stdout
+    assert "PASS" in passing and "rule:" not in passing and passing.count("│ ") > 3  # every row when all pass
+
+
+def test_svg_is_drawn_at_a_fixed_width(runner, tmp_path):
+    pictures = []
+    for width in ("60", "250"):
+        out = tmp_path / f"r{width}.svg"
+        assert runner.invoke(app, ["check", str(CASE), "--svg", str(out), "-q"], env={"COLUMNS": width}).exit_code == 1
+        pictures.append(re.search(r'<svg[^>]*viewBox="([^"]+)"', out.read_text()).group(1))
+    assert pictures[0] == pictures[1]
+
+
+def test_node_lists_failing_elements_first_with_the_counts_on_top(runner):
+    cfg = str(ROOT / "examples" / "cs231n" / "configs" / "embedding.yaml")
+    doc = json.loads(runner.invoke(app, ["node", "W", "--config", cfg, "-f", "json"]).stdout)
+    statuses = [e["status"] for e in doc["elements"]]
+    out = runner.invoke(app, ["node", "W", "--config", cfg]).stdout
+    first = out.splitlines()[0]
+    assert first.startswith(f"{len(statuses)} elements: {statuses.count('fail')} fail")
+    shown = [line.split("│")[-2].strip().lower() for line in out.splitlines() if line.startswith("│ [")]
+    assert shown == sorted(statuses, key=lambda s: (s != "fail", s != "kink"))  # stable: failing, kinks, rest
+    failing = runner.invoke(app, ["node", "W", "--config", cfg, "--failing"]).stdout
+    assert all("PASS" not in line for line in failing.splitlines() if line.startswith("│ ["))
+    by_error = runner.invoke(app, ["node", "W", "--config", cfg, "--sort", "error"]).stdout
+    rels = [float(line.split("│")[-3]) for line in by_error.splitlines() if line.startswith("│ [")]
+    assert rels == sorted(rels, reverse=True) and len(rels) == len(statuses)
+
+
+def test_graph_marks_the_blamed_op_and_the_disagreeing_edge(runner):
+    tree = runner.invoke(app, ["graph", str(CASE), "--check"]).stdout
+    blamed = [line for line in tree.splitlines() if "BLAMED" in line]
+    assert len(blamed) == 1 and "l2_softmax" in blamed[0]
+    edge = [line for line in tree.splitlines() if "disagrees" in line]
+    assert len(edge) == 1 and "l2_lin" in edge[0] and "the gradient l2_softmax sends here" in edge[0]
+    dot = runner.invoke(app, ["graph", str(CASE), "--check", "--dot"]).stdout
+    assert re.search(r'"l2_softmax" \[label="[^"]*BLAMED[^"]*".*color="red", penwidth=3\];', dot)
+    assert '"l2_lin" -> "l2_softmax" [color="red", penwidth=3, label="gradient disagrees"];' in dot
+    assert dot.count("penwidth=3") == 2

@@ -27,7 +27,8 @@ needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium i
 def _render(page: Path, tmp_path: Path) -> tuple[str, str]:
     """(the DOM Chromium built from the page, its log) with every network request refused."""
     res = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}",
          "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--enable-logging=stderr", "--v=0",
          "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)

@@ -37,7 +37,7 @@ from .common import (
 class NodeSort(str, Enum):
     status = "status"
     error = "error"
-    index = "index"
+    by_index = "index"
 
 
 @app.command()
@@ -112,7 +112,7 @@ def graph(config: Optional[Path] = ConfigArg,
 
     max_elements = _max_elements(max_elements)
     path = resolve_config(config, dot)
-    statuses, blame = None, ()
+    statuses, blame = None, ()  # type: tuple[dict | None, tuple]
     exit_code = 0
     with isolated():
         prepared = engine.prepare(_load(path, max_elements))
