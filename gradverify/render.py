@@ -153,8 +153,8 @@ def blame_lines(report: Report) -> list[Text]:
     for b in report.blame:
         out.append(plain("blame: " + b.message + (f"; look at {b.where}" if b.where else ""), style="bold red"))
     for n in report.nodes:
-        if n.diagnosis and not n.inherited:
-            out.append(plain(f"hint: {n.label}: {n.diagnosis}", style="red"))
+        if n.diagnosis and not n.inherited:  # one line per pattern (joined by "; " in the record)
+            out += [plain(f"hint: {n.label}: {h}", style="red") for h in n.diagnosis.split("; ")]
     return out
 
 

@@ -81,13 +81,13 @@ def test_last_column_never_filled_is_a_missing_path_in_that_column():
         return dout @ w.T, dw
     hint = _hint(api.check_op(matmul_forward, backward, _x((5, 6)), _x((6, 32), 1)), "w")
     assert "the analytic gradient is 0 at all 6 failing elements" in hint
-    assert "6 of 192 elements fail, all in column 31 (the last)" in hint
+    assert "6 of 192 elements fail, all in column 31 (axis 1, the last)" in hint
     assert "×" not in hint.split(";")[0]  # no ratio claimed
 
 
 @pytest.mark.parametrize("axis, where, words", [
-    (1, (slice(None), -1), "time step 2 (the last) (axis 1)"),
-    (0, (0,), "batch element 0 (the first) (axis 0)"),
+    (1, (slice(None), -1), "time step 2 (axis 1, the last)"),
+    (0, (0,), "batch element 0 (axis 0, the first)"),
 ])
 def test_one_time_step_or_batch_element(axis, where, words):
     def backward(dout, x):

@@ -140,14 +140,15 @@ def _axis_word(rank: int, axis: int, count: int) -> str:
     return {"batch element": "batch elements", "index": "indices"}.get(word, word + "s")
 
 
-def _which(idx: list[int], size: int) -> str:
-    if idx == [size - 1] and size > 1:
-        return f"{size - 1} (the last)"
-    if idx == [0] and size > 1:
-        return "0 (the first)"
+def _which(idx: list[int], size: int) -> tuple[str, str]:
+    """The indices as words ("3", "15–19", "0, 4, 7, …") and ", the last" / ", the first" when
+    they are the axis's last or first."""
+    where = ", the last" if idx[-1] == size - 1 and size > 1 else (", the first" if idx[0] == 0 and size > 1 else "")
     if len(idx) > 2 and idx[-1] - idx[0] == len(idx) - 1:
-        return f"{idx[0]}–{idx[-1]}" + (" (the last)" if idx[-1] == size - 1 else "")
-    return ", ".join(map(str, idx[:4])) + (", …" if len(idx) > 4 else "")
+        return f"{idx[0]}–{idx[-1]}", where
+    if len(idx) > 1:
+        where = ""
+    return ", ".join(map(str, idx[:4])) + (", …" if len(idx) > 4 else ""), where
 
 
 def confined(n: NodeResult) -> str | None:
@@ -169,9 +170,10 @@ def confined(n: NodeResult) -> str | None:
     if best is not None:
         axis, hit, _ = best
         words = _axis_word(len(n.shape), axis, len(hit))
-        one = len(n.shape) == 1
-        return f"{head} at {words} {_which(hit, n.shape[axis])}" if one else (
-            f"{head} in {words} {_which(hit, n.shape[axis])} (axis {axis})")
+        which, where = _which(hit, n.shape[axis])
+        if len(n.shape) == 1:
+            return f"{head} at {words} {which}" + (f" ({where[2:]})" if where else "")
+        return f"{head} in {words} {which} (axis {axis}{where})"
     if len(n.shape) >= 2 and n.shape[-1] >= 3 and n.shape[-2] >= 3:
         h, w = n.shape[-2:]
         ring = np.zeros((h, w), bool)
@@ -195,7 +197,7 @@ def _axis_offset(n: NodeResult, d: np.ndarray, mask: np.ndarray) -> str | None:
             flat_f = f.reshape(-1)
             if np.ptp(flat_f) <= 1e-12 * max(float(np.abs(flat_f).max()), 1e-300):
                 continue  # the same everywhere: said by the caller
-            return (f"analytic − numeric is a constant per {word} (axis {axis}; from {_g(float(flat_f.min()))} "
+            return (f"analytic − numeric is a constant per {word} (axis {axis}, from {_g(float(flat_f.min()))} "
                     f"to {_g(float(flat_f.max()))}): a sum or mean over the wrong axis (a bias's or "
                     "a mean's gradient)?")
     return None
