@@ -13,6 +13,8 @@ from .results import NodeResult, Report
 FILL = {"pass": "#b7e4b7", "kink": "#f5dc7a", "fail": "#f28b82", "undecided": "#a8d0f0"}
 #: heat maps are folded to at most this many rows and columns (block maxima beyond)
 MAX_CELLS = 160
+#: a scatter draws at most this many points (three quarters of them failing ones, when there are)
+MAX_POINTS = 2000
 
 
 def esc(text) -> str:
@@ -143,12 +145,20 @@ def heatmap_svg(n: NodeResult) -> str:
             v = grid[i, j]
             fill = "#ddd" if np.isnan(v) else _colour(float(v))
             tip = "not checked" if np.isnan(v) else f"rel err 1e{v:.1f}"
+            title = f"<title>[{i},{j}] {tip}</title>" if r * c <= 4096 else ""  # a tooltip per cell, if few
             out.append(f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell}" height="{cell}" '
-                       f'fill="{fill}"><title>[{i},{j}] {tip}</title></rect>')
+                       f'fill="{fill}">{title}</rect>')
     note = "" if grid.shape == (rows, cols) else f" (blocks of {-(-rows // r)}×{-(-cols // c)}: their largest)"
     out.append(f'<text x="{left}" y="{top + r * cell + 16}" font-size="11">log10 relative error: '
                f'pale 1e-16 … red ≥ 1 (fails); grey: not checked{note}</text></svg>')
     return "".join(out)
+
+
+def _spread(positions: np.ndarray, k: int) -> np.ndarray:
+    """At most k of the positions, evenly spaced."""
+    if positions.size <= k:
+        return positions
+    return positions[np.linspace(0, positions.size - 1, k).astype(int)]
 
 
 def scatter_svg(n: NodeResult, size: int = 260) -> str:
@@ -156,8 +166,9 @@ def scatter_svg(n: NodeResult, size: int = 260) -> str:
     bug is a straight line of another slope, a missing path a row of points on y = 0."""
     ok = np.isfinite(n.analytic) & np.isfinite(n.numeric)
     a, num, bad = n.analytic[ok], n.numeric[ok], np.isin(n.statuses[ok], ("fail", "nonfinite"))
-    if a.size > 2000:  # every failing element, and an even spread of the rest
-        keep = bad | (np.arange(a.size) % -(-a.size // 2000) == 0)
+    if a.size > MAX_POINTS:  # an even spread of the failing elements and of the rest
+        keep = np.concatenate([_spread(np.flatnonzero(bad), MAX_POINTS * 3 // 4),
+                               _spread(np.flatnonzero(~bad), MAX_POINTS // 4)])
         a, num, bad = a[keep], num[keep], bad[keep]
     m = float(max(np.abs(a).max(initial=0), np.abs(num).max(initial=0))) or 1.0
     pad = 30

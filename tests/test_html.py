@@ -127,3 +127,25 @@ def test_jupyter_html_and_one_line_repr():
     assert "\n" not in repr(report) and repr(report).startswith("<Report fail")
     node = report.node("l2_lin")
     assert '<svg class="heatmap"' in node._repr_html_() and "\n" not in repr(node)
+
+
+def test_a_large_node_stays_a_page_of_bounded_size():
+    """A failing 100×1000 node (all elements, built by hand): the heat map shows blocks (a bad
+    element is never averaged away), the scatter at most MAX_POINTS points."""
+    from dataclasses import replace
+
+    from gradverify.html_svg import MAX_CELLS, MAX_POINTS, scatter_svg
+    node = api.check(CASE).node("l2_lin")
+    size, shape = 100_000, (100, 1000)
+    num = np.random.default_rng(0).normal(size=size)
+    statuses = np.full(size, "pass", dtype="<U9")
+    statuses[777] = "fail"  # one bad element among 100,000
+    big = replace(node, shape=shape, flat=np.arange(size), value=num, analytic=num, numeric=num,
+                  error=np.zeros(size), left=np.full(size, np.nan), right=np.full(size, np.nan),
+                  abs_error=np.zeros(size), rel_error=np.where(statuses == "fail", 0.5, 1e-15), statuses=statuses,
+                  total=size)
+    heat = heatmap_svg(big)
+    fills = re.findall(r'<rect x="\d+" y="\d+" width="\d+" height="\d+" fill="([^"]+)"', heat)
+    assert len(fills) <= MAX_CELLS * MAX_CELLS and fills.count("rgb(225,30,30)") == 1
+    assert "blocks of 1×7" in heat
+    assert scatter_svg(big).count("<circle") <= MAX_POINTS
