@@ -260,3 +260,39 @@ def test_user_exception_names_the_innermost_user_frame(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().endswith("f_backward raised ValueError: bad shape (at ops.py:5, in helper)")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def _last_column(dout, cache):
+    x, w = cache
+    dw = x.T @ dout
+    dw[:, -1] = 0
+    return dout @ w.T, dw
+
+
+def _transposed(dout, cache):
+    x, w = cache
+    return dout @ w.T, (x.T @ dout).T
+
+
+def _no_border(dout, x):
+    g = _tanh_grad(dout, x)
+    g[:, :, 0, :] = g[:, :, -1, :] = g[:, :, :, 0] = g[:, :, :, -1] = 0.0
+    return g
+
+
+RECOGNISED = {  # forward, buggy backward, input shapes, the node, what the hint must say
+    "1/N": (tanh_forward, lambda d, x: _tanh_grad(d, x) / 4, [(4, 5)], "x", "0.25 × numeric"),
+    "sign": (tanh_forward, lambda d, x: -_tanh_grad(d, x), [(3, 4)], "x", "sign is flipped"),
+    "column": (matmul_forward, _last_column, [(5, 6), (6, 32)], "w", "all in column 31"),
+    "transpose": (matmul_forward, _transposed, [(6, 4), (4, 4)], "w", "numericᵀ"),
+    "offset": (center_forward, lambda d, c: d, [(6, 5)], "x", "constant per column"),
+    "border": (tanh_forward, _no_border, [(2, 4, 5, 5)], "x", "on the border"),
+}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("case", RECOGNISED)
+def test_patterns_recognised_on_every_seed(case, seed):
+    forward, backward, shapes, node, said = RECOGNISED[case]
+    inputs = [_x(shape, seed * 7 + k + 1) for k, shape in enumerate(shapes)]
+    assert said in (api.check_op(forward, backward, *inputs, seed=seed).node(node).diagnosis or "")
