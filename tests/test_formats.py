@@ -380,3 +380,12 @@ def test_graph_marks_the_blamed_op_and_the_disagreeing_edge(runner):
     assert re.search(r'"l2_softmax" \[label="[^"]*BLAMED[^"]*".*color="red", penwidth=3\];', dot)
     assert '"l2_lin" -> "l2_softmax" [color="red", penwidth=3, label="gradient disagrees"];' in dot
     assert dot.count("penwidth=3") == 2
+
+
+def test_odd_names_are_text_in_the_html_report(runner, odd, tmp_path):
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["check", str(odd), "--html", str(out)]).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert "\\x1b[31mred\\u202e&lt;&amp;&gt;" in text  # escaped, control characters spelled out
+    assert "<&>" not in text and "\x1b" not in text and "\u202e" not in text
+    assert text.count("<svg") == text.count("</svg>")

@@ -16,7 +16,6 @@ from .common import (
     MemOpt,
     Method,
     MethodOpt,
-    QuietOpt,
     RtolOpt,
     StepOpt,
     StrictOpt,
@@ -94,7 +93,9 @@ def check(config: Optional[Path] = ConfigArg,
           confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
                                                  "(arrays, file.py ops) must be inside this folder, "
                                                  "symbolic links resolved: for configs you did not write."),
-          quiet: bool = QuietOpt) -> None:
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the rows that do not pass "
+                                     "(all when every node passes), the verdict, blame and hints; "
+                                     "no notes on stderr, no footer.")) -> None:
     """Check every node of the network: one row per node."""
     from .. import checker as engine
 
