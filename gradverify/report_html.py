@@ -111,9 +111,18 @@ def report_body(report: Report) -> str:
             + f"<h2>Every node</h2>{nodes_table(report)}<h2>How elements were judged</h2>{rules}</div>")
 
 
-def html_report(report: Report) -> str:
-    """The whole page."""
-    title = f"gradverify: {report.status.upper()}" + (f" · {report.info.config}" if report.info.config else "")
+def html_page(report: Report | None, body: str = "") -> str:
+    """The whole page: one report's, or (`report` None) `body`, several reports' bodies in turn."""
+    if report is not None:
+        title = f"gradverify: {report.status.upper()}" + (f" · {report.info.config}" if report.info.config else "")
+        body = report_body(report)
+    else:
+        title = "gradverify"
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title></head><body>{report_body(report)}</body></html>\n")
+            f"<title>{esc(title)}</title></head><body>{body}</body></html>\n")
+
+
+def html_report(report: Report) -> str:
+    """One report's page."""
+    return html_page(report)

@@ -59,7 +59,7 @@ def test_example_test_file_passes():
                           str(ROOT / "examples" / "test_layers_example.py")],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "4 passed" in res.stdout
+    assert "5 passed" in res.stdout
 
 
 # ---- arguments are validated as the command line validates them -----------------------------

@@ -149,3 +149,14 @@ def test_a_large_node_stays_a_page_of_bounded_size():
     assert len(fills) <= MAX_CELLS * MAX_CELLS and fills.count("rgb(225,30,30)") == 1
     assert "blocks of 1×7" in heat
     assert scatter_svg(big).count("<circle") <= MAX_POINTS
+
+
+def test_several_configs_make_one_page_with_each_report(tmp_path):
+    out = tmp_path / "r.html"
+    zoo = ROOT / "examples" / "zoo"
+    res = CliRunner().invoke(app, ["check", str(zoo / "sigmoid_sign.yaml"), str(zoo / "relu_mask_ok.yaml"),
+                                   "--html", str(out), "-q"])
+    assert res.exit_code == 1
+    text = out.read_text(encoding="utf-8")
+    assert re.findall(r'<h1 class="verdict verdict-(\w+)">', text) == ["fail", "pass"]
+    assert text.count('<svg class="graph"') == 2 and "sigmoid_sign.yaml" in text and "relu_mask_ok.yaml" in text

@@ -157,6 +157,9 @@ def _emit_json(doc: dict) -> None:
 
 ConfigArg = typer.Argument(None, help="The network's YAML config (default: ./gradverify.yaml, "
                                       "else the bundled notebook network).", show_default=False)
+ConfigsArg = typer.Argument(None, help="The network's YAML config(s), or folders of them (default: the "
+                                       "settings' configs, else ./gradverify.yaml, else the bundled "
+                                       "notebook network).", show_default=False)
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table (rich) or json, on stdout.")
 MethodOpt = typer.Option(Method(AUTO), "--method", "-m",
                          help="Numeric method: auto (complex step where every op allows it), "
@@ -172,15 +175,16 @@ MaxElOpt = typer.Option(None, "--max-elements",
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No notes on stderr.")
 
 
-def _load(path: Path, max_elements, confine: Optional[Path] = None):
+def _load(path: Path, max_elements, confine: Optional[Path] = None, code_dir: Optional[Path] = None):
     """The config, read before any user code runs; the folder its file.py references are relative
-    to made absolute (a user file that chdirs at import must not move the next one)."""
+    to made absolute (a user file that chdirs at import must not move the next one), or with
+    --code-dir that folder."""
     from ..config import DEFAULT_MAX_ELEMENTS, load, paths
 
     cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS,
                confine=paths.confine_folder(confine, "--confine "))
     cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
-    return cfg
+    return paths.with_code_dir(cfg, code_dir)
 
 
 def _command_line(path: Path, method, step, rtol, atol) -> str:
@@ -188,8 +192,9 @@ def _command_line(path: Path, method, step, rtol, atol) -> str:
     quoted, by render.check_view). The path is shell-quoted, and its braces doubled for format()."""
     quoted = shlex.quote(str(path)).replace("{", "{{").replace("}", "}}")
     cmd = f"gradverify node {{node}} --config {quoted}" if path != BUNDLED else "gradverify node {node}"
-    if method.value != AUTO:
-        cmd += f" --method {method.value}"
+    method = getattr(method, "value", method)  # the CLI's Enum, or the settings' string
+    if method != AUTO:
+        cmd += f" --method {method}"
     for flag, value in (("--step", step), ("--rtol", rtol), ("--atol", atol)):
         if value is not None:
             cmd += f" {flag} {value:g}"
