@@ -296,3 +296,17 @@ def test_patterns_recognised_on_every_seed(case, seed):
     forward, backward, shapes, node, said = RECOGNISED[case]
     inputs = [_x(shape, seed * 7 + k + 1) for k, shape in enumerate(shapes)]
     assert said in (api.check_op(forward, backward, *inputs, seed=seed).node(node).diagnosis or "")
+
+
+@pytest.mark.parametrize("config, node", [("conv.yaml", "x"), ("max_pool.yaml", "x")])
+def test_real_bugs_no_pattern_fits_get_no_hint(tmp_path, config, node):
+    """examples/cs231n/buggy: conv's dx cropped at the wrong offset, max pool's gradient sent to each
+    window's top-left element. Neither is a factor, a layout, a missing path or an offset: blamed,
+    with no hint."""
+    from conftest import ROOT
+    buggy = ROOT / "examples" / "cs231n" / "buggy" / "cs231n" / "layers.py"
+    text = (ROOT / "examples" / "cs231n" / "configs" / config).read_text()
+    (tmp_path / config).write_text(text.replace("../cs231n/layers.py", str(buggy)))
+    report = api.check(tmp_path / config)
+    assert report.node(node).status == "fail" and report.blame
+    assert report.node(node).diagnosis is None
