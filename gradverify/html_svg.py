@@ -186,3 +186,50 @@ def scatter_svg(n: NodeResult, size: int = 260) -> str:
                f'<text x="10" y="{size / 2}" font-size="11" transform="rotate(-90 10 {size / 2})" '
                f'text-anchor="middle">analytic</text></svg>')
     return "".join(out)
+
+
+#: a colour per curve of the step sweep
+SWEEP_COLOURS = {"forward": "#d62728", "central": "#1f77b4", "richardson": "#2ca02c", "complex": "#9467bd",
+                 "left": "#8c564b", "right": "#e377c2"}
+
+
+def sweep_svg(errors: dict, steps, chosen: dict, width: int = 560, height: int = 360) -> str:
+    """The step sweep as a log-log plot: |estimate − analytic| against the step h, one curve per
+    method, a dashed line at the step gradverify uses for it (errors of 0 drawn at 1e-17)."""
+    left, top, right, bottom = 60, 20, 130, 40
+    lo_x, hi_x = float(np.log10(min(steps))), float(np.log10(max(steps)))
+    lo_y, hi_y = -17.0, 1.0
+
+    def at(h: float, err: float) -> tuple[float, float]:
+        x = left + (hi_x - np.log10(h)) / (hi_x - lo_x) * (width - left - right)  # large steps left
+        e = min(max(np.log10(max(err, 1e-300)), lo_y), hi_y)
+        return x, top + (hi_y - e) / (hi_y - lo_y) * (height - top - bottom)
+
+    out = [f'<svg class="sweep" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+           'aria-label="error against step, log-log">',
+           f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+           'fill="none" stroke="#999"/>']
+    for e in range(-16, 1, 4):
+        _, y = at(steps[0], 10.0 ** e)
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">1e{e}</text>')
+    for h in steps:
+        x, _ = at(h, 1.0)
+        out.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" font-size="10" text-anchor="middle">'
+                   f'{int(round(np.log10(h)))}</text>')
+    for k, (method, errs) in enumerate(errors.items()):
+        colour = SWEEP_COLOURS.get(method, "#333")
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (at(h, float(err)) for h, err in zip(steps, errs))
+                          if np.isfinite(y))
+        out.append(f'<polyline class="curve" data-method="{esc(method)}" points="{points}" fill="none" '
+                   f'stroke="{colour}" stroke-width="1.8"/>')
+        if method in chosen:
+            x, _ = at(chosen[method], 1.0)
+            out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{colour}" '
+                       'stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{width - right + 10}" y="{top + 14 + 16 * k}" font-size="11" fill="{colour}">'
+                   f'{esc(method)}</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" font-size="11" text-anchor="middle">'
+               'log10(step h); dashed: the step gradverify uses</text>'
+               f'<text x="14" y="{(top + height - bottom) / 2}" font-size="11" text-anchor="middle" '
+               f'transform="rotate(-90 14 {(top + height - bottom) / 2})">|estimate − analytic|</text></svg>')
+    return "".join(out)

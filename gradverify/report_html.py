@@ -8,7 +8,7 @@ every node; how elements were judged. `Report._repr_html_` (Jupyter) shows the s
 """
 from __future__ import annotations
 
-from .html_svg import FILL, esc, graph_svg, heatmap_svg, scatter_svg
+from .html_svg import FILL, esc, graph_svg, heatmap_svg, scatter_svg, sweep_svg
 from .render import _err, _index, node_order, rule_lines
 from .results import NodeResult, Report
 
@@ -126,3 +126,21 @@ def html_page(report: Report | None, body: str = "") -> str:
 def html_report(report: Report) -> str:
     """One report's page."""
     return html_page(report)
+
+
+def sweep_page(name: str, index, value: float, analytic: float, data: dict, chosen: dict) -> str:
+    """`gradverify sweep --html`: the log-log plot and the table of errors per step and method."""
+    from .render import sweep_errors
+    errors = sweep_errors(data, analytic)
+    rows = "".join(f"<tr><td class=num>{h:.0e}</td>" + "".join(f"<td class=num>{_err(float(errors[m][k]))}</td>"
+                                                                for m in errors) + "</tr>"
+                   for k, h in enumerate(data["steps"]))
+    where = ",".join(map(str, index))
+    body = (f'<div class="gradverify-report"><style>{CSS}</style><h1>gradverify sweep {esc(name)} [{where}]</h1>'
+            f"<p>value {value:.8g}, analytic {analytic!r}{' (on a kink)' if data.get('kink') else ''}</p>"
+            f"{sweep_svg(errors, [float(h) for h in data['steps']], chosen)}"
+            "<table><tr><th>step h</th>" + "".join(f"<th>|err| {esc(m)}</th>" for m in errors) + f"</tr>{rows}</table>"
+            "<p class=rule>forward differences fall as h until rounding (ε/h) takes over; central and Richardson "
+            "fall faster and turn earlier; the complex step has no subtraction, so its error stays at rounding "
+            "level for every small h.</p></div>")
+    return html_page(None, body)

@@ -160,3 +160,33 @@ def test_several_configs_make_one_page_with_each_report(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert re.findall(r'<h1 class="verdict verdict-(\w+)">', text) == ["fail", "pass"]
     assert text.count('<svg class="graph"') == 2 and "sigmoid_sign.yaml" in text and "relu_mask_ok.yaml" in text
+
+
+def _sweep_page(tmp_path) -> tuple[Path, dict]:
+    runner = CliRunner()
+    page = tmp_path / "sweep.html"
+    args = ["sweep", "w1", "--config", str(CONFIGS / "seed.yaml")]
+    assert runner.invoke(app, [*args, "--html", str(page)]).exit_code == 0
+    return page, json.loads(runner.invoke(app, [*args, "-f", "json"]).stdout)
+
+
+def test_sweep_page_is_a_log_log_plot(tmp_path):
+    page, doc = _sweep_page(tmp_path)
+    text = page.read_text(encoding="utf-8")
+    curves = dict(re.findall(r'<polyline class="curve" data-method="(\w+)" points="([^"]+)"', text))
+    assert sorted(curves) == sorted(doc["errors"])
+    for method, points in curves.items():
+        xy = [tuple(map(float, p.split(","))) for p in points.split()]
+        assert len(xy) == len(doc["steps"])
+        assert [x for x, _ in xy] == sorted(x for x, _ in xy)  # steps from large (left) to small
+        errs = [max(e, 1e-17) for e in doc["errors"][method]]  # y falls as log10(error) rises
+        order = sorted(range(len(xy)), key=lambda k: xy[k][1])
+        assert all(np.log10(errs[a]) >= np.log10(errs[b]) - 1e-9 for a, b in zip(order, order[1:]))
+
+
+@needs_browser
+def test_sweep_page_renders_in_the_browser(tmp_path):
+    page, doc = _sweep_page(tmp_path)
+    dom, log = _render(page, tmp_path)
+    assert _console_messages(log) == []
+    assert len(re.findall(r'<polyline class="curve"', dom)) == len(doc["errors"])

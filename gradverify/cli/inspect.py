@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from .. import output
 from .common import (
     AtolOpt,
     ConfigArg,
@@ -24,6 +25,7 @@ from .common import (
     StrictOpt,
     _console,
     _emit_json,
+    _error_line,
     _load,
     _max_elements,
     _settings,
@@ -83,6 +85,8 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
           config: Optional[Path] = typer.Option(None, "--config", "-c", show_default=False,
                                                 help="The network's YAML config (default as for check)."),
           format: Format = FormatOpt, max_elements: Optional[int] = MaxElOpt,
+          html: Optional[Path] = typer.Option(None, "--html", help="Also write the sweep as a "
+                                              "self-contained page with a log-log plot."),
           quiet: bool = QuietOpt) -> None:
     """Numeric error against the analytic gradient for steps 1e-1 … 1e-14: forward, central,
     Richardson and complex step, as a table and a log-log plot."""
@@ -90,9 +94,15 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
     from ..render import sweep_json, sweep_view
 
     max_elements = _max_elements(max_elements)
+    page = output.output_path(html, "HTML page")
     path = resolve_config(config, format == Format.json)
     with isolated():
         idx, value, analytic, data, chosen = engine.run_sweep(_load(path, max_elements), name, index)
+    if page is not None:
+        from ..report_html import sweep_page
+        problem = output.write(page, sweep_page(name, idx, value, analytic, data, chosen))
+        if problem:
+            _error_line(f"cannot write the HTML page to {html}: {problem}")
     if format == Format.json:
         _emit_json(sweep_json(name, idx, value, analytic, data, chosen))
     else:
