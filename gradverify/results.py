@@ -189,6 +189,7 @@ class NodeResult:
     undecided: bool = False  # no verdict for the node as a whole (see notes)
     taylor: Taylor | None = None  # the Taylor test (--taylor, or the verdict itself with mode "taylor")
     adjoint: Adjoint | None = None  # a user op's node, with --taylor: its adjoint identity
+    diagnosis: str | None = None  # a failing node: the pattern its numbers show, in words
 
     @property
     def label(self) -> str:
@@ -253,6 +254,15 @@ class NodeResult:
                        _f(self.left[pos]) if kink else None, _f(self.right[pos]) if kink else None,
                        _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the node's counts, hint, heat map, scatter and its worst elements."""
+        from .report_html import node_section
+        return node_section(self, elements=20)
+
+    def __repr__(self) -> str:
+        return (f"<NodeResult {self.label}: {self.status}, {self.size} elements, "
+                f"max rel err {self.max_rel_error:.1e}>")
+
     def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
         pos = np.arange(self.size)
         if only_failing_or_kink:
@@ -269,9 +279,20 @@ class Blame:
     op: str
     message: str
     input: str | None = None
+    function: str | None = None  # a user op: the function to look at, its file and `def` line
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def where(self) -> str | None:
+        """"conv_backward_naive (layers.py:412)": where to look, for a user op."""
+        if self.function is None or self.file is None:
+            return None
+        return f"{self.function} ({self.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{self.line})"
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "op": self.op, "message": self.message}
+        return {"node": self.node, "op": self.op, "message": self.message, "function": self.function,
+                "file": self.file, "line": self.line}
 
 
 @dataclass(frozen=True)
@@ -284,6 +305,7 @@ class Report:
     blame: tuple[Blame, ...] = ()
     strict: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    edges: tuple[tuple[str, str], ...] = ()  # (input, node) of the graph, for the HTML report's picture
 
     @property
     def status(self) -> str:
@@ -328,12 +350,17 @@ class Report:
     def table(self, width: int = 160) -> str:
         """The check table as plain text (what the terminal shows, without colour)."""
         from .render import as_text, check_view
-        return as_text(check_view(self), width)
+        return as_text(check_view(self, width=width), width)
 
     def assert_ok(self) -> None:
         """Raise AssertionError, with the table as its message, unless the gradients agree."""
         if not self.ok:
             raise AssertionError("gradients disagree\n" + self.table())
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML report's content (summary, blame, hints, graph, heat maps)."""
+        from .report_html import report_body
+        return report_body(self)
 
     def __repr__(self) -> str:
         c = self.counts()

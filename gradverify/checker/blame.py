@@ -19,6 +19,7 @@ from ..results import Blame, NodeResult
 from .compare import compare
 from .prepare import Run
 from .taylor import edge_fails
+from .where import with_site
 
 #: failing elements of a node whose edges are checked one by one
 EDGE_PROBES = 8
@@ -77,4 +78,4 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
             if c not in blamed:
                 blame.append(_culprit(run, c, name, culprits))
                 blamed.add(c)
-    return marked, tuple(blame)
+    return marked, tuple(with_site(b, graph) for b in blame)

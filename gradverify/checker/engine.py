@@ -14,6 +14,7 @@ from ..graph import Graph
 from ..numeric.sweep import remainder_sweep
 from ..results import NodeResult, Report, RunInfo, Settings
 from .blame import assign_blame
+from .diagnosis import diagnose
 from .nodes import check_node, check_node_fast
 from .prepare import Run, prepare
 from .taylor import adjoint_checks, check_node_taylor, resolved_blame, taylor_of
@@ -171,8 +172,10 @@ def report(run_: Run, results, blame) -> Report:
     return Report(loss=scalar(run_.graph.loss),
                   loss_data=scalar("loss_data") if "loss_data" in parts else None,
                   loss_reg=scalar("loss_reg") if "loss_reg" in parts else None,
-                  info=run_info(run_, sorted({r.method for r in results})), nodes=tuple(results),
-                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings)
+                  info=run_info(run_, sorted({r.method for r in results})),
+                  nodes=tuple(replace(r, diagnosis=diagnose(r)) for r in results),
+                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings,
+                  edges=tuple((i, n) for n, node in run_.graph.nodes.items() for i in node.inputs))
 
 
 def run_sweep(config: Config, name: str, index: str | None = None):

@@ -18,7 +18,6 @@ from .common import (
     MemOpt,
     Method,
     MethodOpt,
-    QuietOpt,
     RtolOpt,
     StepOpt,
     _command_line,
@@ -69,21 +68,24 @@ def _picture(kind: str, outcomes: list, command: str, recorder: list[Any]) -> st
     """The table(s) as an SVG or HTML page; `recorder` holds the console that printed them once."""
     from ..render import check_view
 
-    if recorder[0] is None:
-        console = output.recorder(output.width())
+    if kind == "html":  # the report page: one run's, or each run's in turn
+        from ..report_html import html_page, report_body
+        reports = [o.report for o in outcomes if o.error is None]
+        return html_page(reports[0]) if len(outcomes) == 1 and reports else html_page(None, "".join(
+            report_body(r) for r in reports))
+    if recorder[0] is None:  # the terminal's view at a fixed width, whatever the terminal
+        console = output.recorder(output.PICTURE_WIDTH)
         for o in outcomes:
             if o.error is None:
-                console.print(check_view(o.report, command if len(outcomes) == 1 else None))
+                console.print(check_view(o.report, command if len(outcomes) == 1 else None, output.PICTURE_WIDTH))
         recorder[0] = console
-    console = recorder[0]
-    return (console.export_svg(title="gradverify check", clear=False) if kind == "svg"
-            else console.export_html(clear=False))
+    return recorder[0].export_svg(title="gradverify check", clear=False)
 
 
 def _save(files: list, outcomes: list, command: str) -> None:
     """--junit/--json/--markdown/--svg/--html, after stdout has the report. A file that cannot be
-    written is one line on stderr; the exit code stays the verdict's. The pictures are of the
-    table, whatever --format printed on stdout."""
+    written is one line on stderr; the exit code stays the verdict's. The SVG is of the table,
+    whatever --format printed on stdout; the HTML page is the report (html_page)."""
     recorder: list[Any] = [None]
     for kind, path, given in files:
         what = dict(REPORT_FILES)[kind]
@@ -125,8 +127,12 @@ JsonOpt = typer.Option(None, "--json", help="Also write the JSON report to this 
 MarkdownOpt = typer.Option(None, "--markdown", help="Also write the markdown report to this file (for "
                            "$GITHUB_STEP_SUMMARY).")
 GithubOpt = typer.Option(False, "--github", help="Also print GitHub Actions annotations on stdout, after the table.")
-SvgOpt = typer.Option(None, "--svg", help="Also save what the terminal shows as an SVG picture.")
-HtmlOpt = typer.Option(None, "--html", help="Also save what the terminal shows as an HTML page.")
+SvgOpt = typer.Option(None, "--svg", help="Also save the table as an SVG picture (120 columns, whatever the "
+                      "terminal).")
+HtmlOpt = typer.Option(None, "--html", help="Also write a self-contained HTML report: blame, hints, the graph, "
+                       "heat maps.")
+CheckQuietOpt = typer.Option(False, "--quiet", "-q", help="Only the rows that do not pass (all when every node "
+                             "passes), the verdict, blame and hints; no notes on stderr, no footer.")
 CodeDirOpt = typer.Option(None, "--code-dir", help="Read the config's file.py:name references from this folder "
                           "instead of the config's; a glob ('students/*/') or several folders: one run per "
                           "folder, one line each.")
@@ -149,7 +155,7 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
           html: Optional[Path] = HtmlOpt, code_dir: Optional[List[str]] = CodeDirOpt,
           show_settings: bool = ShowSettingsOpt, max_memory: float = MemOpt,
           max_elements: Optional[int] = MaxElOpt, confine: Optional[Path] = ConfineOpt,
-          quiet: bool = QuietOpt) -> None:
+          quiet: bool = CheckQuietOpt) -> None:
     """Check every node of the network: one row per node. Several configs (or folders of
     configs): each checked, one summary, the exit code the worst."""
     from .. import settings as project
@@ -178,7 +184,7 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
         if o.error is None:
             _notes(o.report, quiet)
     command = _command_line(planned[0].config, r["method"], r["step"], r["rtol"], r["atol"])
-    _print_check(format, outcomes, command, r["github"])
+    _print_check(format, outcomes, command, r["github"], quiet)
     _save(files, outcomes, command)
     raise typer.Exit(runs.worst_exit(outcomes))
 
@@ -214,7 +220,7 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress):
         return runs.Outcome(p, error=str(err), error_line=getattr(err, "line", None))
 
 
-def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool) -> None:
+def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool, quiet: bool = False) -> None:
     """The report(s) on stdout, in the format asked for; with --github the annotations after."""
     from ..formats import github_annotations, markdown
     from ..render import check_json, check_view
@@ -228,16 +234,17 @@ def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool
         text = markdown(one.report) if one else runs.markdown_doc(outcomes)
         _console().print(text, markup=False, highlight=False, soft_wrap=True)
     elif one:
-        _console().print(check_view(one.report, command))
+        console = _console()
+        console.print(check_view(one.report, command, console.width, quiet))
     else:
-        _print_runs(outcomes, command)
+        _print_runs(outcomes, command, quiet)
     if github and format != CheckFormat.github:
         sys.stdout.flush()
         sys.stdout.write(github_annotations(one.report, str(one.run.config)) if one else runs.github_doc(outcomes))
     sys.stdout.flush()
 
 
-def _print_runs(outcomes: list, command: str) -> None:
+def _print_runs(outcomes: list, command: str, quiet: bool = False) -> None:
     """Several configs: each one's table under its name, then one line per run. With --code-dir
     (a teacher's students): one line per run only."""
     from ..render import check_view
@@ -247,7 +254,7 @@ def _print_runs(outcomes: list, command: str) -> None:
         for o in outcomes:
             console.print(f"── {o.run.label}", markup=False, highlight=False, soft_wrap=True)
             if o.error is None:
-                console.print(check_view(o.report, None))
+                console.print(check_view(o.report, None, console.width, quiet))
     for o, label in zip(outcomes, runs.labels(outcomes)):
         console.print(runs.one_line_summary(o, label), markup=False, highlight=False, soft_wrap=True)
     worst = runs.worst_exit(outcomes)
