@@ -151,10 +151,14 @@ class ModelOp(PythonOp):
 
 
 class Project(Op):
-    """out = Σ_k Σ x_k · R_k, R_k ~ N(0, 1) of x_k's core shape, drawn in order from
-    default_rng(seed) when the shapes are first seen (so fixed for the whole check)."""
+    """out = Σ_k Σ x_k · R_k, R_k ~ N(0, 1) of x_k's core shape, drawn in order from a stream of
+    its own, default_rng([seed, STREAM]), when the shapes are first seen (so fixed for the whole
+    check). Not default_rng(seed): the config's generated values come from that stream, and an R
+    equal to an input x makes the upstream gradient equal x, so a backward that mixes up dout and
+    x would pass."""
 
     name, arity = "project", None
+    STREAM = 0x70726F6A  # "proj": the projection's own random stream under the config's seed
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -162,7 +166,7 @@ class Project(Op):
 
     def _w(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.weights is None:
-            rng = np.random.default_rng(self.seed)
+            rng = np.random.default_rng([self.seed, self.STREAM])
             self.weights = [rng.normal(size=x.shape[1:]) for x in xs]
         return self.weights
 
