@@ -29,7 +29,7 @@ CASES = {
     "embedding": ("word_embedding_backward", "emb"),
     "rnn_step": ("rnn_step_backward", "next_h"),
     "rnn": ("rnn_backward", "h"),
-    "lstm_step": ("lstm_step_backward", "next_h+next_c"),
+    "lstm_step": ("lstm_step_backward", "next_h"),  # an op of two outputs: named by its first
     "lstm": ("lstm_backward", "h"),
     "temporal_affine": ("temporal_affine_backward", "out"),
     "temporal_softmax_loss": ("temporal_softmax_loss", "loss"),
@@ -49,14 +49,11 @@ def test_every_config_is_a_case():
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_correct_code_passes_without_kinks(case):
-    start = time.perf_counter()
-    code, doc = run(CONFIGS / f"{case}.yaml")
-    seconds = time.perf_counter() - start
+    code, doc = run(CONFIGS / f"{case}.yaml")  # timings: bench/realcode.py, not a test
     assert code == 0, doc
     # no KINK, no FAIL; a bias before batchnorm has a true gradient of exactly 0, which some numpy
     # versions compute as exactly 0 (undecided: nothing to judge) and others as rounding (pass)
     assert {n["name"]: n["status"] for n in doc["nodes"] if n["status"] in ("kink", "fail")} == {}
-    assert seconds < 10, f"{case} took {seconds:.1f} s"
 
 
 def _buggy_config(case, tmp_path):
@@ -79,7 +76,14 @@ def test_buggy_code_fails_where_bugs_json_says(case, tmp_path):
     leaves = {n["name"] for n in doc["nodes"] if n["kind"] in ("input", "parameter")}
     failing = {n["name"] for n in doc["nodes"] if n["status"] == "fail"}
     assert failing & leaves == wrong
-    assert [b["node"] for b in doc["blame"]] == [blamed]
+    if case == "fc_net":  # a whole model: blamed once for each parameter whose gradient is wrong
+        assert [b["node"] for b in doc["blame"]] == [blamed] * len(wrong)
+        assert [b["message"].split("gradient for ")[1].split(":")[0] for b in doc["blame"]] == sorted(wrong)
+    else:
+        assert [b["node"] for b in doc["blame"]] == [blamed]
+    assert function in doc["blame"][0]["op"]  # the op column names the backward that is wrong
+    if case == "lstm_step":
+        assert "lstm_step_forward" in doc["blame"][0]["op"] and "outputs next_h, next_c" in doc["blame"][0]["message"]
 
 
 def test_op_column_names_the_pair_used():
