@@ -109,3 +109,39 @@ def test_confine_covers_code_refs(layout):
         config.load(layout / "c.yaml", confine=layout)
     assert str(e.value) == (f"{layout / 'c.yaml'}:3:49: layers[0].activation: ../ops.py is outside {layout}, "
                             "the only folder this check may read (--confine)")
+
+
+MODEL = ("import numpy as np\n"
+         "class Net:\n"
+         "    def __init__(self):\n        self.params = {'W': np.ones((2, 1))}\n"
+         "    def loss(self, X):\n        W = self.params['W']\n"
+         "        return float((X @ W).sum()), {'W': X.sum(axis=0)[:, None]}\n")
+
+
+@pytest.mark.parametrize("where", ["../net.py", "ABS", "link.py"])
+def test_confine_refuses_a_model_class_outside(layout, where):
+    """`model: {class: file.py:Class}` is a path the config names like any other: under --confine
+    the model's file is refused before any of its code runs (the file would raise at import)."""
+    (layout.parent / "net.py").write_text("raise SystemExit('ran outside')\n" + MODEL)
+    (layout / "link.py").symlink_to(layout.parent / "net.py")
+    where = str(layout.parent / "net.py") if where == "ABS" else where
+    (layout / "c.yaml").write_text(f"data: {{X: [[1.0, 2.0]]}}\nmodel:\n  class: {where}:Net\n"
+                                   "  inputs: [X]\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(layout / "c.yaml", confine=layout)
+    assert str(e.value) == (f"{layout / 'c.yaml'}:3:3: model.class: {where} is outside {layout}, the only "
+                            "folder this check may read (--confine)")
+    code, message = cli("check", str(layout / "c.yaml"), "--confine", str(layout))
+    assert code == 2 and message.endswith("model.class: " + e.value.message) and "ran outside" not in message
+    with pytest.raises(GradverifyError, match="is outside"):
+        check(str(layout / "c.yaml"), confine=layout)
+    with pytest.raises(GradverifyError, match="model.class"):
+        check({"data": {"X": [[1.0, 2.0]]}, "model": {"class": f"{where}:Net", "inputs": ["X"]}},
+              confine=layout)
+
+
+def test_confine_allows_a_model_class_inside(layout):
+    (layout / "net.py").write_text(MODEL)
+    (layout / "c.yaml").write_text("data: {X: [[1.0, 2.0]]}\nmodel: {class: net.py:Net, inputs: [X]}\n")
+    rep = check(str(layout / "c.yaml"), confine=layout)
+    assert rep.ok and rep.node("W").status == "pass"
