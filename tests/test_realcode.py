@@ -3,7 +3,6 @@ correct package with no kink on any node, and fails on the buggy one (examples/c
 per function, listed in buggy/bugs.json) with exactly the wrong gradients failing and the right op
 blamed. The expectations come from bugs.json, not from gradverify."""
 import json
-import time
 
 import numpy as np
 import pytest

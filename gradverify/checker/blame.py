@@ -73,7 +73,7 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
     """(results with inherited failures marked, the blamed ops)."""
     graph = run.graph
     blame = [Blame(shown_name(graph, n), graph.nodes[n].op_label, m) for n, m in run.problems.items()]
-    blamed = {(n, None) for n in run.problems}
+    blamed: set[tuple[str, str | None]] = {(n, None) for n in run.problems}
     marked = dict(results)
     for name, res in results.items():
         if res.status != "fail":
