@@ -30,8 +30,9 @@ _ALLOWED = bytes(int(chr(b) in "0123456789eE.+-, \t\r\n[]") for b in range(256))
 _IN_NUMBER = bytes(int(chr(b) in "0123456789eE.+-") for b in range(256))
 _OPEN, _CLOSE = ord("["), ord("]")
 _EMPTY = re.compile(r"\[[ \t\r\n]*\]")
-#: what may follow the list's `]` (anything else: leave it to the parser's own rules)
+#: what may stand before its `[` and after its `]` (anything else: the parser's own rules)
 _AFTER = " \t\r\n,]}"
+_BEFORE = " \t\r\n[,{:"
 CHUNK = 1 << 20
 MAX_DIGITS = 300  # as yaml_reader's fast numbers: longer ones take its careful path
 _STRUCTURE = re.compile(r"[\[\],]")
@@ -163,8 +164,8 @@ def _regions(text: str, raw: np.ndarray, start: int, end: int) -> list[Region]:
 
 
 def _region(text: str, start: int, end: int, depth: int) -> Region | None:
-    if end < len(text) and text[end] not in _AFTER:
-        return None
+    if end < len(text) and text[end] not in _AFTER or start and text[start - 1] not in _BEFORE:
+        return None  # the `_` must stand alone (`*a[…]` is not an alias `a_`)
     body = text[start:end]
     if body.count("\r") != body.count("\r\n"):
         return None  # a lone carriage return is a line break to YAML: keep places simple

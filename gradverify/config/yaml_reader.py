@@ -170,9 +170,6 @@ def _read(text: str, source: Source, max_elements: int, regions: dict) -> Any:
     except yaml.YAMLError as e:
         builder.regions_before(None, None)
         raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}", file=source.file) from None
-    except ConfigError as e:
-        builder.regions_before(e.line, e.col)
-        raise
     if builder.root is _NO_KEY:
         raise ConfigError("the config is empty: expected a mapping with `layers:` or `graph:`",
                           file=source.file, line=1)
@@ -212,11 +209,14 @@ class _Builder:
         ev = next(it, None)
         while ev is not None:
             cls = ev.__class__
+            if self.unread and (ev.end_mark.line + 1, ev.end_mark.column) >= self.unread[0] \
+                    and not (cls is _Scalar and ev.value == fastflow.PLACEHOLDER):
+                raise fastflow.Fallback  # the next fast list's place was passed: it is not a list
             if cls is _SeqStart:
                 self._open(ev, [])
                 ev = self._numbers(it)  # the plain numbers that open the list, quickly
                 continue
-            if cls is _Scalar and self.unread and ev.value == fastflow.PLACEHOLDER and ev.implicit[0]:
+            if cls is _Scalar and self.unread and ev.value == fastflow.PLACEHOLDER:
                 self._fast_list(ev)
             elif cls is _Scalar:
                 self.count += 1
@@ -291,7 +291,7 @@ class _Builder:
 
     def regions_before(self, line: int | None, col: int | None) -> None:
         """An error at (line, col) stands only if every fast list before it was met as expected."""
-        if self.unread and (line is None or self.unread[0] < (line, col or 0)):
+        if self.unread and (line is None or self.unread[0] <= (line, col or 0)):
             raise fastflow.Fallback
 
     def _error_at(self, ev: Any, message: str) -> ConfigError:
