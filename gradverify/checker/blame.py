@@ -59,7 +59,7 @@ def _culprit(run: Run, consumer: str, name: str, culprits: list[str]) -> Blame:
     if getattr(graph.nodes[consumer].op, "blames_each_input", False):
         # a whole model: its loss returns the gradient of every parameter, each judged on its own
         return Blame(shown, op, f"the model's loss ({op}) returns a wrong gradient for {name}: "
-                                f"it disagrees with the numeric derivative of the loss by {name}", input=name)
+                                f"grads[{name!r}] disagrees with the numeric d loss / d {name}", input=name)
     outputs = list(graph.consumers(consumer)) if shown != consumer else [consumer]
     own = f"{shown}'s own agrees" if len(outputs) == 1 else \
         f"the gradients of its outputs {', '.join(outputs)} agree"
