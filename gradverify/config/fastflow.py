@@ -2,17 +2,20 @@
 
 A flow list of plain numbers (`[[0.1, -2e-3], [4, 5]]`) of 2,000,000 numbers costs seconds as YAML
 events (one Python object per number), and a 12,000,000-number one would be refused only after
-10,000,000 of them. Such a list is found in the raw text instead, counted with numpy and read
-with the json module (whose numbers, for the strict syntax allowed here, are exactly what the
-YAML 1.2 reader makes of them: int without `.`/`e`, else float). In the text handed to the YAML
-parser it is replaced by a plain scalar `_` padded with spaces (every line break kept, so every
-place after it stays where it was).
+10,000,000 of them. Such a list is found in the raw text instead (a run of the characters
+`0-9 e E . + - , [ ]` and blanks, brackets balanced, at least MIN_CHARS long), its values counted
+from the text (lists + numbers = `[`s + commas + 1 - empty lists), and read with the json module
+only once the count is within the limit. JSON's numbers are a subset of YAML 1.2's, read the
+same way: an int without `.`/`e`, else float(text); anything else (`010`, `.5`, `+1`, a trailing
+comma, an integer of more than MAX_DIGITS digits) makes json refuse and the events decide.
 
-The replacement is trusted only where the parser confirms it: the builder must meet the
-placeholder as a plain scalar starting exactly at the list's `[` (so the `[` did start a flow
-list there, not text inside a string, comment or block scalar), every such list in order. If
-that does not hold, or the text is not of the strict form (a number the json module reads
-otherwise, a trailing comma, a huge integer), the whole document is read again the slow way.
+In the text handed to the YAML parser the list becomes a plain scalar `_`, followed by the list's
+line breaks (and by spaces up to its `]` when something follows it on its last line), so every
+place after it stays where it was. The replacement is trusted only where the parser confirms
+it: the builder must meet `_` as a scalar ending right at the list's `[` (so the `[` did start a
+flow list there, not text inside a string, comment or block scalar), every such list in order,
+and no other event may reach past that place. Otherwise the whole document is read again from
+the events (yaml_reader), as if this module did not exist.
 """
 from __future__ import annotations
 
