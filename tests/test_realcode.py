@@ -155,3 +155,16 @@ def test_readme_shows_a_fresh_run():
     config = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert config == (CONFIGS / "embedding.yaml").read_text()
     assert "$ gradverify check examples/cs231n/configs/embedding.yaml\n" in section
+
+def test_api_check_op_blames_an_op_of_two_outputs_by_its_first_with_both_functions():
+    rnn = _load("buggy/cs231n/rnn_layers.py")
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=s) for s in [(2, 4), (2, 5), (2, 5), (4, 20), (5, 20), (20,)]]
+    rep = gradverify.check_op(rnn.lstm_step_forward, rnn.lstm_step_backward, *args, outputs=2)
+    assert rep.exit_code == 1
+    assert [(b.node, b.op) for b in rep.blame] == [("lstm_step_forward_0", "lstm_step_forward/lstm_step_backward")]
+    layers = _load("cs231n/layers.py")
+    x = rng.normal(size=(4, 3))
+    rep = gradverify.check_op(layers.batchnorm_forward, layers.batchnorm_backward_alt, x, rng.normal(size=3),
+                              rng.normal(size=3), attrs={"bn_param": {"mode": "train"}})
+    assert rep.ok and rep.node("batchnorm_forward").op == "batchnorm_forward/batchnorm_backward_alt"
