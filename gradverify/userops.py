@@ -111,6 +111,8 @@ class ModelOp(PythonOp):
     """`model.loss(*data, **kwargs) -> (loss, grads)`; its inputs are model.params[key] for each
     key, set into model.params before every call."""
 
+    blames_each_input = True  # a wrong gradient is blamed on each parameter it is wrong for
+
     def __init__(self, ref: str, model, keys: tuple[str, ...], data: Sequence[np.ndarray],
                  kwargs: dict, seed: int = 0, node: str = "loss") -> None:
         with usercode.guard(f"{ref}: reading model.loss"):
