@@ -55,17 +55,19 @@ def _config(cfg, confine=None) -> Config:
 
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
-          nodes=None, seed: int = 0, split: bool = False, confine=None) -> Report:
+          nodes=None, seed: int = 0, split: bool = False, confine=None, executor=None) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
     (with the config key and line) on bad input or bad arguments; returns a Report (`.ok`,
     `.nodes`, `.blame`, `.to_dict()`, `.table()`, `.assert_ok()`). The user's op files are
     executed from their current source on every call (an edit between two calls is seen).
-    confine: a folder that every file the config names must be inside (as --confine)."""
+    confine: a folder that every file the config names must be inside (as --confine).
+    executor: a concurrent.futures.Executor (a process pool, Dask's Client.get_executor()) that
+    runs the nodes upstream of the user's own ops in pieces (docs/scale.md)."""
     settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split)
     with usercode.watch_sigint(), usercode.session():
-        return checker.run(_config(config, confine), settings)
+        return checker.run(_config(config, confine), settings, executor=executor)
 
 
 def _function(fn, what: str):
@@ -101,7 +103,7 @@ def _node_name(fn, default: str) -> str:
 
 def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int = 1,
              method: str = "auto", rtol: float | None = None, atol: float | None = None,
-             seed: int = 0, **more_attrs) -> Report:
+             seed: int = 0, executor=None, **more_attrs) -> Report:
     """Check one op in the cs231n convention on the given inputs:
     `forward(*inputs, **attrs) -> (out, cache)` (with outputs=k: (out1, …, outk, cache)),
     `backward(dout, cache) -> dx | (dx, dw, …) | {"dx": …}` (with outputs=k: backward(dout1, …,
@@ -113,7 +115,9 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
     allows it, error bars and kinks.
 
     Nodes: one per differentiable input, named after forward's parameters (x, w, b, …), the op's
-    node named after forward (its outputs `name_0`, `name_1`, … with outputs > 1), then `loss`."""
+    node named after forward (its outputs `name_0`, `name_1`, … with outputs > 1), then `loss`.
+    executor: as for check (the functions must pickle: a module's, not a lambda's; else the
+    check runs in this process)."""
     settings = _settings(method, False, rtol, atol, None, False, None, seed, False)
     forward, backward = _function(forward, "forward"), _function(backward, "backward")
     arrays, data = _arrays(inputs)
@@ -136,7 +140,8 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
             graph.add(Node(out, "intermediate", op=Pick(multi, k), inputs=(node,), source="pick"))
     graph.add(Node("loss", "loss", op=Project(seed), inputs=tuple(outs), source="project"))
     with usercode.watch_sigint():
-        return checker.run(Config(source=Source(file=None), seed=seed), settings, graph=graph)
+        return checker.run(Config(source=Source(file=None), seed=seed), settings, graph=graph,
+                           executor=executor)
 
 
 def _plain(value, in_data: bool = False):

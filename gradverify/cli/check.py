@@ -94,6 +94,9 @@ def check(config: Optional[Path] = ConfigArg,
           confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
                                                  "(arrays, file.py ops) must be inside this folder, "
                                                  "symbolic links resolved: for configs you did not write."),
+          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Processes for the nodes upstream "
+                                             "of your own file.py ops (default: the usable cores; 1: "
+                                             "this process only)."),
           quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
     from .. import checker as engine
@@ -109,7 +112,8 @@ def check(config: Optional[Path] = ConfigArg,
     progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
         with isolated():
-            report = engine.run(_load(path, max_elements, confine), settings, notify, progress)
+            report = engine.run(_load(path, max_elements, confine), settings, notify, progress,
+                                jobs=_jobs(jobs))
     finally:
         progress.close()
     _notes(report, quiet)
@@ -117,6 +121,15 @@ def check(config: Optional[Path] = ConfigArg,
     _print_check(format, report, str(path), command)
     _save(files, report, command, f"gradverify.{Path(path).stem}")
     raise typer.Exit(report.exit_code)
+
+
+def _jobs(jobs: Optional[int]) -> int:
+    """--jobs: at least 1; by default the cores this process may run on."""
+    from ..parallel import usable_cores
+
+    if jobs is not None and jobs < 1:
+        raise typer.BadParameter(f"--jobs must be at least 1, got {jobs}", param_hint="--jobs")
+    return usable_cores() if jobs is None else jobs
 
 
 def _print_check(format: CheckFormat, report, path: str, command: str) -> None:

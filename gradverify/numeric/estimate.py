@@ -10,15 +10,16 @@ derivatives instead of one derivative.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import parallel
 from ..graph import Graph
-from .methods import METHODS, Method, one_sided
+from ..parallel import usable_cores
+from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
 from .prober import Prober, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
@@ -32,15 +33,10 @@ MAX_CHUNK = 8192
 CACHE_BYTES = 16 * 2**20
 #: chunks smaller than this many elements in all are not worth a second thread
 THREADED_FROM = 256
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, e.g. under taskset or a container
-    quota), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+#: upstream of a user's op, nodes up to this size have every element's one-sided gap measured
+#: (kink_gap) and scanned for kinks where the gap calls for it; larger nodes only their failing
+#: elements
+OPAQUE_KINK_SCAN = 2048
 
 
 #: numpy releases the GIL inside its loops, so chunks on threads run in parallel, one per core;
@@ -65,13 +61,24 @@ class Estimate:
     method: str
     step: float
     crossings: np.ndarray | None = None
+    #: upstream of a user's op (which declares no kinks), for nodes up to OPAQUE_KINK_SCAN
+    #: elements: |right - left| from second-order one-sided differences, and its rounding bound
+    #: (kink_candidates reads them); None where not computed
+    kink_gap: np.ndarray | None = None
+    kink_gap_error: np.ndarray | None = None
 
 
-def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: float, loss: float):
-    """The estimate for the elements `idx`: (derivative, error bar, kinks crossed, left, right)."""
+def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: float, loss: float,
+                   gaps: bool = False):
+    """The estimate for the elements `idx`: (derivative, error bar, kinks crossed, left, right,
+    and with `gaps` (kink gap, its rounding bound), see kink_gap)."""
     x = prober.base[idx].real.astype(np.float64)
     scale = np.maximum(np.abs(x), 1.0)
     d, err, crossed = method.estimate(prober, idx, x, scale, rel_step, loss)
+    gap = None
+    if gaps:
+        gap = (complex_gap(prober, idx, x, scale, loss, d) if method.name == "complex"
+               else kink_gap(prober, idx, x, scale, loss, reuse=method.name == "central"))
     if method.name != "complex":
         _shrink_at_kinks(prober, method, idx, x, scale, rel_step, loss, (d, err, crossed))
     if prober.subnormal:  # the plain pass itself has lost digits on the way to the loss
@@ -80,7 +87,58 @@ def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: fl
     if crossed.any():
         sub = np.flatnonzero(crossed)
         left[sub], right[sub], err[sub] = one_sided(prober, idx[sub], x[sub], scale[sub], loss)
-    return d, err, crossed, left, right
+    return d, err, crossed, left, right, gap
+
+
+def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False):
+    """|D₊ - D₋| for each element, from second-order one-sided differences at steps h and 2h on
+    each side, and a bound on its rounding. With f(x) = 0 (f holds changes of the loss) and the
+    exact steps a, b of one side, D = (b²·f(a) - a²·f(b)) / (a·b·(b - a)) is exact for a
+    quadratic: a smooth function's gap is O(h²·f‴), a kink's is its jump whatever h. Rounding:
+    (4 + 1)·ε·|loss| / h per side. `reuse`: the points are central differences' last run
+    (x ± h, x ± 2h), so the gap costs no evaluation."""
+    last = prober.last if reuse else None
+    if last is None or len(last[0]) != 4:
+        h = ONE_SIDED_STEP * scale
+        pts = [x + h, x - h, x + 2 * h, x - 2 * h]
+        f, _ = prober.run(idx, pts)
+    else:
+        pts, f = last
+    steps = [np.asarray(p).real - x for p in pts]  # exact: fl(x + m·h) - x
+    sides = []
+    with np.errstate(all="ignore"):
+        for a, b in ((0, 2), (1, 3)):
+            ha, hb = steps[a], steps[b]
+            sides.append((hb * hb * f[a] - ha * ha * f[b]) / (ha * hb * (hb - ha)))
+    return np.abs(sides[0] - sides[1]), 10 * EPS * (abs(loss) + 1e-300) / np.abs(steps[0])
+
+
+def complex_gap(prober: Prober, idx, x, scale, loss, d):
+    """Twice |central difference - complex step| and its rounding bound: two evaluations where
+    kink_gap takes four. Smooth: O(h²·f‴). At a kink the central difference is the mean of the
+    one-sided derivatives; a complex step that takes one of them (or any value outside
+    [left, right]) stands at least half the jump away. One that takes the mean is not told
+    apart here; its element then passes only where the analytic value is that mean, which lies
+    in [left, right]."""
+    h = ONE_SIDED_STEP * scale
+    pts = [x + h, x - h]
+    f, _ = prober.run(idx, pts)
+    steps = [p - x for p in pts]  # exact: fl(x ± h) - x
+    with np.errstate(all="ignore"):
+        central = (f[0] - f[1]) / (steps[0] - steps[1])
+    return 2 * np.abs(central - d), 2 * EPS * (abs(loss) + 1e-300) / h + 8 * EPS * np.abs(d)
+
+
+def kink_candidates(est: Estimate, node_scale: float) -> np.ndarray:
+    """Elements whose numbers call for the kink scan (detect_kinks): a one-sided gap that is not
+    clearly within KINK_ERROR_BARS times its rounding plus half the scan's own threshold
+    (KINK_NODE_RTOL of the node's largest derivative), or no gap measured. A kink missed here
+    only lets an element pass whose analytic value agreed with its estimate anyway; a failing
+    element is scanned whatever its gap."""
+    if est.kink_gap is None or est.kink_gap_error is None:
+        return np.ones(len(est.index), bool)
+    gap, bound = est.kink_gap, est.kink_gap_error
+    return ~(gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)
 
 
 def _shrink_at_kinks(prober, method: Method, idx, x, scale, rel_step, loss, result) -> None:
@@ -147,32 +205,55 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
 
     values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
     method's. via: only this consumer of `name` sees the perturbation. trusted: custom op nodes
-    whose complex probe passed. progress(done, total) hears after each chunk."""
+    whose complex probe passed. progress(done, total) hears after each chunk. Inside
+    parallel.offloading(), a node whose perturbations pass through a user's op is estimated in
+    pieces on the executor's workers."""
     m = METHODS[node_method(graph, name, method, trusted)]
     rel_step = step if step is not None else m.step
     prober = Prober(graph, values, name, via)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
+    gaps = prober.opaque and len(index) <= OPAQUE_KINK_SCAN
+    offload = parallel.current() if prober.opaque and via is None and len(index) > 1 else None
+    parts = None
+    if offload is not None:
+        parts = offload.map(graph, values, name, (m.name, rel_step, loss, gaps, max_memory), index, progress)
+    if parts is None:
+        parts = estimate_all(prober, m, index, rel_step, loss, gaps, max_memory, progress)
+    numeric, error, crossings, left, right, gap, gap_error = parts
+    return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings,
+                    gap if gaps else None, gap_error if gaps else None)
+
+
+def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, loss: float,
+                 gaps: bool, max_memory: int, progress=None) -> tuple[np.ndarray, ...]:
+    """Every element of `index` in chunks, on the usable cores: (derivative, error bar, kinks
+    crossed, left, right, kink gap, its rounding bound), one entry per element."""
     n = len(index)
     numeric, error, crossings = np.zeros(n), np.zeros(n), np.zeros(n, int)
     left, right = np.full(n, np.nan), np.full(n, np.nan)
-    workers = WORKERS if n > THREADED_FROM else 1
+    gap, gap_error = np.full(n, np.inf), np.full(n, np.inf)
+    # a user's Python code holds the GIL: its chunks on threads only contend for it (measured:
+    # 2 threads took 20× as long as 1 on a custom affine); processes run them in parallel
+    workers = WORKERS if n > THREADED_FROM and not prober.opaque else 1
     budget = max_memory // workers
-    graph.downstream(via or name)  # fill the graph's cache before threads share it
+    prober.graph.downstream(prober.via or prober.name)  # fill the graph's cache before threads share it
 
     def run(start: int, k: int) -> int:
         sl = slice(start, start + k)
-        numeric[sl], error[sl], crossings[sl], left[sl], right[sl] = estimate_chunk(
-            prober, m, index[sl], rel_step, loss)
+        numeric[sl], error[sl], crossings[sl], left[sl], right[sl], g = estimate_chunk(
+            prober, m, index[sl], rel_step, loss, gaps)
+        if g is not None:
+            gap[sl], gap_error[sl] = g
         return min(start + k, n)
 
-    first = min(n, first_chunk(graph, values, name, m.evals, budget))
+    first = min(n, first_chunk(prober.graph, prober.values, prober.name, m.evals, budget))
     done = run(0, first) if n else 0
     if progress is not None and n:
         progress(done, n)
     k = next_chunk(prober, m.evals, first, budget)
     map_chunks(run, range(done, n, k), k, workers, n, progress)
-    return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings)
+    return numeric, error, crossings, left, right, gap, gap_error
 
 
 #: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×;
@@ -221,4 +302,5 @@ def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, nod
     return kink, l2, r2, e2
 
 
-__all__ = ["Estimate", "estimate", "detect_kinks", "usable_cores", "WORKERS"]
+__all__ = ["Estimate", "estimate", "detect_kinks", "kink_candidates", "usable_cores", "WORKERS",
+           "OPAQUE_KINK_SCAN"]
