@@ -120,35 +120,44 @@ def process_pool(jobs: int):
 
 
 class SourceFunction:
-    """A function of a user file loaded by usercode.load_source, as (path, source, name): the
-    same source compiled in a worker (once per worker and source), never the file read again."""
+    """A function of a user file gradverify loaded (usercode.load_source), as the source text it
+    compiled: a worker compiles the same text (once per worker and source), never reads the
+    file again. `package`: the file's package, for its relative imports; `root`: the folder its
+    imports are found from."""
 
     _modules: dict[tuple[str, int], object] = {}
 
-    def __init__(self, path: str, source: bytes, name: str):
-        self.path, self.source, self.name = path, source, name
+    def __init__(self, path: str, source: bytes, name: str, package: str, root: str):
+        self.path, self.source, self.name, self.package, self.root = path, source, name, package, root
 
     @classmethod
     def of(cls, fn):
-        """`fn` as a SourceFunction when it comes from a user file; as it is otherwise
-        (importable: pickled by reference)."""
-        module = sys.modules.get(getattr(fn, "__module__", None) or "")
-        source = getattr(fn, "__globals__", {}).get("__gradverify_source__")
-        if module is not None or source is None or "<" in getattr(fn, "__qualname__", "<"):
+        """`fn` as a SourceFunction when it comes from a user file; as it is otherwise."""
+        g = getattr(fn, "__globals__", None)
+        qualname = getattr(fn, "__qualname__", "<")
+        if not isinstance(g, dict) or "<" in qualname or not g.get("__file__"):
             return fn
-        return cls(fn.__globals__["__file__"], source, fn.__qualname__)
+        source = g.get("__gradverify_source__")  # a lone file
+        if source is not None:
+            return cls(g["__file__"], source, qualname, "", str(Path(g["__file__"]).parent))
+        source = getattr(g.get("__loader__"), "source", None)  # a module of the user's package
+        package = g.get("__package__") or ""
+        if source is None or not package:
+            return fn  # importable as it is
+        root = Path(g["__file__"]).parents[len(package.split("."))]
+        return cls(g["__file__"], source, qualname, package, str(root))
 
     def load(self):
         key = (self.path, hash(self.source))
         if key not in self._modules:
-            module = types.ModuleType(f"gradverify_worker_{len(self._modules)}")
-            module.__file__ = self.path
-            folder = str(Path(self.path).parent)
-            sys.path.insert(0, folder)  # `import helpers` beside it
+            stem = Path(self.path).stem
+            module = types.ModuleType(f"{self.package}.{stem}" if self.package else f"gradverify_worker_{stem}")
+            module.__file__, module.__package__ = self.path, self.package or None
+            sys.path.insert(0, self.root)  # its imports: `import helpers`, `from .helpers import f`
             try:
                 exec(compile(self.source, self.path, "exec", dont_inherit=True), module.__dict__)
             finally:
-                sys.path.remove(folder)
+                sys.path.remove(self.root)
             self._modules[key] = module
         return getattr(self._modules[key], self.name)
 
