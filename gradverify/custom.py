@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import usercode
+from .delta import Delta
 from .errors import UserCodeError
 from .ops import BadGradient, Op
 from .parallel import SourceFunction
@@ -150,6 +151,7 @@ class PythonOp(Op):
         self.data: dict[int, np.ndarray] = {}  # positional slot -> a constant argument (userops)
         self.written: set[int] = set()  # input slots the forward was seen to write into: copied
         self.stacks: dict[tuple[int, ...], bool] = {}  # perturbed slots -> may their copies stack?
+        self.row_push: dict[int, bool] = {}  # input slot -> may its changed rows go alone? (push)
 
     @property
     def label(self):
@@ -277,6 +279,31 @@ class PythonOp(Op):
                 return None
         self.stacks[key] = True
         return out
+
+    def push(self, slot: int, d: Delta, xs, out: np.ndarray) -> Delta | None:
+        """The changed rows only, through one call on them, for a 2-D input whose copies this op
+        was seen to stack (a row-wise op: affine, ReLU): perturbing x[n, j] changes row n of the
+        output alone. The first time compared with the dense copies; None where not allowed."""
+        rows = d.as_rows()
+        if (rows is None or self.stacks.get((slot,)) is not True or self.row_push.get(slot) is False
+                or out.ndim != 3 or xs[slot].ndim != 3):
+            return None
+        at = rows.at
+        args = [xs[slot][0][at] + rows.vals if k == slot else np.array(x[0]) for k, x in enumerate(xs)]
+        try:
+            new = self._output(self._call(self._forward, *args, **self._attrs()), self._forward)
+        except UserCodeError:
+            new = None
+        if new is None or new.shape != (len(at),) + out.shape[2:]:
+            self.row_push[slot] = False
+            return None
+        change = Delta.row(at, new - out[0][at], out.shape[1:])
+        if slot not in self.row_push:  # the first time: the dense copies must agree
+            dense = self.forward(*[d.dense(x) if k == slot else x for k, x in enumerate(xs)])
+            self.row_push[slot] = _same_copy(change.dense(out), dense)
+            if not self.row_push[slot]:
+                return None
+        return change
 
     def check_deterministic(self, first: np.ndarray, again, fn) -> None:
         """The same call once more (`again()`): a different output is the op's problem."""

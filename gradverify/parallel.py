@@ -135,8 +135,9 @@ class SourceFunction:
         """`fn` as a SourceFunction when it comes from a user file; as it is otherwise."""
         g = getattr(fn, "__globals__", None)
         qualname = getattr(fn, "__qualname__", "<")
-        if not isinstance(g, dict) or "<" in qualname or not g.get("__file__"):
-            return fn
+        if not isinstance(fn, types.FunctionType) or not isinstance(g, dict) or "." in qualname \
+                or "<" in qualname or not g.get("__file__"):
+            return fn  # a method, a nested function, a lambda: pickled as it is, if it can be
         source = g.get("__gradverify_source__")  # a lone file
         if source is not None:
             return cls(g["__file__"], source, qualname, "", str(Path(g["__file__"]).parent))
