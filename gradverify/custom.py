@@ -14,8 +14,9 @@ made writeable again) is seen by comparing the inputs with a snapshot after the 
 the chunk is run again with fresh copies for that input, as it will be from then on (nothing the
 op caches or mutates leaks between calls). Where the perturbed inputs all have a batch axis (the
 first of their core shape), all copies are stacked along it into one call; a probe compares that
-call with per-copy calls on every copy the first time, and on one copy every later time, and the
-op goes back to one call per copy as soon as they differ (batch norm, dropout). Every call goes through
+call with per-copy calls on three copies the first time, and on one copy every later time, and
+the op goes back to one call per copy as soon as they differ (batch norm, dropout: an op that
+mixes the copies changes every one of them). Every call goes through
 usercode.guard: whatever the code raises (sys.exit included) is a UserCodeError, exit 2.
 
 The numeric side assumes the forward is a function of its inputs. So the first call is made twice
@@ -254,7 +255,7 @@ class PythonOp(Op):
     def _stacked(self, xs, copies) -> np.ndarray | None:
         """All copies in one call, stacked along the batch axis of the perturbed inputs (those
         with copies: (B, N, …) -> (B·N, …)), when the op has been seen to allow it (None when
-        not): the first time compared with a call per copy, every later time with one copy."""
+        not): the first time compared with a call on each of three copies, later on one."""
         key = tuple(k for k, x in enumerate(xs) if x.shape[0] > 1)
         known = self.stacks.get(key)
         if copies == 1 or known is False or type(self) is not PythonOp or self.data:
@@ -273,7 +274,7 @@ class PythonOp(Op):
             self.stacks[key] = False
             return None
         out = out.reshape((copies, n) + out.shape[1:])
-        for b in range(copies) if known is None else (copies - 1,):
+        for b in sorted({0, copies // 2, copies - 1}) if known is None else (copies - 1,):
             if not _same_copy(self._run_forward(xs, b), out[b]):
                 self.stacks[key] = False
                 return None
@@ -281,15 +282,16 @@ class PythonOp(Op):
         return out
 
     def push(self, slot: int, d: Delta, xs, out: np.ndarray) -> Delta | None:
-        """The changed rows only, through one call on them, for a 2-D input whose copies this op
-        was seen to stack (a row-wise op: affine, ReLU): perturbing x[n, j] changes row n of the
-        output alone. The first time compared with the dense copies; None where not allowed."""
-        rows = d.as_rows()
-        if (rows is None or self.stacks.get((slot,)) is not True or self.row_push.get(slot) is False
-                or out.ndim != 3 or xs[slot].ndim != 3):
+        """The changed samples only, through one call on them, for an op separable along the
+        batch axis of this input (a row-wise op: affine, ReLU, a conv over N): perturbing
+        x[n, …] changes sample n of the output alone. The first time compared with the dense
+        copies; None where that disagreed (batch norm) or cannot be done."""
+        changed = _changed_samples(d, xs[slot])
+        if (changed is None or self.row_push.get(slot) is False or type(self) is not PythonOp
+                or self.data or out.ndim < 2 or xs[slot].ndim < 2):
             return None
-        at = rows.at
-        args = [xs[slot][0][at] + rows.vals if k == slot else np.array(x[0]) for k, x in enumerate(xs)]
+        at, samples = changed
+        args = [samples if k == slot else np.array(x[0]) for k, x in enumerate(xs)]
         try:
             new = self._output(self._call(self._forward, *args, **self._attrs()), self._forward)
         except UserCodeError:
@@ -297,8 +299,17 @@ class PythonOp(Op):
         if new is None or new.shape != (len(at),) + out.shape[2:]:
             self.row_push[slot] = False
             return None
-        change = Delta.row(at, new - out[0][at], out.shape[1:])
-        if slot not in self.row_push:  # the first time: the dense copies must agree
+        if out.ndim == 3:
+            change = Delta.row(at, new - out[0][at], out.shape[1:])
+        else:
+            vals = np.zeros((len(at),) + out.shape[1:], dtype=np.result_type(new, out))
+            vals[np.arange(len(at)), at] = new - out[0][at]
+            change = Delta.full(vals, out.shape[1:])
+        if slot not in self.row_push:  # the first time: every dense copy must agree (a random
+            # op draws its mask for k samples, not for the batch: copy b's row n_b then differs),
+            # and some copy's sample must sit elsewhere than its row among the k for that to show
+            if np.array_equal(at, np.arange(len(at))):
+                return None  # not decided yet: the dense copies, this time
             dense = self.forward(*[d.dense(x) if k == slot else x for k, x in enumerate(xs)])
             self.row_push[slot] = _same_copy(change.dense(out), dense)
             if not self.row_push[slot]:
@@ -357,6 +368,20 @@ class PythonLoss(PythonOp):
             raise BadGradient(f"it must return (loss, dx), got {type(res).__name__}")
         grads = normalize_grads((res[1],), ("x",), [x.shape[1:]], self.ref, [np.iscomplexobj(x)])
         return (g.reshape(-1)[0] * grads[0][None],)
+
+
+def _changed_samples(d: Delta, x: np.ndarray):
+    """(n, samples): the sample each copy changes (the first axis of the node's core shape) and
+    the changed samples themselves, (k, *shape[1:]); None for a change that is not one sample
+    per copy."""
+    if d.kind == "row":
+        return d.at, x[0][d.at] + d.vals
+    if d.kind != "elem" or len(d.shape) < 2:
+        return None
+    n = d.at[:, 0]
+    samples = x[0][n].astype(np.result_type(x, d.vals))
+    samples[(np.arange(d.k),) + tuple(d.at[:, 1:].T)] += d.vals
+    return n, samples
 
 
 def _same_copy(one: np.ndarray, stacked: np.ndarray) -> bool:
