@@ -122,6 +122,9 @@ def torch_gradcheck(x, w, b):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--medium", action="store_true",
+                    help="also the 64×128→256→10 net (its 32,768 weights of w1 each cost your affine a "
+                         "full product: minutes)")
     args = ap.parse_args()
     r = args.repeat
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores (affinity "
@@ -130,7 +133,7 @@ def main() -> None:
     print("| network | built-in ops | your affine/relu (file.py ops) | custom / built-in | "
           "custom, 2 worker processes |")
     print("|---|---|---|---|---|")
-    for shape in ((32, 64, 128, 10), (64, 128, 256, 10)):
+    for shape in ((32, 64, 128, 10),) + (((64, 128, 256, 10),) if args.medium else ()):
         builtin, custom = net(*shape, custom=False), net(*shape, custom=True)
         t_b, rep_b = median_time(lambda: gradverify.check(builtin), r)  # noqa: B023
         t_c, rep_c = median_time(lambda: gradverify.check(custom), r)  # noqa: B023
