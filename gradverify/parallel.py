@@ -119,6 +119,11 @@ def process_pool(jobs: int):
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
 
 
+class WorkerLoadError(Exception):
+    """The user's file did not load in a worker (its top level did something that works only
+    once: removed a folder, read stdin): the check runs that node in the main process."""
+
+
 class SourceFunction:
     """A function of a user file gradverify loaded (usercode.load_source), as the source text it
     compiled: a worker compiles the same text (once per worker and source), never reads the
@@ -157,6 +162,8 @@ class SourceFunction:
             sys.path.insert(0, self.root)  # its imports: `import helpers`, `from .helpers import f`
             try:
                 exec(compile(self.source, self.path, "exec", dont_inherit=True), module.__dict__)
+            except BaseException as e:  # noqa: B036  (its top level may do anything, exit included)
+                raise WorkerLoadError(f"{self.path}: {type(e).__name__}: {e}") from None
             finally:
                 sys.path.remove(self.root)
             self._modules[key] = module
@@ -194,6 +201,7 @@ class Offload:
     def __init__(self, executor, jobs: int):
         self._given, self._pool, self.jobs = executor, None, jobs
         self._blobs: dict[tuple[int, int], tuple[str, bytes | None]] = {}
+        self.failed = False  # a worker could not load the user's file: the rest runs here
         self.workers = jobs if executor is None else int(getattr(executor, "_max_workers", 0) or usable_cores())
 
     @property
@@ -221,7 +229,7 @@ class Offload:
         import numpy as np
 
         key, blob = self.payload(graph, values)
-        if blob is None:
+        if blob is None or self.failed:
             return None
         pieces = np.array_split(index, min(len(index), 4 * max(self.workers, 1)))
         futures = {self.executor.submit(run_piece, key, blob, name, how, piece): k
@@ -230,7 +238,11 @@ class Offload:
         done = 0
         try:
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+                try:
+                    results[futures[fut]] = fut.result()
+                except WorkerLoadError:
+                    self.failed = True
+                    return None
                 done += len(pieces[futures[fut]])
                 if progress is not None:
                     progress(done, len(index))

@@ -112,3 +112,16 @@ def test_a_dask_cluster_gives_the_serial_report(tmp_path):
 
 def _strip_seconds(report) -> list:
     return [{k: v for k, v in n.items() if k != "seconds"} for n in report.to_dict()["nodes"]]
+
+
+def test_a_file_whose_top_level_works_once_runs_here(tmp_path):
+    """Its top level refuses to run twice (in a worker, after the main process): the nodes it
+    affects are estimated in this process instead, with the same numbers."""
+    marker = tmp_path / "loaded"
+    src = LAYERS.read_text()
+    (tmp_path / "once.py").write_text(f"import pathlib\n_m = pathlib.Path({str(marker)!r})\n"
+                                      "assert not _m.exists(), 'loaded twice'\n_m.write_text('1')\n" + src)
+    serial = gradverify.check(_net(tmp_path, LAYERS))
+    with ProcessPoolExecutor(2) as pool:
+        rep = gradverify.check(_net(tmp_path, tmp_path / "once.py"), executor=pool)
+    assert rep.exit_code == 0 and _numbers(rep) == _numbers(serial)
