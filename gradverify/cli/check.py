@@ -65,6 +65,10 @@ def _save(files: list, report, command: str, suite: str) -> None:
             _error_line(f"cannot write the {what} to {given}: {problem}")
 
 
+JobsOpt = typer.Option(None, "--jobs", "-j", help="Processes for the nodes upstream of your own file.py "
+                       "ops (default: the usable cores; 1: this process only).")
+
+
 @app.command()
 @handled
 def check(config: Optional[Path] = ConfigArg,
@@ -94,10 +98,7 @@ def check(config: Optional[Path] = ConfigArg,
           confine: Optional[Path] = typer.Option(None, "--confine", help="Every file the config names "
                                                  "(arrays, file.py ops) must be inside this folder, "
                                                  "symbolic links resolved: for configs you did not write."),
-          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Processes for the nodes upstream "
-                                             "of your own file.py ops (default: the usable cores; 1: "
-                                             "this process only)."),
-          quiet: bool = QuietOpt) -> None:
+          jobs: Optional[int] = JobsOpt, quiet: bool = QuietOpt) -> None:
     """Check every node of the network: one row per node."""
     from .. import checker as engine
 
@@ -112,8 +113,7 @@ def check(config: Optional[Path] = ConfigArg,
     progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
         with isolated():
-            report = engine.run(_load(path, max_elements, confine), settings, notify, progress,
-                                jobs=_jobs(jobs))
+            report = engine.run(_load(path, max_elements, confine), settings, notify, progress, jobs=_jobs(jobs))
     finally:
         progress.close()
     _notes(report, quiet)
