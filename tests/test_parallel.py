@@ -18,13 +18,14 @@ LAYERS = ROOT / "examples" / "cs231n" / "cs231n" / "layers.py"
 
 
 def _net(tmp_path, layers=LAYERS) -> str:
-    """A small net of the user's own affine and ReLU layers (cs231n's), as a config file."""
+    """A small net of the user's own affine and ReLU layers (cs231n's), as a config file: x, w1
+    and the hidden nodes have 256 elements or more, so they go to the workers (OFFLOAD_FROM)."""
     cfg = tmp_path / "net.yaml"
     cfg.write_text(
-        "seed: 3\ninputs: {shape: [6, 5], init: normal}\nlabels: {classes: 3}\nregularization: 0.01\n"
+        "seed: 3\ninputs: {shape: [16, 20], init: normal}\nlabels: {classes: 3}\nregularization: 0.01\n"
         f"layers:\n  - {{op: '{layers}:affine', activation: '{layers}:relu',\n"
-        "     weights: {shape: [5, 7], init: normal, std: 0.5}, bias: {shape: [7], init: normal}}\n"
-        f"  - {{op: '{layers}:affine', weights: {{shape: [7, 3], init: normal, std: 0.5}},\n"
+        "     weights: {shape: [20, 16], init: normal, std: 0.5}, bias: {shape: [16], init: normal}}\n"
+        f"  - {{op: '{layers}:affine', weights: {{shape: [16, 3], init: normal, std: 0.5}},\n"
         "     bias: {shape: [3], init: normal}}\n")
     return str(cfg)
 
@@ -35,11 +36,22 @@ def _numbers(report) -> dict:
             for n in report.nodes}
 
 
+class CountingPool(ProcessPoolExecutor):
+    """A process pool that counts the tasks it was given."""
+
+    tasks = 0
+
+    def submit(self, *args, **kwargs):
+        self.tasks += 1
+        return super().submit(*args, **kwargs)
+
+
 def test_a_process_pool_gives_the_serial_report(tmp_path):
     serial = gradverify.check(_net(tmp_path))
-    with ProcessPoolExecutor(2) as pool:
+    with CountingPool(2) as pool:
         pooled = gradverify.check(_net(tmp_path), executor=pool)
     assert serial.status == "pass" and _numbers(pooled) == _numbers(serial)
+    assert pool.tasks >= 8  # x, w1 and the hidden nodes went to the workers, 4 pieces per worker each
 
 
 def test_jobs_on_the_command_line_gives_the_same_json(tmp_path):
@@ -80,7 +92,7 @@ def test_workers_compile_the_source_the_check_loaded(tmp_path):
 
 def test_a_lambda_runs_in_this_process():
     """check_op with a lambda: it cannot be pickled for a worker, so the check runs here."""
-    x = np.random.default_rng(0).normal(size=(3, 4))
+    x = np.random.default_rng(0).normal(size=(16, 20))
     with ProcessPoolExecutor(2) as pool:
         rep = gradverify.check_op(lambda x: (np.tanh(x), x), lambda d, x: d * (1 - np.tanh(x) ** 2), x,
                                   executor=pool)

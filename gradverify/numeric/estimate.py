@@ -34,6 +34,10 @@ MAX_CHUNK = 8192
 CACHE_BYTES = 16 * 2**20
 #: chunks smaller than this many elements in all are not worth a second thread
 THREADED_FROM = 256
+#: nodes upstream of a user's op with fewer elements than this stay in this process under --jobs
+#: (starting the workers and pickling the graph cost more than they save: measured 0.3-0.7 s
+#: on a 20-element zoo check)
+OFFLOAD_FROM = 256
 #: upstream of a user's op, nodes up to this size have every element's one-sided gap measured
 #: (kink_gap) and scanned for kinks where the gap calls for it; larger nodes only their failing
 #: elements
@@ -259,7 +263,7 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
     gaps = prober.opaque and len(index) <= OPAQUE_KINK_SCAN
     screen = gaps and len(index) > SCREEN_FROM  # the gaps only if the directions call for them
-    offload = parallel.current() if prober.opaque and via is None and len(index) > 1 else None
+    offload = parallel.current() if prober.opaque and via is None and len(index) >= OFFLOAD_FROM else None
     parts = None
     how = (m.name, rel_step, loss, gaps and not screen, max_memory)
     if offload is not None:
