@@ -4,10 +4,12 @@
   (b) a naive loop: central differences, one element at a time, a full forward pass each
       (cs231n's eval_numerical_gradient), over the same elements;
   (c) torch.autograd.gradcheck over the parameters alone, when torch is installed
-      (`pip install -e ".[bench]"`; the CPU build torch==2.13.0).
+      (`pip install -e ".[bench]"`; the CPU build torch==2.13.0), at ONE thread, against
+      gradverify's full check also at one thread (one chunk at a time, BLAS single-threaded):
+      the same thread count on both sides (torch at 2 threads here took 2-6× as long as at 1).
 
 Times are wall-clock seconds; ratios are against (a) in the same run. gradverify runs as its CLI
-does (two chunks of copies in two threads, BLAS single-threaded); the baselines get BLAS's
+does (two chunks of copies in two threads, BLAS single-threaded); the naive loop gets BLAS's
 default threads. Where a baseline would take
 too long, it is timed on a seeded sample of elements per node and extrapolated by node size (the
 table says so). Peak memory of (a) is numpy's peak allocation under tracemalloc, in a second,
@@ -97,12 +99,26 @@ def naive(cfg, per_node: int | None, seed: int = 0):
 # ---- (c) torch.autograd.gradcheck ---------------------------------------------------------
 
 
+def one_thread(cfg) -> float:
+    """gradverify's full check with one chunk at a time (no worker threads)."""
+    import importlib
+
+    est_module = importlib.import_module("gradverify.numeric.estimate")  # (the package exports a function of that name)
+
+    saved = est_module.WORKERS
+    est_module.WORKERS = 1
+    try:
+        return timed(checker.run, cfg, Settings())[0]
+    finally:
+        est_module.WORKERS = saved
+
+
 def torch_gradcheck(cfg):
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(1)  # as gradverify's one-thread run it is compared with
     x = torch.tensor(cfg.inputs, dtype=torch.float64)
     y = torch.tensor(np.asarray(cfg.labels), dtype=torch.long)
     params = []
@@ -167,33 +183,35 @@ def main() -> None:
             params = sum(n.total for n in rep.nodes if n.kind == "parameter")
             mem = peak_mb(checker.run, cfg, Settings())
             t_fast, _ = timed(checker.run, cfg, Settings(fast=True))
+            t_one = one_thread(cfg)
             t_sample, _ = timed(checker.run, cfg, Settings(sample=100))
         per_node = None if elements <= 10_000 else args.naive_sample
         t_naive, extrapolated = naive(cfg, per_node)
         torch_res = torch_gradcheck(cfg) if params <= 50_000 else None
         rss = process_rss_mb(file)
         rows.append((label, elements, params, t_full, (mem, rss), t_fast, t_sample, t_naive, extrapolated,
-                     torch_res, rep.status))
+                     torch_res, rep.status, t_one))
         print(f"done: {label}", file=sys.stderr)
 
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}.  Run: {time.strftime('%Y-%m-%d')}, `python bench/run.py"
           f"{' --quick' if args.quick else ''}`.\n")
     print("| network | elements (params) | gradverify full | peak MiB: numpy / process | --fast | "
-          "--sample 100 | naive loop | naive / full | torch gradcheck (params only) | torch / full |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "--sample 100 | naive loop | naive / full | gradverify full, 1 thread | "
+          "torch gradcheck, 1 thread (params only) | torch / gradverify, both 1 thread |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (label, elements, params, t_full, mem, t_fast, t_sample, t_naive, extrapolated, torch_res,
-         status) in rows:
+         status, t_one) in rows:
         naive_txt = f"{t_naive:.1f} s" + (" (extrapolated)" if extrapolated else "")
         if torch_res is None:
             torch_txt, ratio_t = "not run (too slow at this size)" if params > 50_000 else "torch not installed", "—"
         else:
             t_torch, ok, n, version = torch_res
             torch_txt = f"{t_torch:.2f} s (torch {version}, {n:,} params, {'pass' if ok else 'FAIL'})"
-            ratio_t = f"{t_torch / t_full:.1f}×"
+            ratio_t = f"{t_torch / t_one:.1f}×"
         print(f"| {label} | {elements:,} ({params:,}) | {t_full:.2f} s ({status}) | {mem[0]:.0f} / {mem[1]:.0f} | "
               f"{t_fast:.2f} s | {t_sample:.2f} s | {naive_txt} | {t_naive / t_full:.1f}× | "
-              f"{torch_txt} | {ratio_t} |")
+              f"{t_one:.2f} s | {torch_txt} | {ratio_t} |")
     print(f"\nThe whole `gradverify check configs/seed.yaml` process, start-up included: "
           f"{startup_seconds():.2f} s (best of 3).")
 

@@ -56,7 +56,7 @@ def _config(cfg, confine=None, code_dir=None) -> Config:
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
           nodes=None, seed: int = 0, split: bool = False, confine=None, code_dir=None,
-          taylor: bool = False) -> Report:
+          taylor: bool = False, executor=None) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
@@ -66,10 +66,12 @@ def check(config, *, method: str = "auto", strict: bool = False, rtol: float | N
     confine: a folder that every file the config names must be inside (as --confine).
     code_dir: read the config's `file.py:name` references from this folder instead of the
     config's (as --code-dir: one config, many students' code).
-    taylor: also run the Taylor remainder test per node (as --taylor): `report.node(n).taylor`."""
+    taylor: also run the Taylor remainder test per node (as --taylor): `report.node(n).taylor`.
+    executor: a concurrent.futures.Executor (a process pool, Dask's Client.get_executor()) that
+    runs the nodes upstream of the user's own ops in pieces (docs/scale.md)."""
     settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor)
     with usercode.watch_sigint(), usercode.session():
-        return checker.run(_config(config, confine, code_dir), settings)
+        return checker.run(_config(config, confine, code_dir), settings, executor=executor)
 
 
 def _function(fn, what: str):
@@ -105,7 +107,7 @@ def _node_name(fn, default: str) -> str:
 
 def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int = 1,
              method: str = "auto", rtol: float | None = None, atol: float | None = None,
-             seed: int = 0, **more_attrs) -> Report:
+             seed: int = 0, executor=None, **more_attrs) -> Report:
     """Check one op in the cs231n convention on the given inputs:
     `forward(*inputs, **attrs) -> (out, cache)` (with outputs=k: (out1, …, outk, cache)),
     `backward(dout, cache) -> dx | (dx, dw, …) | {"dx": …}` (with outputs=k: backward(dout1, …,
@@ -117,7 +119,9 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
     allows it, error bars and kinks.
 
     Nodes: one per differentiable input, named after forward's parameters (x, w, b, …), the op's
-    node named after forward (its outputs `name_0`, `name_1`, … with outputs > 1), then `loss`."""
+    node named after forward (its outputs `name_0`, `name_1`, … with outputs > 1), then `loss`.
+    executor: as for check (the functions must pickle: a module's, not a lambda's; else the
+    check runs in this process)."""
     settings = _settings(method, False, rtol, atol, None, False, None, seed, False)
     forward, backward = _function(forward, "forward"), _function(backward, "backward")
     arrays, data = _arrays(inputs)
@@ -140,7 +144,8 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
             graph.add(Node(out, "intermediate", op=Pick(multi, k), inputs=(node,), source="pick"))
     graph.add(Node("loss", "loss", op=Project(seed), inputs=tuple(outs), source="project"))
     with usercode.watch_sigint():
-        return checker.run(Config(source=Source(file=None), seed=seed), settings, graph=graph)
+        return checker.run(Config(source=Source(file=None), seed=seed), settings, graph=graph,
+                           executor=executor)
 
 
 def _plain(value, in_data: bool = False):

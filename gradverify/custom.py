@@ -7,9 +7,16 @@ config ever runs code.
   `name_backward(dout, cache) -> dx | (dx, dw, …) | {"dx": …, "dw": …}`;
 * loss: `name(x, y) -> (loss, dx)` (cs231n's softmax_loss / svm_loss form).
 
-The adapter calls the forward once per perturbed copy with fresh copies of its inputs and attrs
-(so nothing the op caches or mutates leaks between calls), reseeding numpy's and Python's global
-generators before every call so a random op (dropout) is deterministic. Every call goes through
+The adapter calls the forward once per perturbed copy, reseeding numpy's and Python's global
+generators before every call so a random op (dropout) is deterministic, with fresh copies of its
+attrs and its inputs passed as read-only views: a write into an input raises, or (through a view
+made writeable again) is seen by comparing the inputs with a snapshot after the chunk; either way
+the chunk is run again with fresh copies for that input, as it will be from then on (nothing the
+op caches or mutates leaks between calls). Where the perturbed inputs all have a batch axis (the
+first of their core shape), all copies are stacked along it into one call; a probe compares that
+call with per-copy calls on three copies the first time, and on one copy every later time, and
+the op goes back to one call per copy as soon as they differ (batch norm, dropout: an op that
+mixes the copies changes every one of them). Every call goes through
 usercode.guard: whatever the code raises (sys.exit included) is a UserCodeError, exit 2.
 
 The numeric side assumes the forward is a function of its inputs. So the first call is made twice
@@ -19,6 +26,7 @@ upstream of the op, which can't be trusted, is marked) instead of being misread 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import random
@@ -29,8 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from . import usercode
+from .delta import Delta
 from .errors import UserCodeError
+from .gradients import normalize_grads
 from .ops import BadGradient, Op
+from .parallel import SourceFunction
 
 #: two calls of a forward on the same inputs may differ by this much relative to the output's
 #: largest entry and still count as the same (a BLAS that sums in another order); a stateful
@@ -140,10 +151,27 @@ class PythonOp(Op):
         self.problem: str | None = None  # the forward is not deterministic: said by backward
         self._first = True
         self.data: dict[int, np.ndarray] = {}  # positional slot -> a constant argument (userops)
+        self.written: set[int] = set()  # input slots the forward was seen to write into: copied
+        self.stacks: dict[tuple[int, ...], bool] = {}  # perturbed slots -> may their copies stack?
+        self.row_push: dict[int, bool] = {}  # input slot -> may its changed rows go alone? (push)
 
     @property
     def label(self):
         return self.ref
+
+    def __getstate__(self) -> dict:
+        """For a worker process (parallel.py): the user's functions from a file gradverify
+        loaded travel as that file's source text, compiled again over there."""
+        state = dict(self.__dict__)
+        for attr in ("_forward", "_backward"):
+            state[attr] = SourceFunction.of(state[attr])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for attr in ("_forward", "_backward"):
+            if isinstance(state.get(attr), SourceFunction):
+                state[attr] = state[attr].load()
+        self.__dict__.update(state)
 
     def _where(self, fn) -> str:
         return f"{self.node} ({self.ref}): {fn_name(fn)}"
@@ -163,19 +191,31 @@ class PythonOp(Op):
                                 "not an array of numbers")
         return out
 
-    def _one(self, xs, b):
-        """Copy b of every argument, fresh copies, with the data arguments at their slots."""
-        args = iter([np.array(x[b if x.shape[0] > 1 else 0]) for x in xs])
+    def _one(self, xs, b, views: frozenset = frozenset(), owned: frozenset = frozenset()):
+        """Copy b of every argument, with the data arguments at their slots: fresh copies,
+        read-only views for the input slots in `views`, x[b] itself for those in `owned`."""
+        args = iter([x[b] if k in owned else _read_only(x[b if x.shape[0] > 1 else 0]) if k in views
+                     else np.array(x[b if x.shape[0] > 1 else 0]) for k, x in enumerate(xs)])
         return [np.array(self.data[k]) if k in self.data else next(args)
                 for k in range(len(xs) + len(self.data))]
 
+    def _attrs(self) -> dict:
+        return copy.deepcopy(self.attrs) if self.attrs else {}
+
     def _run_forward(self, xs, b) -> np.ndarray:
-        return self._output(self._call(self._forward, *self._one(xs, b), **copy.deepcopy(self.attrs)),
+        return self._run_shared(xs, b)
+
+    def _run_shared(self, xs, b, views: frozenset = frozenset(), owned: frozenset = frozenset()):
+        """The forward on copy b, with the input slots `views` and `owned` not copied (_one)."""
+        return self._output(self._call(self._forward, *self._one(xs, b, views, owned), **self._attrs()),
                             self._forward)
 
     def forward(self, *xs):
         copies = max(x.shape[0] for x in xs)
-        outs = [self._run_forward(xs, b) for b in range(copies)]
+        stacked = self._stacked(xs, copies)
+        if stacked is not None:
+            return stacked
+        outs = self._looped(xs, copies)
         if any(o.shape != outs[0].shape for o in outs):
             raise UserCodeError(f"{self._where(self._forward)} returned outputs of different shapes "
                                 f"({list(outs[0].shape)}, …) for inputs of the same shape")
@@ -183,6 +223,102 @@ class PythonOp(Op):
             self._first = False
             self.check_deterministic(outs[0], lambda: self._run_forward(xs, 0), self._forward)
         return np.stack(outs)
+
+    def _looped(self, xs, copies) -> list[np.ndarray]:
+        """One call per copy. The perturbed inputs (B copies) are copied once per chunk, so each
+        call gets memory of its own; the shared ones (one copy for all calls, the plain pass's
+        values) are passed as read-only views unless the op was seen to write into them, and
+        compared with a snapshot after the chunk: a write (or an error while views were passed)
+        runs the chunk again with a fresh copy per call for them, as from now on."""
+        if type(self)._run_forward is not PythonOp._run_forward:  # (ModelOp sets model.params)
+            return [self._run_forward(xs, b) for b in range(copies)]
+        if copies == 1:
+            return [self._run_forward(xs, 0)]
+        own = [np.array(x) if x.shape[0] > 1 else x for x in xs]
+        owned = frozenset(k for k, x in enumerate(xs) if x.shape[0] > 1)
+        views = frozenset(k for k, x in enumerate(xs) if x.shape[0] == 1) - self.written
+        snaps = {k: np.array(xs[k]) for k in views}
+        try:
+            outs: list[np.ndarray] | None = [self._run_shared(own, b, views, owned)
+                                             for b in range(copies)]
+        except UserCodeError:  # perhaps a write into a read-only view: once more with copies
+            outs = None
+            self.written.update(views)
+        for k, snap in snaps.items():
+            if not np.array_equal(xs[k], snap):  # (NaN != NaN: a NaN input counts as written)
+                self.written.add(k)
+                with contextlib.suppress(ValueError):  # put back what the op overwrote
+                    np.copyto(xs[k], snap)
+        if outs is None or not views.isdisjoint(self.written):
+            return self._looped(xs, copies)
+        return outs
+
+    def _stacked(self, xs, copies) -> np.ndarray | None:
+        """All copies in one call, stacked along the batch axis of the perturbed inputs (those
+        with copies: (B, N, …) -> (B·N, …)), when the op has been seen to allow it (None when
+        not): the first time compared with a call on each of three copies, later on one."""
+        key = tuple(k for k, x in enumerate(xs) if x.shape[0] > 1)
+        known = self.stacks.get(key)
+        if copies == 1 or known is False or type(self) is not PythonOp or self.data:
+            return None
+        n = xs[key[0]].shape[1] if xs[key[0]].ndim > 1 else 0
+        if n == 0 or any(xs[k].ndim < 2 or xs[k].shape[1] != n for k in key):
+            self.stacks[key] = False
+            return None
+        args = [np.array(x.reshape((copies * n,) + x.shape[2:])) if k in key else np.array(x[0])
+                for k, x in enumerate(xs)]
+        try:
+            out = self._output(self._call(self._forward, *args, **self._attrs()), self._forward)
+        except UserCodeError:  # (B·N, …) is not what it takes
+            out = None
+        if out is None or out.ndim < 1 or out.shape[0] != copies * n:
+            self.stacks[key] = False
+            return None
+        out = out.reshape((copies, n) + out.shape[1:])
+        for b in sorted({0, copies // 2, copies - 1}) if known is None else (copies - 1,):
+            if not _same_copy(self._run_forward(xs, b), out[b]):
+                self.stacks[key] = False
+                return None
+        self.stacks[key] = True
+        return out
+
+    def push(self, slot: int, d: Delta, xs, out: np.ndarray) -> Delta | None:
+        """The changed samples only, through one call on them, for an op separable along the
+        batch axis of this input (a row-wise op: affine, ReLU, a conv over N): perturbing
+        x[n, …] changes sample n of the output alone. The first time compared with the dense
+        copies; None where that disagreed (batch norm) or cannot be done."""
+        changed = _changed_samples(d, xs[slot])
+        if (changed is None or self.row_push.get(slot) is False or type(self) is not PythonOp
+                or self.data or out.ndim < 2 or xs[slot].ndim < 2):
+            return None
+        at, samples = changed
+        args = [samples if k == slot else np.array(x[0]) for k, x in enumerate(xs)]
+        try:
+            new = self._output(self._call(self._forward, *args, **self._attrs()), self._forward)
+        except UserCodeError:
+            new = None
+        if new is None or new.shape != (len(at),) + out.shape[2:]:
+            self.row_push[slot] = False
+            return None
+        if out.ndim == 3:
+            change = Delta.row(at, new - out[0][at], out.shape[1:])
+        else:
+            vals = np.zeros((len(at),) + out.shape[1:], dtype=np.result_type(new, out))
+            vals[np.arange(len(at)), at] = new - out[0][at]
+            change = Delta.full(vals, out.shape[1:])
+        if slot not in self.row_push:  # the first time: dense copies must agree, three of those
+            # whose sample sits elsewhere than their row among the k (a random op draws its mask
+            # for k samples, not for the batch: such a copy's row then differs)
+            away = np.flatnonzero(at != np.arange(len(at)))
+            if not away.size:
+                return None  # not decided yet: the dense copies, this time
+            pick = away[np.unique(np.linspace(0, away.size - 1, 3).astype(int))]
+            some = Delta(d.kind, d.at[pick], d.vals[pick], d.shape)
+            dense = self.forward(*[some.dense(x) if k == slot else x for k, x in enumerate(xs)])
+            self.row_push[slot] = _same_copy(change.dense(out)[pick], dense)
+            if not self.row_push[slot]:
+                return None
+        return change
 
     def check_deterministic(self, first: np.ndarray, again, fn) -> None:
         """The same call once more (`again()`): a different output is the op's problem."""
@@ -194,7 +330,7 @@ class PythonOp(Op):
 
     def run_backward(self, g, xs):
         """The user's raw backward output for copy 0 (before checking its shapes)."""
-        res = self._call(self._forward, *self._one(xs, 0), **copy.deepcopy(self.attrs))
+        res = self._call(self._forward, *self._one(xs, 0), **self._attrs())
         cache = res[1] if isinstance(res, tuple) and len(res) == 2 else None
         return self._call(self._backward, np.array(g[0]), cache)
 
@@ -238,46 +374,35 @@ class PythonLoss(PythonOp):
         return (g.reshape(-1)[0] * grads[0][None],)
 
 
-def normalize_grads(raw, names, shapes, ref, complex_inputs=None) -> list[np.ndarray]:
-    """An array, a tuple/list (one per input) or a dict {"dx": …} -> a list in input order,
-    each checked against its input's shape and type: numbers, and real for a real input (the
-    gradient of a real loss with respect to a real input is real; a complex one is a bug whose
-    imaginary part the comparison would silently drop)."""
-    if isinstance(raw, dict):
-        missing = [f"d{n}" for n in names if f"d{n}" not in raw]
-        if missing:
-            raise BadGradient(f"the dict it returned has no {', '.join(missing)} "
-                              f"(it has: {', '.join(map(usercode.safe_str, raw)) or 'nothing'})")
-        grads = [raw[f"d{n}"] for n in names]
-    elif isinstance(raw, (tuple, list)):
-        grads = list(raw)
-    else:
-        grads = [raw]
-    if len(grads) != len(names):
-        raise BadGradient(f"it returned {len(grads)} gradient(s) for {len(names)} "
-                          f"input(s) ({', '.join('d' + n for n in names)})")
-    complex_inputs = complex_inputs or [False] * len(names)
-    return [_gradient(n, gi, shape, c) for n, gi, shape, c in zip(names, grads, shapes, complex_inputs)]
+def _changed_samples(d: Delta, x: np.ndarray):
+    """(n, samples): the sample each copy changes (the first axis of the node's core shape) and
+    the changed samples themselves, (k, *shape[1:]); None for a change that is not one sample
+    per copy."""
+    if d.kind == "row":
+        return d.at, x[0][d.at] + d.vals
+    if d.kind != "elem" or len(d.shape) < 2:
+        return None
+    n = d.at[:, 0]
+    samples = x[0][n].astype(np.result_type(x, d.vals))
+    samples[(np.arange(d.k),) + tuple(d.at[:, 1:].T)] += d.vals
+    return n, samples
 
 
-def _gradient(n: str, gi, shape, complex_input: bool) -> np.ndarray:
-    try:
-        with usercode.guard(f"converting d{n}"):  # ragged lists; __array__ is user code
-            gi = np.asarray(gi)
-    except UserCodeError as e:
-        raise BadGradient(f"it returned d{n} that is not an array ({e})") from None
-    if gi.dtype == object:  # numpy < 1.24 makes ragged lists object arrays instead of raising
-        raise BadGradient(f"it returned d{n} that is not an array (a ragged or mixed sequence)")
-    if gi.shape != tuple(shape):
-        raise BadGradient(f"it returned d{n} of shape {list(gi.shape)}, "
-                          f"but {n} has shape {list(shape)}")
-    if not np.issubdtype(gi.dtype, np.number):
-        raise BadGradient(f"it returned d{n} of type {gi.dtype}, not numbers")
-    if np.iscomplexobj(gi) and not complex_input:
-        imag = float(np.max(np.abs(gi.imag), initial=0.0))
-        raise BadGradient(f"it returned d{n} of complex type {gi.dtype} (largest imaginary part "
-                          f"{imag:.1e}) for the real input {n}: its gradient must be real")
-    return gi
+def _same_copy(one: np.ndarray, stacked: np.ndarray) -> bool:
+    """A copy from its own call and from the stacked call agree: real and imaginary parts each
+    to SAME_OUTPUT_RTOL of their own largest entry (the complex step's imaginary parts, 1e-20
+    of the real ones, carry the derivative: an op mixing the copies, batch norm, changes them
+    at their own scale)."""
+    if np.iscomplexobj(one) or np.iscomplexobj(stacked):
+        return (difference(np.real(one), np.real(stacked)) is None
+                and difference(np.imag(one), np.imag(stacked)) is None)
+    return difference(one, stacked) is None
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def activation(ref: str, base_dir: Path, seed: int, node: str) -> PythonOp:

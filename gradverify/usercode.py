@@ -176,6 +176,7 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     name = f"gradverify_user_{_COUNT[0]}_{path.stem}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
+    module.__dict__["__gradverify_source__"] = source  # what a worker process compiles (parallel.py)
     # registered while it runs (dataclasses and typing look their module up), then dropped: the
     # next check loads the file again
     saved_flag, sys.dont_write_bytecode = sys.dont_write_bytecode, True

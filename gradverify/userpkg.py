@@ -50,7 +50,8 @@ class _FreshLoader(importlib.machinery.SourceFileLoader):
     """A source file's loader that compiles the current source every time: no bytecode cache."""
 
     def get_code(self, fullname):
-        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+        self.source = self.get_data(self.path)  # what a worker process compiles (parallel.py)
+        return compile(self.source, self.path, "exec", dont_inherit=True)
 
 
 class _Finder:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .. import numeric
+from .. import numeric, parallel
 from ..config import Config
 from ..errors import UnknownNodeError, did_you_mean
 from ..graph import Graph
@@ -48,11 +48,14 @@ def estimated_cost(run: Run, names) -> float:
 
 
 def run(config: Config, settings: Settings = Settings(), notify=None, progress=None,
-        graph: Graph | None = None) -> Report:
+        graph: Graph | None = None, executor=None, jobs: int = 1) -> Report:
     """Build the network (or take `graph`), run forward and backward, and check every (selected)
     node. `notify(message)` hears about a large check before it starts; `progress(node, done,
-    total)` after every batch of perturbed copies."""
-    return run_prepared(prepare(config, settings, graph), notify, progress)
+    total)` after every batch of perturbed copies. Nodes upstream of a user's op are estimated on
+    `executor` (any concurrent.futures.Executor) or on `jobs` processes (parallel.offloading);
+    numpy's BLAS runs single-threaded throughout (parallel.blas_single_thread)."""
+    with parallel.blas_single_thread(), parallel.offloading(executor, jobs):
+        return run_prepared(prepare(config, settings, graph), notify, progress)
 
 
 def run_prepared(run_: Run, notify=None, progress=None) -> Report:

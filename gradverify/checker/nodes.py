@@ -8,13 +8,11 @@ from dataclasses import replace
 import numpy as np
 
 from .. import numeric
+from ..numeric.estimate import kink_candidates
 from ..results import NodeResult, max_finite
 from .compare import compare
 from .prepare import Run
 
-#: upstream of a custom op, nodes up to this size have every element tested for kinks from the
-#: numbers; larger ones only their failing elements
-OPAQUE_KINK_SCAN = 2048
 #: --fast: random directions per node, and at most this many suspects followed by bisection
 FAST_DIRECTIONS = 3
 FAST_MAX_SUSPECTS = 64
@@ -45,18 +43,19 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     """Elements upstream of code the engine cannot see inside (custom ops declare no kinks) get a
     second look: if their one-sided derivatives stay apart as the step shrinks, they sit on a
     kink and are judged against the interval between them (a steep but smooth function's close
-    up). Every element of a small node is looked at; of a large node, the failing ones."""
+    up). The failing elements are looked at, and in a small node those whose one-sided gap
+    calls for it (numeric.estimate.kink_candidates)."""
     if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
     judged = compare(a, est, run.tolerance(est.method), run.tolerance("kink"))
-    if len(est.index) <= OPAQUE_KINK_SCAN:
-        bad = np.flatnonzero(~est.kink)
-    else:
-        bad = np.flatnonzero(judged.statuses == "fail")
+    node_scale = max_finite(np.abs(est.numeric))
+    look = judged.statuses == "fail"
+    if est.kink_gap is not None:
+        look |= ~est.kink & kink_candidates(est, node_scale)
+    bad = np.flatnonzero(look)
     if not bad.size:
         return est
-    node_scale = max_finite(np.abs(est.numeric))
     kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
     if not kink.any():
         return est

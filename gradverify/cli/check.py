@@ -140,6 +140,8 @@ ShowSettingsOpt = typer.Option(False, "--show-settings", help="Print the resolve
                                "pyproject.toml, flags) and where each came from, and exit.")
 ConfineOpt = typer.Option(None, "--confine", help="Every file the config names (arrays, file.py ops) must be "
                           "inside this folder, symbolic links resolved: for configs you did not write.")
+JobsOpt = typer.Option(None, "--jobs", "-j", help="Processes for the nodes upstream of your own file.py "
+                       "ops (default: the usable cores; 1: this process only).")
 
 
 @app.command()
@@ -149,7 +151,7 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
           rtol: Optional[float] = RtolOpt, atol: Optional[float] = AtolOpt,
           strict: Optional[bool] = CheckStrictOpt, nodes: Optional[List[str]] = NodesOpt,
           sample: Optional[int] = SampleOpt, seed: Optional[int] = SeedOpt, fast: bool = FastOpt,
-          split: bool = SplitOpt, taylor: bool = TaylorOpt,
+          split: bool = SplitOpt, taylor: bool = TaylorOpt, jobs: Optional[int] = JobsOpt,
           junit: Optional[Path] = JunitOpt, json_file: Optional[Path] = JsonOpt,
           markdown_file: Optional[Path] = MarkdownOpt, github: bool = GithubOpt, svg: Optional[Path] = SvgOpt,
           html: Optional[Path] = HtmlOpt, code_dir: Optional[List[str]] = CodeDirOpt,
@@ -177,7 +179,8 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
     notify = None if quiet or machine else _note
     progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
-        outcomes = [_execute(p, len(planned) == 1, s, max_elements, confine, notify, progress) for p in planned]
+        outcomes = [_execute(p, len(planned) == 1, s, max_elements, confine, notify, progress,
+                             _jobs(jobs)) for p in planned]
     finally:
         progress.close()
     for o in outcomes:
@@ -202,7 +205,7 @@ def _plan(configs: list, code_dirs: list, machine: bool, quiet: bool) -> list:
     return runs.plan(configs, folders)
 
 
-def _execute(p, alone: bool, settings, max_elements, confine, notify, progress):
+def _execute(p, alone: bool, settings, max_elements, confine, notify, progress, jobs: int = 1):
     """One run. Alone, its bad input ends the command (exit 2, as always); among several it is
     that run's error line, and the others still run."""
     from .. import checker as engine
@@ -210,7 +213,8 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress):
 
     try:
         with isolated():
-            report = engine.run(_load(p.config, max_elements, confine, p.code_dir), settings, notify, progress)
+            report = engine.run(_load(p.config, max_elements, confine, p.code_dir), settings, notify, progress,
+                                jobs=jobs)
         return runs.Outcome(p, report)
     except GradverifyError as err:
         if alone:
@@ -218,6 +222,15 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress):
         where = "" if p.code_dir is None and str(err).startswith(str(p.config)) else f"{p.label}: "
         _error_line(f"{where}{err}")
         return runs.Outcome(p, error=str(err), error_line=getattr(err, "line", None))
+
+
+def _jobs(jobs: Optional[int]) -> int:
+    """--jobs: at least 1; by default the cores this process may run on."""
+    from ..parallel import usable_cores
+
+    from ..options import integer
+
+    return usable_cores() if jobs is None else integer(jobs, "jobs", cli=True, minimum=1)
 
 
 def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool, quiet: bool = False) -> None:

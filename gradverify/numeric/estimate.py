@@ -10,15 +10,17 @@ derivatives instead of one derivative.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import delta, parallel
 from ..graph import Graph
-from .methods import METHODS, Method, one_sided
+from ..parallel import usable_cores
+from ..results import max_finite
+from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
 from .prober import Prober, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
@@ -32,15 +34,14 @@ MAX_CHUNK = 8192
 CACHE_BYTES = 16 * 2**20
 #: chunks smaller than this many elements in all are not worth a second thread
 THREADED_FROM = 256
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, e.g. under taskset or a container
-    quota), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+#: nodes upstream of a user's op with fewer elements than this stay in this process under --jobs
+#: (starting the workers and pickling the graph cost more than they save: measured 0.3-0.7 s
+#: on a 20-element zoo check)
+OFFLOAD_FROM = 256
+#: upstream of a user's op, nodes up to this size have every element's one-sided gap measured
+#: (kink_gap) and scanned for kinks where the gap calls for it; larger nodes only their failing
+#: elements
+OPAQUE_KINK_SCAN = 2048
 
 
 #: numpy releases the GIL inside its loops, so chunks on threads run in parallel, one per core;
@@ -65,13 +66,24 @@ class Estimate:
     method: str
     step: float
     crossings: np.ndarray | None = None
+    #: upstream of a user's op (which declares no kinks), for nodes up to OPAQUE_KINK_SCAN
+    #: elements: |right - left| from second-order one-sided differences, and its rounding bound
+    #: (kink_candidates reads them); None where not computed
+    kink_gap: np.ndarray | None = None
+    kink_gap_error: np.ndarray | None = None
 
 
-def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: float, loss: float):
-    """The estimate for the elements `idx`: (derivative, error bar, kinks crossed, left, right)."""
+def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: float, loss: float,
+                   gaps: bool = False):
+    """The estimate for the elements `idx`: (derivative, error bar, kinks crossed, left, right,
+    and with `gaps` (kink gap, its rounding bound), see kink_gap)."""
     x = prober.base[idx].real.astype(np.float64)
     scale = np.maximum(np.abs(x), 1.0)
     d, err, crossed = method.estimate(prober, idx, x, scale, rel_step, loss)
+    gap = None
+    if gaps:
+        gap = (complex_gap(prober, idx, x, scale, loss, d) if method.name == "complex"
+               else kink_gap(prober, idx, x, scale, loss, reuse=method.name == "central"))
     if method.name != "complex":
         _shrink_at_kinks(prober, method, idx, x, scale, rel_step, loss, (d, err, crossed))
     if prober.subnormal:  # the plain pass itself has lost digits on the way to the loss
@@ -80,7 +92,101 @@ def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: fl
     if crossed.any():
         sub = np.flatnonzero(crossed)
         left[sub], right[sub], err[sub] = one_sided(prober, idx[sub], x[sub], scale[sub], loss)
-    return d, err, crossed, left, right
+    return d, err, crossed, left, right, gap
+
+
+def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False):
+    """|D₊ - D₋| for each element, from second-order one-sided differences at steps h and 2h on
+    each side, and a bound on its rounding. With f(x) = 0 (f holds changes of the loss) and the
+    exact steps a, b of one side, D = (b²·f(a) - a²·f(b)) / (a·b·(b - a)) is exact for a
+    quadratic: a smooth function's gap is O(h²·f‴), a kink's is its jump whatever h. Rounding:
+    (4 + 1)·ε·|loss| / h per side. `reuse`: the points are central differences' last run
+    (x ± h, x ± 2h), so the gap costs no evaluation."""
+    last = prober.last if reuse else None
+    if last is None or len(last[0]) != 4:
+        h = ONE_SIDED_STEP * scale
+        pts = [x + h, x - h, x + 2 * h, x - 2 * h]
+        f, _ = prober.run(idx, pts)
+    else:
+        pts, f = last
+    steps = [np.asarray(p).real - x for p in pts]  # exact: fl(x + m·h) - x
+    sides = []
+    with np.errstate(all="ignore"):
+        for a, b in ((0, 2), (1, 3)):
+            ha, hb = steps[a], steps[b]
+            sides.append((hb * hb * f[a] - ha * ha * f[b]) / (ha * hb * (hb - ha)))
+    return np.abs(sides[0] - sides[1]), 10 * EPS * (abs(loss) + 1e-300) / np.abs(steps[0])
+
+
+def complex_gap(prober: Prober, idx, x, scale, loss, d):
+    """Twice |central difference - complex step| and its rounding bound: two evaluations where
+    kink_gap takes four. Smooth: O(h²·f‴). At a kink the central difference is the mean of the
+    one-sided derivatives; a complex step that takes one of them (or any value outside
+    [left, right]) stands at least half the jump away. One that takes the mean is not told
+    apart here; its element then passes only where the analytic value is that mean, which lies
+    in [left, right]."""
+    h = ONE_SIDED_STEP * scale
+    pts = [x + h, x - h]
+    f, _ = prober.run(idx, pts)
+    steps = [p - x for p in pts]  # exact: fl(x ± h) - x
+    with np.errstate(all="ignore"):
+        central = (f[0] - f[1]) / (steps[0] - steps[1])
+    return 2 * np.abs(central - d), 2 * EPS * (abs(loss) + 1e-300) / h + 8 * EPS * np.abs(d)
+
+
+#: nodes of more elements than this are first screened along SCREEN_DIRECTIONS directions (4
+#: evaluations each) before every element's gap (2 or 4 evaluations each) is measured
+SCREEN_FROM = 24
+SCREEN_DIRECTIONS = 3
+
+
+def kinks_along_directions(prober: Prober, loss: float, node_scale: float) -> bool:
+    """May some element of the node sit on a kink? The gap of kink_gap along random Gaussian
+    directions v over all its elements at once: a kink at element i shows as |v_i|·jump (two
+    tied elements of a max as |v_a - v_b|·jump, never 0 for Gaussian v), a smooth function's as
+    O(h²). Said yes also to rounding or curvature that stands out: only costs the per-element
+    gaps. A kink missed here, as in kink_candidates, lets only an agreeing element pass."""
+    shape = prober.shape
+    rng = np.random.default_rng(len(prober.base))
+    v = rng.normal(size=(SCREEN_DIRECTIONS,) + tuple(shape))
+    h = ONE_SIDED_STEP * max(float(np.abs(prober.base.real).max(initial=0.0)), 1.0)
+    steps = np.array([h, -h, 2 * h, -2 * h])
+    vals = (steps[:, None, None] * v.reshape(1, SCREEN_DIRECTIONS, -1)).reshape((-1,) + tuple(shape))
+    if not prober.reaches:
+        return False
+    with np.errstate(all="ignore"):
+        change = prober.graph.propagate(prober.values, {prober.name: delta.Delta.full(vals, shape)})
+    f = np.real(np.asarray(change)).reshape(4, SCREEN_DIRECTIONS)
+    right = (4 * f[0] - f[2]) / (2 * h)  # (b²f(a) - a²f(b)) / (ab(b - a)) at a = h, b = 2h
+    left = (4 * f[1] - f[3]) / (-2 * h)
+    bound = 10 * EPS * (abs(loss) + 1e-300) / h
+    return bool(np.any(~(np.abs(right - left) <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)))
+
+
+def _gaps(prober: Prober, m: Method, index: np.ndarray, loss: float, numeric: np.ndarray, max_memory: int):
+    """Every element's kink gap (complex_gap or kink_gap), in chunks, in this process."""
+    gap, bound = np.zeros(len(index)), np.zeros(len(index))
+    k = max(1, first_chunk(prober.graph, prober.values, prober.name, 4, max_memory))
+    for start in range(0, len(index), k):
+        sl = slice(start, start + k)
+        idx = index[sl]
+        x = prober.base[idx].real.astype(np.float64)
+        scale = np.maximum(np.abs(x), 1.0)
+        gap[sl], bound[sl] = (complex_gap(prober, idx, x, scale, loss, numeric[sl]) if m.name == "complex"
+                              else kink_gap(prober, idx, x, scale, loss))
+    return gap, bound
+
+
+def kink_candidates(est: Estimate, node_scale: float) -> np.ndarray:
+    """Elements whose numbers call for the kink scan (detect_kinks): a one-sided gap that is not
+    clearly within KINK_ERROR_BARS times its rounding plus half the scan's own threshold
+    (KINK_NODE_RTOL of the node's largest derivative), or no gap measured. A kink missed here
+    only lets an element pass whose analytic value agreed with its estimate anyway; a failing
+    element is scanned whatever its gap."""
+    if est.kink_gap is None or est.kink_gap_error is None:
+        return np.ones(len(est.index), bool)
+    gap, bound = est.kink_gap, est.kink_gap_error
+    return ~(gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)
 
 
 def _shrink_at_kinks(prober, method: Method, idx, x, scale, rel_step, loss, result) -> None:
@@ -147,32 +253,61 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
 
     values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
     method's. via: only this consumer of `name` sees the perturbation. trusted: custom op nodes
-    whose complex probe passed. progress(done, total) hears after each chunk."""
+    whose complex probe passed. progress(done, total) hears after each chunk. Inside
+    parallel.offloading(), a node whose perturbations pass through a user's op is estimated in
+    pieces on the executor's workers."""
     m = METHODS[node_method(graph, name, method, trusted)]
     rel_step = step if step is not None else m.step
     prober = Prober(graph, values, name, via)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
+    gaps = prober.opaque and len(index) <= OPAQUE_KINK_SCAN
+    screen = gaps and len(index) > SCREEN_FROM  # the gaps only if the directions call for them
+    offload = parallel.current() if prober.opaque and via is None and len(index) >= OFFLOAD_FROM else None
+    parts = None
+    how = (m.name, rel_step, loss, gaps and not screen, max_memory)
+    if offload is not None:
+        parts = offload.map(graph, values, name, how, index, progress)
+    if parts is None:
+        parts = estimate_all(prober, m, index, rel_step, loss, how[3], max_memory, progress)
+    numeric, error, crossings, left, right, gap, gap_error = parts
+    if screen:
+        gap, gap_error = np.zeros(len(index)), np.zeros(len(index))
+        if kinks_along_directions(prober, loss, max_finite(np.abs(numeric))):
+            gap, gap_error = _gaps(prober, m, index, loss, numeric, max_memory)
+    return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings,
+                    gap if gaps else None, gap_error if gaps else None)
+
+
+def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, loss: float,
+                 gaps: bool, max_memory: int, progress=None) -> tuple[np.ndarray, ...]:
+    """Every element of `index` in chunks, on the usable cores: (derivative, error bar, kinks
+    crossed, left, right, kink gap, its rounding bound), one entry per element."""
     n = len(index)
     numeric, error, crossings = np.zeros(n), np.zeros(n), np.zeros(n, int)
     left, right = np.full(n, np.nan), np.full(n, np.nan)
-    workers = WORKERS if n > THREADED_FROM else 1
+    gap, gap_error = np.full(n, np.inf), np.full(n, np.inf)
+    # a user's Python code holds the GIL: its chunks on threads only contend for it (measured:
+    # 2 threads took 20× as long as 1 on a custom affine); processes run them in parallel
+    workers = WORKERS if n > THREADED_FROM and not prober.opaque else 1
     budget = max_memory // workers
-    graph.downstream(via or name)  # fill the graph's cache before threads share it
+    prober.graph.downstream(prober.via or prober.name)  # fill the graph's cache before threads share it
 
     def run(start: int, k: int) -> int:
         sl = slice(start, start + k)
-        numeric[sl], error[sl], crossings[sl], left[sl], right[sl] = estimate_chunk(
-            prober, m, index[sl], rel_step, loss)
+        numeric[sl], error[sl], crossings[sl], left[sl], right[sl], g = estimate_chunk(
+            prober, m, index[sl], rel_step, loss, gaps)
+        if g is not None:
+            gap[sl], gap_error[sl] = g
         return min(start + k, n)
 
-    first = min(n, first_chunk(graph, values, name, m.evals, budget))
+    first = min(n, first_chunk(prober.graph, prober.values, prober.name, m.evals, budget))
     done = run(0, first) if n else 0
     if progress is not None and n:
         progress(done, n)
     k = next_chunk(prober, m.evals, first, budget)
     map_chunks(run, range(done, n, k), k, workers, n, progress)
-    return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings)
+    return numeric, error, crossings, left, right, gap, gap_error
 
 
 #: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×;
@@ -221,4 +356,5 @@ def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, nod
     return kink, l2, r2, e2
 
 
-__all__ = ["Estimate", "estimate", "detect_kinks", "usable_cores", "WORKERS"]
+__all__ = ["Estimate", "estimate", "detect_kinks", "kink_candidates", "usable_cores", "WORKERS",
+           "OPAQUE_KINK_SCAN"]

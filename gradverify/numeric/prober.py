@@ -11,6 +11,8 @@ part 0) and the element moves it (imaginary part non-zero).
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import delta
@@ -69,6 +71,10 @@ class Prober:
         path = [name] + graph.downstream(via or name)
         self.underflow_risk = underflow_risk(values, path)
         self.subnormal = underflow_risk(values, path, SUBNORMAL)
+        #: code downstream that declares no kinks (a user's op): its kinks are looked for in the
+        #: numbers (estimate.kink_gap), so the last run's loss changes are kept for reuse
+        self.opaque = any(graph.nodes[n].fn.opaque for n in path[1:] if graph.nodes[n].op is not None)
+        self._last = threading.local()  # per thread: chunks of one node run on several
 
     def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
         """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
@@ -96,7 +102,14 @@ class Prober:
             loss_change = self.graph.propagate(self.values, changed, on_kink, stats)
         per_copy = stats.get("peak_bytes", 0) / (J * k)
         self.stats["per_copy"] = max(self.stats.get("per_copy", 0.0), per_copy)
-        return np.asarray(loss_change).reshape(J, k), crossed
+        f = np.asarray(loss_change).reshape(J, k)
+        self._last.run = (points, f)
+        return f, crossed
+
+    @property
+    def last(self) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """This thread's last run: (points, loss changes)."""
+        return getattr(self._last, "run", None)
 
 
 def node_method(graph: Graph, name: str, method: str, trusted: frozenset = frozenset()) -> str:

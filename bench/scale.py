@@ -1,0 +1,101 @@
+"""How a built-in check scales, and how far it is from the work limit (not part of the test suite).
+
+Work limit: the least work a full check can do, counted per perturbed element as the entries its
+change must recompute downstream (a change to w1[i, j] moves column j of the first layer's N
+outputs, then N·C products of the second layer; one to x[n, i] moves row n: H products, then H·C;
+and so on: `least_macs` below) times 2 (the complex step carries a real and an imaginary part),
+at numpy's throughput for the same products measured in this run (a (N, H) @ (H, C) matmul,
+median of 5). It is a floor nothing can beat, not a target every op can reach.
+
+The scaling table: the whole in-process check of an MLP (ReLU, softmax cross-entropy, L2) as the
+batch N, the width H and the depth L grow, median of `--repeat` runs each.
+
+    python bench/scale.py
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import gradverify  # noqa: E402
+
+
+def mlp(n: int, d: int, widths: list[int], c: int) -> dict:
+    sizes = [d, *widths, c]
+    layers = [{"weights": {"shape": [a, b], "init": "normal", "std": 0.05},
+               "bias": {"shape": [b], "init": "normal", "std": 0.1}, "activation": "relu"}
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    layers[-1].pop("activation")
+    return {"seed": 0, "inputs": {"shape": [n, d], "init": "normal"}, "labels": {"classes": c},
+            "regularization": 0.001, "layers": layers}
+
+
+def least_macs(n: int, d: int, h: int, c: int) -> float:
+    """Multiply-adds a perfect sparse propagation needs for every element of n×d → h → c."""
+    per_node = {
+        "x": (n * d, h + h * c + c),
+        "w1": (d * h, n + n * c + n * c),
+        "b1": (h, n + n * c + n * c),
+        "hidden": (2 * n * h, c + c),  # the first layer's output and its ReLU
+        "w2": (h * c, n + n * c),
+        "b2": (c, n + n * c),
+        "logits": (4 * n * c, c),  # logits and the softmax's nodes: one row of c each
+    }
+    return float(sum(count * work for count, work in per_node.values()))
+
+
+def macs_per_second(n: int, h: int, c: int) -> float:
+    a, b = np.random.default_rng(0).normal(size=(n, h)), np.random.default_rng(1).normal(size=(h, c))
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(50):
+            a @ b
+        times.append((time.perf_counter() - t) / 50)
+    return n * h * c / statistics.median(times)
+
+
+def median_check(cfg: dict, repeat: int):
+    """(median seconds, elements checked, status) of the whole check."""
+    times, rep = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        rep = gradverify.check(cfg)
+        times.append(time.perf_counter() - t)
+    assert rep is not None
+    return statistics.median(times), sum(n.total for n in rep.nodes), rep.status
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    r = ap.parse_args().repeat
+    print(f"numpy {np.__version__}; median of {r}; in process (`gradverify.check`); "
+          f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
+    print("| network | elements | full check | work limit (MACs ×2 at numpy's rate) | check / limit |")
+    print("|---|---|---|---|---|")
+    for n, d, h, c in ((64, 128, 256, 10), (128, 784, 512, 10)):
+        t, elements, status = median_check(mlp(n, d, [h], c), r)
+        limit = 2 * least_macs(n, d, h, c) / macs_per_second(n, h, c)
+        print(f"| {n}×{d}→{h}→{c} | {elements:,} | {t:.2f} s ({status}) | {limit:.3f} s | {t / limit:.0f}× |")
+    print("\n| scaling | elements | full check | seconds per 1,000 elements |")
+    print("|---|---|---|---|")
+    cases = [("batch N", (n, 64, [128], 10)) for n in (16, 32, 64)]
+    cases += [("width H", (32, 64, [h], 10)) for h in (64, 128, 256)]
+    cases += [("depth L", (32, 64, [64] * depth, 10)) for depth in (1, 2, 4, 8)]
+    for what, (n, d, widths, c) in cases:
+        t, elements, _ = median_check(mlp(n, d, widths, c), r)
+        label = f"{what}: {n}×{d}→{'→'.join(map(str, widths))}→{c}"
+        print(f"| {label} | {elements:,} | {t:.2f} s | {1000 * t / elements:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

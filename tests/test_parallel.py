@@ -1,0 +1,139 @@
+"""A check beyond one process: `--jobs N`, `executor=` (a process pool, a Dask cluster), the user's
+file loaded from the same source in every worker, BLAS held at one thread during a check."""
+import json
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import gradverify
+from gradverify import parallel
+from gradverify.cli import app
+
+from conftest import ROOT
+
+LAYERS = ROOT / "examples" / "cs231n" / "cs231n" / "layers.py"
+
+
+def _net(tmp_path, layers=LAYERS) -> str:
+    """A small net of the user's own affine and ReLU layers (cs231n's), as a config file: x, w1
+    and the hidden nodes have 256 elements or more, so they go to the workers (OFFLOAD_FROM)."""
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(
+        "seed: 3\ninputs: {shape: [16, 20], init: normal}\nlabels: {classes: 3}\nregularization: 0.01\n"
+        f"layers:\n  - {{op: '{layers}:affine', activation: '{layers}:relu',\n"
+        "     weights: {shape: [20, 16], init: normal, std: 0.5}, bias: {shape: [16], init: normal}}\n"
+        f"  - {{op: '{layers}:affine', weights: {{shape: [16, 3], init: normal, std: 0.5}},\n"
+        "     bias: {shape: [3], init: normal}}\n")
+    return str(cfg)
+
+
+def _numbers(report) -> dict:
+    """Every node's verdict and numbers, for comparing two runs of the same check."""
+    return {n.name: (n.status, n.method, n.numeric.tolist(), n.error.tolist(), n.statuses.tolist())
+            for n in report.nodes}
+
+
+class CountingPool(ProcessPoolExecutor):
+    """A process pool that counts the tasks it was given."""
+
+    tasks = 0
+
+    def submit(self, *args, **kwargs):
+        self.tasks += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_a_process_pool_gives_the_serial_report(tmp_path):
+    serial = gradverify.check(_net(tmp_path))
+    with CountingPool(2) as pool:
+        pooled = gradverify.check(_net(tmp_path), executor=pool)
+    assert serial.status == "pass" and _numbers(pooled) == _numbers(serial)
+    assert pool.tasks >= 8  # x, w1 and the hidden nodes went to the workers, 4 pieces per worker each
+
+
+def test_jobs_on_the_command_line_gives_the_same_json(tmp_path):
+    runs = [CliRunner().invoke(app, ["check", _net(tmp_path), "-f", "json", "--jobs", j]) for j in ("1", "2")]
+    assert [r.exit_code for r in runs] == [0, 0], runs[0].output
+    one, two = (json.loads(r.stdout) for r in runs)
+    assert [n["elements"] for n in one["nodes"]] == [n["elements"] for n in two["nodes"]]
+
+
+def test_jobs_below_one_is_refused(tmp_path):
+    res = CliRunner().invoke(app, ["check", _net(tmp_path), "--jobs", "0"])
+    assert res.exit_code == 2 and "--jobs" in res.output
+
+
+def test_a_bug_found_in_workers_is_still_a_fail(tmp_path):
+    """A backward wrong by a factor of 2 on dw: the pieces computed in the workers still say so."""
+    text = LAYERS.read_text().replace("dw = x_rows.T @ dout", "dw = 2 * x_rows.T @ dout")
+    (tmp_path / "buggy.py").write_text(text)
+    with ProcessPoolExecutor(2) as pool:
+        rep = gradverify.check(_net(tmp_path, tmp_path / "buggy.py"), executor=pool)
+    assert rep.exit_code == 1 and {"w1", "w2"} <= {n.name for n in rep.nodes if n.status == "fail"}
+
+
+def test_workers_compile_the_source_the_check_loaded(tmp_path):
+    """The op's file is edited after the check loaded it: the pickled op still runs the old code."""
+    src = tmp_path / "mine.py"
+    src.write_text("def double_forward(x):\n    return 2 * x, None\n"
+                   "def double_backward(d, cache):\n    return 2 * d\n")
+    from gradverify import custom, usercode
+
+    with usercode.session():
+        op = custom.layer("mine.py:double", tmp_path, 0, "n", ("x",), {})
+        blob = pickle.dumps(op)
+    src.write_text("def double_forward(x):\n    return 3 * x, None\n")
+    again = pickle.loads(blob)
+    assert again.forward(np.ones((1, 2)))[0].tolist() == [2.0, 2.0]
+
+
+def test_a_lambda_runs_in_this_process():
+    """check_op with a lambda: it cannot be pickled for a worker, so the check runs here."""
+    x = np.random.default_rng(0).normal(size=(16, 20))
+    with ProcessPoolExecutor(2) as pool:
+        rep = gradverify.check_op(lambda x: (np.tanh(x), x), lambda d, x: d * (1 - np.tanh(x) ** 2), x,
+                                  executor=pool)
+    assert rep.ok and rep.nodes[0].status == "pass"
+
+
+def test_blas_runs_single_threaded_during_a_check_and_is_restored(monkeypatch):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # (importing the CLI sets them)
+        monkeypatch.delenv(var, raising=False)
+    controls = parallel._thread_controls()
+    if not controls:
+        pytest.skip("numpy's BLAS is not OpenBLAS")
+    get, put = controls[0]
+    put(2)
+    with parallel.blas_single_thread():
+        assert get() == 1
+    assert get() == 2
+
+
+def test_a_dask_cluster_gives_the_serial_report(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    serial = gradverify.check(_net(tmp_path))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        clustered = gradverify.check(_net(tmp_path), executor=client.get_executor())
+    assert _numbers(clustered) == _numbers(serial)
+    assert _strip_seconds(clustered) == _strip_seconds(serial)
+
+
+def _strip_seconds(report) -> list:
+    return [{k: v for k, v in n.items() if k != "seconds"} for n in report.to_dict()["nodes"]]
+
+
+def test_a_file_whose_top_level_works_once_runs_here(tmp_path):
+    """Its top level refuses to run twice (in a worker, after the main process): the nodes it
+    affects are estimated in this process instead, with the same numbers."""
+    marker = tmp_path / "loaded"
+    src = LAYERS.read_text()
+    (tmp_path / "once.py").write_text(f"import pathlib\n_m = pathlib.Path({str(marker)!r})\n"
+                                      "assert not _m.exists(), 'loaded twice'\n_m.write_text('1')\n" + src)
+    serial = gradverify.check(_net(tmp_path, LAYERS))
+    with ProcessPoolExecutor(2) as pool:
+        rep = gradverify.check(_net(tmp_path, tmp_path / "once.py"), executor=pool)
+    assert rep.exit_code == 0 and _numbers(rep) == _numbers(serial)
