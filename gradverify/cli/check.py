@@ -226,9 +226,8 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress, 
 
 def _jobs(jobs: Optional[int]) -> int:
     """--jobs: at least 1; by default the cores this process may run on."""
-    from ..parallel import usable_cores
-
     from ..options import integer
+    from ..parallel import usable_cores
 
     return usable_cores() if jobs is None else integer(jobs, "jobs", cli=True, minimum=1)
 
