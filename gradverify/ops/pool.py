@@ -8,10 +8,14 @@ perturbation that swaps the maximum is seen as crossing a kink, never as a wrong
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..delta import Delta, Kind
 from .base import Op, register, unbroadcast
-from .conv import add_windows, positive_int, windows
+from .conv import add_windows, out_size, positive_int, windows
 
 
 def argmax_real(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -55,6 +59,52 @@ class _Pool:
         return f"{self.name}(size={self.size}, stride={self.stride})"
 
 
+def _offsets(x: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
+    """Every window's entry at offset (i, j), for the size² offsets in row-major order: strided
+    views (..., Ho, Wo) of x (..., H, W), no copies."""
+    if x.shape[-2] < size or x.shape[-1] < size:
+        raise ValueError(f"a {size}×{size} window does not fit in {x.shape[-2]}×{x.shape[-1]}")
+    ho, wo = out_size(x.shape[-2], size, stride), out_size(x.shape[-1], size, stride)
+    return [x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            for i in range(size) for j in range(size)]
+
+
+def _top_two(entries: list[np.ndarray], runner_up: bool = True
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Per window: the first maximum by the real part, the runner-up (another entry, possibly tied
+    with it; None unless asked) and the maximum's offset, as np.argmax would pick it. Chosen on
+    the real parts alone, then each value taken once from its entry."""
+    reals = [v.real for v in entries]
+    best, arg = reals[0], np.zeros(reals[0].shape, dtype=np.intp)
+    second, arg2 = np.full(best.shape, -np.inf), np.zeros(best.shape, dtype=np.intp)
+    for k, r in enumerate(reals[1:], 1):
+        above = r > best  # strictly: a tie keeps the earlier entry as the maximum
+        if runner_up:  # the old maximum if r takes over, else r if it beats the runner-up
+            below = ~above & (r > second)
+            second = np.where(above, best, np.where(below, r, second))
+            arg2 = np.where(above, arg, np.where(below, k, arg2))
+        best = np.where(above, r, best)
+        arg[above] = k
+    return _pick(entries, arg), (_pick(entries, arg2) if runner_up else None), arg
+
+
+def _pick(entries: list[np.ndarray], arg: np.ndarray) -> np.ndarray:
+    """entries[arg] position by position."""
+    if len(entries) <= 32:  # np.choose's limit
+        return np.choose(arg, entries)
+    return np.take_along_axis(np.stack(entries, axis=-1), arg[..., None], -1)[..., 0]
+
+
+def _window_margins(entries: list[np.ndarray]) -> np.ndarray:
+    """max_margin of every window, (..., Ho, Wo, size²): the maximum's distance above the
+    runner-up, every other entry's below the maximum."""
+    if len(entries) == 1:  # nothing to tie with
+        return np.ones(entries[0].shape + (1,), dtype=entries[0].dtype)
+    best, second, arg = _top_two(entries)
+    assert second is not None
+    return np.stack([np.where(arg == k, best - second, v - best) for k, v in enumerate(entries)], axis=-1)
+
+
 @register
 class MaxPool2d(_Pool, Op):
     """Max pooling (cs231n max_pool_forward): the largest entry of every size×size window.
@@ -65,14 +115,15 @@ class MaxPool2d(_Pool, Op):
     Returns out (B, N, C, Ho, Wo), Ho = (H - size) // stride + 1 (Wo alike).
     Kinks: ties inside a window; kink_distance is max_margin of every window's entries,
     (B, N, C, Ho, Wo, size²), 0 for the entries tied for a window's maximum.
+    Sparse: a changed element changes at most one window's maximum (stride ≥ size), a changed
+    channel one channel of out (push_kinked); the windows it recomputes report their kinks.
     """
 
     name = "max_pool2d"
     kinked = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        win = _pool_windows(x, self.size, self.stride)
-        return np.take_along_axis(win, argmax_real(win), -1)[..., 0]
+        return _top_two(_offsets(x, self.size, self.stride), runner_up=False)[0]
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
         # d max(window) = d x[argmax]: each window's g goes to the entry that is its maximum.
@@ -86,7 +137,41 @@ class MaxPool2d(_Pool, Op):
         return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
 
     def kink_distance(self, x: np.ndarray) -> np.ndarray:
-        return max_margin(_pool_windows(x, self.size, self.stride))
+        return _window_margins(_offsets(x, self.size, self.stride))
+
+    def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
+                    on_kink: Any) -> Delta | None:
+        if xs[0].ndim != 5:
+            return None
+        if d.kind is Kind.COL:  # channel c changed: recompute that channel's windows
+            plain, new = d.gather(xs[0])[:, :, None], (d.gather(xs[0]) + d.vals)[:, :, None]
+            if on_kink is not None:
+                on_kink(self.kink_distance(new), self.kink_distance(plain))
+            return Delta.col(d.at, (self.forward(new) - d.gather(out)[:, :, None])[:, :, 0], out.shape[1:])
+        if d.kind is Kind.ELEM and self.stride >= self.size:
+            return self._push_element(d, xs[0][0], out, on_kink)
+        return None
+
+    def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
+        """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows
+        and columns a stride leaves over): recompute that one window."""
+        s, size = self.stride, self.size
+        n, c, i, j = d.at.T
+        ho, wo = out.shape[-2:]
+        p, q = np.minimum(i // s, ho - 1), np.minimum(j // s, wo - 1)
+        di, dj = i - p * s, j - q * s
+        inside = (di < size) & (dj < size)
+        span = np.arange(size)
+        rows, cols = (p * s)[:, None] + span, (q * s)[:, None] + span
+        win = x[n[:, None, None], c[:, None, None], rows[:, :, None], cols[:, None, :]]  # (k, size, size)
+        new = win.astype(np.result_type(win, d.vals))
+        k = np.arange(d.k)
+        new[k, np.minimum(di, size - 1), np.minimum(dj, size - 1)] += np.where(inside, d.vals, 0)
+        plain, new = win.reshape(d.k, -1), new.reshape(d.k, -1)
+        if on_kink is not None:
+            on_kink(max_margin(new), max_margin(plain))
+        top = np.take_along_axis(new, argmax_real(new), -1)[:, 0]
+        return Delta.elem(np.stack([n, c, p, q], axis=1), top - out[0][n, c, p, q], out.shape[1:])
 
 
 @register
