@@ -361,11 +361,24 @@ def _build_graph(c: Config) -> Graph:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
         if usergraph.is_user(spec.op):
             usergraph.add_user_node(g, c, spec)
+            if spec.reference is not None:
+                g.nodes[spec.name].op.reference = _reference_op(c, spec)  # type: ignore[union-attr]
         else:
             _add(g, spec.name, "intermediate", spec.path, op=_graph_op(c, spec), inputs=spec.inputs)
     usergraph.set_loss(g, c)
     g.parts = tuple(n for n in ("loss_data", "loss_reg") if n in g.nodes)
     return g
+
+
+def _reference_op(c: Config, spec: GraphNode) -> Op:
+    """The built-in op named by `reference:`, made with the node's own attrs."""
+    ref = str(spec.reference)
+    if ref not in OPS:
+        raise c.error(f"unknown op {ref!r}{did_you_mean(ref, OPS)}; valid: {', '.join(OPS)}", *spec.path, "reference")
+    try:
+        return OPS[ref](**spec.attrs)
+    except (TypeError, ValueError) as e:
+        raise c.error(f"the reference {ref} cannot take this node's attrs: {e}", *spec.path, "attrs") from None
 
 
 def unused_nodes(graph: Graph) -> list[str]:

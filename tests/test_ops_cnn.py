@@ -366,7 +366,7 @@ GOOD_XQ = "xp"
 BUGGY_XQ = "np.pad(x, ((0, 0), (0, 0), (0, 2 * pad), (0, 2 * pad)))  # the padding offset lost"
 
 
-def _small_cnn(tmp_path, conv_src, conv_op="mine.py:conv", dropout=""):
+def _small_cnn(tmp_path, conv_src, conv_op="mine.py:conv", dropout="", conv_extra=""):
     (tmp_path / "mine.py").write_text(conv_src)
     first = dropout or "{name: pool_in, op: identity, inputs: [relu]}"
     cfg = tmp_path / "cnn.yaml"
@@ -383,7 +383,7 @@ values:
 inputs: [x]
 labels: [1, 3]
 graph:
-  - {{name: conv, op: "{conv_op}", inputs: [x, w1, b1], attrs: {{stride: 1, pad: 1}}}}
+  - {{name: conv, op: "{conv_op}", inputs: [x, w1, b1], attrs: {{stride: 1, pad: 1}}{conv_extra}}}
   - {{name: bn, op: spatial_batchnorm, inputs: [conv, gamma, beta]}}
   - {{name: relu, op: relu, inputs: [bn]}}
   - {first}
@@ -498,3 +498,44 @@ def test_pooled_element_at_a_tie_is_seen_as_a_kink():
                on_kink=lambda dist, plain: hits.append(crossings(dist, plain, 1, 1, "complex")))
     dense = crossings(op.kink_distance(d.dense(x)), op.kink_distance(x), 1, 1, "complex")
     assert hits and hits[0].tolist() == dense.tolist() and dense[0] > 0
+
+
+# -- reference: the user's forward against the built-in's ------------------------------------------
+
+def test_reference_conv2d_matching_forward_passes_with_its_largest_difference(tmp_path):
+    code, doc = _check(_small_cnn(tmp_path, CONV.replace("XQ", GOOD_XQ), conv_extra=", reference: conv2d"))
+    assert code == 0, doc
+    conv = next(n for n in doc["nodes"] if n["name"] == "conv")
+    assert conv["status"] == "pass"
+    note = next(m for m in conv["notes"] if "reference conv2d" in m)
+    assert "largest difference" in note
+    assert float(note.rsplit("difference ", 1)[1].rstrip(")")) < 1e-12
+
+
+# a forward that is consistently wrong: the kernel flipped (true convolution, not cs231n's
+# correlation) in the forward AND in the backward, so every gradient agrees with it
+FLIPPED = CONV.replace("XQ", GOOD_XQ).replace(
+    "    F, _, HH, WW = w.shape\n", "    F, _, HH, WW = w.shape\n    w = w[:, :, ::-1, ::-1]  # cached flipped\n").replace(
+    "    return dx, dw, dout.sum", "    return dx, dw[:, :, ::-1, ::-1], dout.sum")
+
+
+def test_reference_catches_a_wrong_forward_that_the_gradients_cannot_see(tmp_path):
+    cfg = _small_cnn(tmp_path, FLIPPED)
+    code, doc = _check(cfg)
+    assert code == 0, doc  # without a reference: the gradients agree with the flipped forward
+    code, doc = _check(_small_cnn(tmp_path, FLIPPED, conv_extra=", reference: conv2d"))
+    assert code == 1, doc
+    conv = next(n for n in doc["nodes"] if n["name"] == "conv")
+    assert conv["status"] == "fail" and "differs from the reference conv2d" in conv["problem"]
+    assert [b["node"] for b in doc["blame"]] == ["conv"]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (", reference: conv3d", "unknown op 'conv3d'"),
+    (", reference: 3", "expected a built-in op's name"),
+    (", reference: max_pool2d", "cannot take this node's attrs"),
+])
+def test_reference_errors_are_located(tmp_path, extra, message):
+    res = CliRunner().invoke(app, ["check", str(_small_cnn(tmp_path, CONV.replace("XQ", GOOD_XQ), conv_extra=extra))])
+    assert res.exit_code == 2
+    assert message in res.output and "cnn.yaml:" in res.output

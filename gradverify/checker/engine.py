@@ -12,6 +12,7 @@ from ..config import Config
 from ..errors import UnknownNodeError, did_you_mean
 from ..graph import Graph
 from ..results import NodeResult, Report, RunInfo, Settings
+from . import reference
 from .blame import assign_blame
 from .nodes import check_node, check_node_fast
 from .prepare import Run, prepare
@@ -71,6 +72,7 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
             step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
             res = check_node(run_, name, progress=step)
         results[name] = replace(res, seconds=time.perf_counter() - start)
+    results = reference.attach(run_, results)  # a forward unlike its reference: FAIL, blamed
     results, blame = assign_blame(run_, results)
     for name, msg in run_.problems.items():
         if name in results:
@@ -112,6 +114,7 @@ def run_node(config: Config, name: str, settings: Settings = Settings(),
     if index is not None:
         indices = [parse_index(index, run_.values[name].shape[1:], name)]
     result = check_node(run_, name, indices, problem=run_.problems.get(name))
+    result = reference.attach(run_, {name: result})[name]
     return report(run_, [result], ())
 
 

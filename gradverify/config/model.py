@@ -69,6 +69,7 @@ class GraphNode:
     attrs: dict[str, Any]
     path: KeyPath
     outputs: tuple[str, ...] = ()  # `name: [next_h, next_c]`: every output's name
+    reference: str | None = None  # `reference: conv2d`: a built-in whose forward the user's must equal
 
 
 @dataclass(frozen=True)
