@@ -79,9 +79,14 @@ def read_affine(r: LayersReader, i: int, spec: dict[str, Any], prev: Layer | Non
             match = f"{source_name(i, prev)} {dims(shape)} flattened to {rows}×{width}"
         else:
             match = f"the inputs' {width} columns" if prev is None else f"layer {i}'s {width} outputs"
-        theirs = "the inputs' shape" if prev is None else f"layer {i}'s output"
+        if prev is None:
+            theirs = f"the inputs' shape {dims(shape)}"
+        elif prev.type == "affine" and prev.weights is not None:
+            theirs = f"layer {i}'s weights {dims(prev.weights.shape)}"
+        else:
+            theirs = f"layer {i}'s output {dims(shape)}"
         raise r.src.error(f"expected {width} rows to match {match}, got {w.shape[0]} (these weights are "
-                          f"{w.shape[0]}×{w.shape[1]}; {theirs} {dims(shape)})", path + ("weights",))
+                          f"{w.shape[0]}×{w.shape[1]}; {theirs})", path + ("weights",))
     b = r.arrays.read(spec["bias"], path + ("bias",), ndim=1, what="the bias")
     if b.shape[0] != w.shape[1]:
         raise r.src.error(f"expected {w.shape[1]} values to match the weights' {w.shape[1]} columns, "
