@@ -99,7 +99,9 @@ def _numpy_loss(cfg):
     for i, j, k, m in np.ndindex(out.shape):
         out[i, j, k, m] = np.sum(xp[i, :, k:k + 3, m:m + 3] * w[j]) + b[j]
     mu, var = out.mean(axis=(0, 2, 3), keepdims=True), out.var(axis=(0, 2, 3), keepdims=True)
-    y = np.maximum((out - mu) / np.sqrt(var + 1e-5), 0.0)  # gamma = 1, beta = 0
+    (_, gamma), (_, beta) = bn.params
+    y = (out - mu) / np.sqrt(var + 1e-5) * gamma[None, :, None, None] + beta[None, :, None, None]
+    y = np.maximum(y, 0.0)
     pooled = y.reshape(n, f, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
     scores = pooled.reshape(n, -1) @ fc.weights + fc.bias
     scores = scores - scores.max(axis=1, keepdims=True)
