@@ -19,6 +19,9 @@ def normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndar
     """xhat = (x - μ) · inv and inv = 1 / sqrt(σ² + eps), μ and σ² over `axes` (kept)."""
     xc = x - x.mean(axis=axes, keepdims=True)
     inv = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    if np.result_type(xc, inv) == xc.dtype:
+        xc *= inv  # xc is this function's own array: scaled in place, one copy fewer
+        return xc, inv
     return xc * inv, inv
 
 
@@ -65,7 +68,12 @@ class _Norm:
 
     def forward(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
         xhat = self._xhat(x)[0].reshape(x.shape)
-        return self._param(gamma, x) * xhat + self._param(beta, x)
+        g, b = self._param(gamma, x), self._param(beta, x)
+        if np.result_type(xhat, g, b) == xhat.dtype and np.broadcast_shapes(xhat.shape, g.shape, b.shape) == xhat.shape:
+            xhat *= g  # xhat is a fresh array: gamma · xhat + beta in place
+            xhat += b
+            return xhat
+        return g * xhat + b
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray, gamma: np.ndarray,
                  beta: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -34,9 +34,9 @@ def max_margin(x: np.ndarray, axis: int = -1) -> np.ndarray:
     rest = x.real.copy()
     np.put_along_axis(rest, first, -np.inf, axis)
     second = np.take_along_axis(x, argmax_real(rest, axis), axis)
-    is_first = np.zeros(x.shape, dtype=bool)
-    np.put_along_axis(is_first, first, True, axis)
-    return np.where(is_first, top - second, x - top)
+    dist = x - top  # every entry but the maximum: how far below it
+    np.put_along_axis(dist, first, top - second, axis)  # the maximum: how far above the runner-up
+    return dist
 
 
 def _pool_windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
@@ -69,40 +69,9 @@ def _offsets(x: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
             for i in range(size) for j in range(size)]
 
 
-def _top_two(entries: list[np.ndarray], runner_up: bool = True
-             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Per window: the first maximum by the real part, the runner-up (another entry, possibly tied
-    with it; None unless asked) and the maximum's offset, as np.argmax would pick it. Chosen on
-    the real parts alone, then each value taken once from its entry."""
-    reals = [v.real for v in entries]
-    best, arg = reals[0], np.zeros(reals[0].shape, dtype=np.intp)
-    second, arg2 = np.full(best.shape, -np.inf), np.zeros(best.shape, dtype=np.intp)
-    for k, r in enumerate(reals[1:], 1):
-        above = r > best  # strictly: a tie keeps the earlier entry as the maximum
-        if runner_up:  # the old maximum if r takes over, else r if it beats the runner-up
-            below = ~above & (r > second)
-            second = np.where(above, best, np.where(below, r, second))
-            arg2 = np.where(above, arg, np.where(below, k, arg2))
-        best = np.where(above, r, best)
-        arg[above] = k
-    return _pick(entries, arg), (_pick(entries, arg2) if runner_up else None), arg
-
-
-def _pick(entries: list[np.ndarray], arg: np.ndarray) -> np.ndarray:
-    """entries[arg] position by position."""
-    if len(entries) <= 32:  # np.choose's limit
-        return np.choose(arg, entries)
-    return np.take_along_axis(np.stack(entries, axis=-1), arg[..., None], -1)[..., 0]
-
-
-def _window_margins(entries: list[np.ndarray]) -> np.ndarray:
-    """max_margin of every window, (..., Ho, Wo, size²): the maximum's distance above the
-    runner-up, every other entry's below the maximum."""
-    if len(entries) == 1:  # nothing to tie with
-        return np.ones(entries[0].shape + (1,), dtype=entries[0].dtype)
-    best, second, arg = _top_two(entries)
-    assert second is not None
-    return np.stack([np.where(arg == k, best - second, v - best) for k, v in enumerate(entries)], axis=-1)
+def _stacked(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """Every window's entries side by side, (..., Ho, Wo, size²): one contiguous copy."""
+    return np.stack(_offsets(x, size, stride), axis=-1)
 
 
 @register
@@ -123,7 +92,8 @@ class MaxPool2d(_Pool, Op):
     kinked = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return _top_two(_offsets(x, self.size, self.stride), runner_up=False)[0]
+        win = _stacked(x, self.size, self.stride)
+        return np.take_along_axis(win, argmax_real(win), -1)[..., 0]
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
         # d max(window) = d x[argmax]: each window's g goes to the entry that is its maximum.
@@ -137,7 +107,7 @@ class MaxPool2d(_Pool, Op):
         return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
 
     def kink_distance(self, x: np.ndarray) -> np.ndarray:
-        return _window_margins(_offsets(x, self.size, self.stride))
+        return max_margin(_stacked(x, self.size, self.stride))
 
     def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
                     on_kink: Any) -> Delta | None:
