@@ -114,10 +114,12 @@ class MaxPool2d(_Pool, Op):
         if xs[0].ndim != 5:
             return None
         if d.kind is Kind.COL:  # channel c changed: recompute that channel's windows
-            plain, new = d.gather(xs[0])[:, :, None], (d.gather(xs[0]) + d.vals)[:, :, None]
-            if on_kink is not None:
-                on_kink(self.kink_distance(new), self.kink_distance(plain))
-            return Delta.col(d.at, (self.forward(new) - d.gather(out)[:, :, None])[:, :, 0], out.shape[1:])
+            win = _stacked((d.gather(xs[0]) + d.vals)[:, :, None], self.size, self.stride)  # (k, N, 1, Ho, Wo, s²)
+            if on_kink is not None:  # the plain pass's distances: computed once, gathered per copy
+                plain = self.kink_distance(xs[0])[0]  # (N, C, Ho, Wo, s²)
+                on_kink(max_margin(win), np.moveaxis(plain[:, d.at], 1, 0)[:, :, None])
+            top = np.take_along_axis(win, argmax_real(win), -1)[:, :, 0, ..., 0]
+            return Delta.col(d.at, top - d.gather(out), out.shape[1:])
         if d.kind is Kind.ELEM and self.stride >= self.size:
             return self._push_element(d, xs[0][0], out, on_kink)
         return None
