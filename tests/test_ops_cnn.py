@@ -339,6 +339,8 @@ PUSH_CASES = [
     (ops.BatchNorm(), 0, [(5, 3), (3,), (3,)]),
     (ops.MaxPool2d(size=2), 0, [(2, 3, 5, 4)]),
     (ops.MaxPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
+    (ops.AvgPool2d(size=2), 0, [(2, 3, 5, 4)]),
+    (ops.AvgPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
 ]
 
 
@@ -365,7 +367,7 @@ def test_channel_change_through_pool_and_relu_equals_dense(rng):
     from gradverify import delta
     x = rng.normal(size=(1, 2, 3, 4, 4))
     d = delta.Delta.col(np.array([0, 2, 2]), rng.normal(size=(3, 2, 4, 4)), (2, 3, 4, 4))
-    for op in (ops.ReLU(), ops.MaxPool2d(size=2)):
+    for op in (ops.ReLU(), ops.MaxPool2d(size=2), ops.AvgPool2d(size=2)):
         out = op.forward(x)
         res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: None)
         assert res is not None and res.kind == "col"

@@ -167,6 +167,22 @@ class AvgPool2d(_Pool, Op):
         dwin = np.broadcast_to(share, g.shape + (self.size, self.size))
         return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
 
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        # linear: a changed channel averages into that channel of out; a changed element adds
+        # Δ / size² to the one window it lies in (stride ≥ size), or to none
+        if xs[0].ndim != 5:
+            return None
+        if d.kind is Kind.COL:
+            return Delta.col(d.at, self.forward(d.vals[:, :, None])[:, :, 0], out.shape[1:])
+        if d.kind is not Kind.ELEM or self.stride < self.size:
+            return None
+        n, c, i, j = d.at.T
+        ho, wo = out.shape[-2:]
+        p, q = np.minimum(i // self.stride, ho - 1), np.minimum(j // self.stride, wo - 1)
+        inside = (i - p * self.stride < self.size) & (j - q * self.stride < self.size)
+        return Delta.elem(np.stack([n, c, p, q], axis=1), np.where(inside, d.vals, 0) / self.size ** 2,
+                          out.shape[1:])
+
 
 @register
 class Max(Op):
