@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gradverify
+from gradverify.testing import assert_grads
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "zoo"))
@@ -26,6 +27,13 @@ def test_affine_layer(rng):
     x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=5)
     report = gradverify.check_op(correct.affine_forward, correct.affine_backward, x, w, b)
     report.assert_ok()  # on failure, the AssertionError's message is the whole table
+
+
+def test_affine_layer_with_testing_helpers(rng):
+    x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=5)
+    assert_grads(correct.affine_forward, correct.affine_backward, x, w, b)
+    with pytest.raises(AssertionError, match=r"^db of affine_backward: 5/5 elements wrong"):
+        assert_grads(buggy.affine_forward, buggy.affine_backward, x, w, b)  # db: a mean, not a sum
 
 
 def test_every_activation(rng):

@@ -18,7 +18,7 @@ import numpy as np
 from . import checker, options, usercode
 from . import config as config_mod
 from .config import Config, Source
-from .config.paths import confine_folder
+from .config.paths import confine_folder, with_code_dir
 from .custom import PythonOp, gradient_names
 from .errors import GradverifyError
 from .graph import Graph, Node
@@ -28,13 +28,13 @@ from .userops import MultiOp, Pick, Project
 __all__ = ["check", "check_op", "check_loss", "check_model", "Report", "GradverifyError"]
 
 
-def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split) -> Settings:
+def _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor=False) -> Settings:
     """The arguments checked as the command line checks its options (options.settings)."""
     return options.settings(method=method, strict=strict, rtol=rtol, atol=atol, sample=sample,
-                            fast=fast, nodes=nodes, seed=seed, split=split)
+                            fast=fast, nodes=nodes, seed=seed, split=split, taylor=taylor)
 
 
-def _config(cfg, confine=None) -> Config:
+def _config(cfg, confine=None, code_dir=None) -> Config:
     confine = confine_folder(confine, "confine=")
     if isinstance(cfg, Config):
         return cfg
@@ -50,22 +50,26 @@ def _config(cfg, confine=None) -> Config:
     # file.py references are relative to this folder now, whatever the user's code does to the
     # working directory while it runs
     loaded.source.base_dir = Path(os.path.abspath(loaded.source.base_dir))
-    return loaded
+    return with_code_dir(loaded, code_dir)
 
 
 def check(config, *, method: str = "auto", strict: bool = False, rtol: float | None = None,
           atol: float | None = None, sample: int | None = None, fast: bool = False,
-          nodes=None, seed: int = 0, split: bool = False, confine=None) -> Report:
+          nodes=None, seed: int = 0, split: bool = False, confine=None, code_dir=None,
+          taylor: bool = False) -> Report:
     """Check every node of a network, as `gradverify check` does.
 
     config: a path to a YAML file, YAML text, or the config as a dict. Raises GradverifyError
     (with the config key and line) on bad input or bad arguments; returns a Report (`.ok`,
     `.nodes`, `.blame`, `.to_dict()`, `.table()`, `.assert_ok()`). The user's op files are
     executed from their current source on every call (an edit between two calls is seen).
-    confine: a folder that every file the config names must be inside (as --confine)."""
-    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split)
+    confine: a folder that every file the config names must be inside (as --confine).
+    code_dir: read the config's `file.py:name` references from this folder instead of the
+    config's (as --code-dir: one config, many students' code).
+    taylor: also run the Taylor remainder test per node (as --taylor): `report.node(n).taylor`."""
+    settings = _settings(method, strict, rtol, atol, sample, fast, nodes, seed, split, taylor)
     with usercode.watch_sigint(), usercode.session():
-        return checker.run(_config(config, confine), settings)
+        return checker.run(_config(config, confine, code_dir), settings)
 
 
 def _function(fn, what: str):

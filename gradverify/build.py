@@ -32,6 +32,7 @@ import numpy as np
 
 from . import build_cnn, custom, usergraph
 from .config import Config, GraphNode, Layer, is_custom
+from .config.paths import code_folder
 from .errors import KeyPath, UserCodeError, did_you_mean
 from .graph import Graph, Node
 from .ops import (
@@ -148,7 +149,7 @@ def _custom_affine(net: Net, i: int, layer: Layer, inputs: list[str]) -> str:
     extra = [net.param(f"{pname}{i}", value, key + ("params", pname)) for pname, value in layer.params]
     node = f"l{i}_{custom.split_ref(ref)[1]}"
     names = ("x", "w", "b") + tuple(pname for pname, _ in layer.params)
-    user = net.user(key + ("op",), lambda: custom.layer(ref, c.source.base_dir, c.seed, node, names, layer.attrs))
+    user = net.user(key + ("op",), lambda: custom.layer(ref, code_folder(c.source), c.seed, node, names, layer.attrs))
     return net.op(node, user, inputs + extra, key + ("op",), user.label)
 
 
@@ -182,7 +183,7 @@ def _activation(net: Net, layer: Layer, prev: str) -> str:
     if not is_custom(act):
         return net.op(f"l{i}_{act}", ACTIVATIONS[act](**_activation_options(layer)), [prev], key)
     node = f"l{i}_{custom.split_ref(act)[1]}"
-    user = net.user(key, lambda: custom.activation(act, c.source.base_dir, c.seed, node))
+    user = net.user(key, lambda: custom.activation(act, code_folder(c.source), c.seed, node))
     return net.op(node, user, [prev], key, user.label)
 
 
@@ -237,7 +238,7 @@ LOSSES: dict[str, LossBuilder] = {
 def _custom_loss(net: Net, logits: str) -> str:
     """`loss: file.py:name`, cs231n's (loss, dx) = name(x, y)."""
     c, ref = net.config, str(net.config.loss)
-    user = net.user(LOSS_KEY, lambda: custom.loss(ref, c.source.base_dir, c.seed, c.labels))
+    user = net.user(LOSS_KEY, lambda: custom.loss(ref, code_folder(c.source), c.seed, c.labels))
     return net.op("loss_data", user, [logits], LOSS_KEY, ref)
 
 

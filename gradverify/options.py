@@ -18,7 +18,12 @@ from .results import Settings
 DEFAULT_MEMORY_MIB = 256
 
 
-def _bad(name: str, value, want: str, cli: bool) -> GradverifyError:
+def _bad(name: str, value, want: str, cli: bool | str) -> GradverifyError:
+    """The error for a bad `value`: `--name value: want` (cli=True), `name=value: want` (the
+    Python API) or, with cli="setting", `value: want` (settings.py puts the file, line and key
+    in front)."""
+    if cli == "setting":
+        return GradverifyError(f"{value!r}: {want}")
     if cli:
         shown = value.value if hasattr(value, "value") else value  # an Enum choice
         shown = f"{shown:g}" if isinstance(shown, float) else shown
@@ -26,7 +31,7 @@ def _bad(name: str, value, want: str, cli: bool) -> GradverifyError:
     return GradverifyError(f"{name}={value!r}: {want}")
 
 
-def number(value, name: str, *, cli: bool = False, positive: bool = False) -> float:
+def number(value, name: str, *, cli: bool | str = False, positive: bool = False) -> float:
     """A finite real number, ≥ 0 (> 0 when `positive`)."""
     want = "expected a finite number " + ("> 0" if positive else "≥ 0")
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -37,7 +42,7 @@ def number(value, name: str, *, cli: bool = False, positive: bool = False) -> fl
     return v
 
 
-def integer(value, name: str, *, cli: bool = False, minimum: int = 0) -> int:
+def integer(value, name: str, *, cli: bool | str = False, minimum: int = 0) -> int:
     """An integer ≥ `minimum`."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise _bad(name, value, f"expected an integer ≥ {minimum}", cli)
@@ -49,20 +54,20 @@ def optional(check, value, *args, **kw):
     return None if value is None else check(value, *args, **kw)
 
 
-def flag(value, name: str, *, cli: bool = False) -> bool:
+def flag(value, name: str, *, cli: bool | str = False) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise _bad(name, value, "expected True or False", cli)
     return bool(value)
 
 
-def method_name(value, *, cli: bool = False) -> str:
+def method_name(value, *, cli: bool | str = False) -> str:
     name = getattr(value, "value", value)  # the CLI's Enum, or a string
     if not isinstance(name, str) or name not in CHOICES:
         raise _bad("method", value, f"expected one of {', '.join(CHOICES)}{did_you_mean(name, CHOICES)}", cli)
     return name
 
 
-def node_patterns(value, *, cli: bool = False) -> tuple[str, ...] | None:
+def node_patterns(value, *, cli: bool | str = False) -> tuple[str, ...] | None:
     """None or [] (every node), one pattern, or a list of fnmatch patterns."""
     if value is None:
         return None
@@ -78,7 +83,7 @@ def node_patterns(value, *, cli: bool = False) -> tuple[str, ...] | None:
 
 def settings(*, method="auto", step=None, rtol=None, atol=None, strict=False, nodes=None,
              max_memory=DEFAULT_MEMORY_MIB, sample=None, seed=0, fast=False, split=False,
-             cli: bool = False) -> Settings:
+             taylor=False, cli: bool | str = False) -> Settings:
     """Validated Settings. max_memory is in MiB (as --max-memory takes it)."""
     memory = number(max_memory, "max_memory", cli=cli, positive=True)
     return Settings(method=method_name(method, cli=cli),
@@ -90,4 +95,21 @@ def settings(*, method="auto", step=None, rtol=None, atol=None, strict=False, no
                     max_memory=max(1, int(memory * 2**20)),
                     sample=optional(integer, sample, "sample", cli=cli, minimum=1),
                     seed=integer(seed, "seed", cli=cli),
-                    fast=flag(fast, "fast", cli=cli), split=flag(split, "split", cli=cli))
+                    fast=flag(fast, "fast", cli=cli), split=flag(split, "split", cli=cli),
+                    taylor=flag(taylor, "taylor", cli=cli))
+
+
+def setting(key: str, value):
+    """A `[tool.gradverify]` value checked by the rule of the option it stands for (GradverifyError
+    `value: what was expected` otherwise); `key` is one of settings.KEYS' numeric or flag keys."""
+    if key in ("rtol", "atol"):
+        return number(value, key, cli="setting")
+    if key == "step":
+        return number(value, key, cli="setting", positive=True)
+    if key in ("sample", "seed"):
+        return integer(value, key, cli="setting", minimum=1 if key == "sample" else 0)
+    if key in ("strict", "github"):
+        return flag(value, key, cli="setting")
+    if key == "method":
+        return method_name(value, cli="setting")
+    raise KeyError(key)

@@ -15,6 +15,8 @@ from .errors import GradverifyError
 
 #: a pipe or a CI log: don't squeeze the table into 80 columns
 PIPE_WIDTH = 200
+#: --svg draws the table at this width whatever the terminal (the same picture on every machine)
+PICTURE_WIDTH = 120
 #: what the report prints that an ASCII (or Latin-1) stream cannot carry, as ASCII; anything else
 #: unencodable (a node's name) becomes a \uXXXX escape, never a crash. Rich draws ASCII boxes by
 #: itself on a stream whose encoding is not UTF.

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from rich.console import Group
@@ -10,7 +12,9 @@ from rich.text import Text
 
 from .errors import one_line
 from .numeric import METHODS, SWEEP_METHODS
-from .results import NodeResult, Report
+from .numeric.methods import PER_NODE
+from .render_taylor import remainder_plot
+from .results import NodeResult, Report, Taylor
 
 STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "undecided": "cyan", "nonfinite": "magenta",
          "floor": "dim"}
@@ -62,8 +66,17 @@ def rule_lines(report: Report) -> list[str]:
     lines = ["rule: |analytic − numeric| ≤ atol + rtol·max(|analytic|, |numeric|) + the numeric "
              "estimate's error bar; at a kink, the analytic value must lie between the left and "
              "right one-sided derivatives"]
+    if s.mode == "taylor":
+        lines = ["rule: the remainder R(h) = |L(x + hv) − L(x) − h⟨g, v⟩| falls like h² when the "
+                 "gradient g is right and like h when it is wrong; its order is fitted on the steps "
+                 "above rounding and clear of kinks"]
     for m in s.methods_used:
+        if m in PER_NODE:
+            lines.append(f"  {METHODS[m].title}: {s.step_rule[m]}")
+            continue
         lines.append(f"  {METHODS[m].title}: rtol {s.rtol[m]:g}, atol {s.atol[m]:g}; {s.step_rule[m]}")
+    if "taylor" not in s.methods_used and any(n.taylor is not None for n in report.nodes):
+        lines.append(f"  Taylor test (--taylor, a second opinion): {METHODS['taylor'].step_rule}")
     if any(n.status == "kink" for n in report.nodes):
         lines.append(f"  kinks: rtol {s.rtol['kink']:g}, atol {s.atol['kink']:g}; {s.step_rule['kink']}")
     if s.dtype == "float32":
@@ -75,31 +88,106 @@ def rule_lines(report: Report) -> list[str]:
     return lines
 
 
-def check_view(report: Report, command: str | None = None) -> Group:
-    """The `check` table: one row per node, then the summary, blame and the rule used."""
+@dataclass(frozen=True)
+class Column:
+    """One column of the check table: its header (and a shorter one for narrow terminals), how a
+    node fills it, and `drop`: narrow terminals drop the highest first (0: always shown)."""
+
+    header: str
+    short: str
+    cell: Callable[[NodeResult], str | Text]
+    numeric: bool = False
+    drop: int = 0
+
+
+def _rel(n: NodeResult) -> str:
+    return _err(n.max_rel_error if n.size else n.directional_error)
+
+
+#: the check table's columns, left to right (a new column is one more row here)
+CHECK_COLUMNS = [
+    Column("node", "node", lambda n: plain(n.label)),
+    Column("kind", "kind", lambda n: n.kind, drop=5),
+    Column("op", "op", lambda n: "—" if n.kind in ("input", "parameter") else plain(n.op), drop=2),
+    Column("shape", "shape", lambda n: n.shape_text, drop=1),
+    Column("method", "method", lambda n: n.method + (" (dir.)" if n.mode == "directional" else ""), drop=6),
+    Column("max |analytic|", "max|a|", lambda n: f"{n.max_analytic:.4g}", numeric=True),
+    Column("max abs err", "abs err", lambda n: _err(n.max_abs_error) if n.size else "—", numeric=True, drop=4),
+    Column("max rel err", "rel err", _rel, numeric=True),
+    Column("in float64", "f64 err", lambda n: _err(n.float64_rel_error), numeric=True, drop=3),
+    Column("order", "order", lambda n: order_text(n.taylor), numeric=True, drop=2),
+    Column("worst", "worst", lambda n: _index(n.worst_index), drop=1),
+    Column("status", "status", lambda n: status_text(n.status, n.inherited)),
+]
+
+
+def _cells_width(columns: list[Column], rows: list[list[str]], short: bool) -> int:
+    """The table's width if no cell wraps: widest cell per column + 3 (padding, border), + 1."""
+    total = 1
+    for k, col in enumerate(columns):
+        head = col.short if short else max(col.header.split(), key=len)
+        total += max([len(head)] + [len(r[k]) for r in rows]) + 3
+    return total
+
+
+def check_columns(report: Report, width: int) -> tuple[list[Column], bool]:
+    """The columns that fit `width` (dropping the least useful first) and whether to use the
+    short headers. Numbers are never wrapped or cut: a column goes before its numbers would."""
+    taylor = any(n.taylor is not None for n in report.nodes)
+    columns = [c for c in CHECK_COLUMNS if (c.header != "in float64" or report.info.dtype == "float32")
+               and (c.header != "order" or taylor)]
+    rows = [[str(c.cell(n)) for c in columns] for n in report.nodes]
+    short = _cells_width(columns, rows, False) > width
+    while _cells_width(columns, rows, short) > width and any(c.drop for c in columns):
+        k = max(range(len(columns)), key=lambda i: columns[i].drop)
+        del columns[k]
+        for r in rows:
+            del r[k]
+    return columns, short
+
+
+def check_table(report: Report, width: int = 200, only_failing: bool = False) -> Table:
+    """One row per node (`only_failing`: only the nodes that do not pass, when there are any)."""
+    columns, short = check_columns(report, width)
     table = Table(title="gradverify check", title_justify="left", header_style="bold")
-    f32 = report.info.dtype == "float32"
-    cols = [("node", "left"), ("kind", "left"), ("op", "left"), ("shape", "left"),
-            ("method", "left"), ("max |analytic|", "right"), ("max abs err", "right"),
-            ("max rel err", "right")]
-    if f32:
-        cols.append(("in float64", "right"))
-    for col, just in cols + [("worst", "left"), ("status", "left")]:
-        table.add_column(col, justify="right" if just == "right" else "left", no_wrap=col in ("node", "status"))
-    for n in report.nodes:
-        method = n.method + (" (dir.)" if n.mode == "directional" else "")
-        rel = n.max_rel_error if n.size else n.directional_error
-        # names and op labels are data, not rich markup: "h[/]" or "[dropout]" print as they are
-        cells: list[str | Text] = [plain(n.label), n.kind, "—" if n.kind in ("input", "parameter") else plain(n.op),
-                 n.shape_text, method, f"{n.max_analytic:.4g}", _err(n.max_abs_error) if n.size else "—", _err(rel)]
-        if f32:
-            cells.append(_err(n.float64_rel_error))
-        table.add_row(*cells, _index(n.worst_index), status_text(n.status, n.inherited))
-    parts: list = [table, summary_text(report)]
+    for c in columns:
+        table.add_column(c.short if short else c.header, justify="right" if c.numeric else "left",
+                         no_wrap=c.numeric or c.header in ("node", "status"))
+    nodes = report.nodes
+    if only_failing and any(n.status != "pass" for n in nodes):
+        nodes = tuple(n for n in nodes if n.status != "pass")
+    for n in nodes:
+        table.add_row(*(c.cell(n) for c in columns))
+    return table
+
+
+def blame_lines(report: Report) -> list[Text]:
+    """"blame: …; look at conv_backward_naive (layers.py:324)", then each failing node's hint."""
+    out = []
     for b in report.blame:
-        parts.append(plain("blame: " + b.message, style="bold red"))
+        out.append(plain("blame: " + b.message + (f"; look at {b.where}" if b.where else ""), style="bold red"))
+    for n in report.nodes:
+        if n.diagnosis and not n.inherited:  # one line per pattern (joined by "; " in the record)
+            out += [plain(f"hint: {n.label}: {h}", style="red") for h in n.diagnosis.split("; ")]
+    return out
+
+
+def check_view(report: Report, command: str | None = None, width: int = 200, quiet: bool = False) -> Group:
+    """The `check` table: one row per node, then the summary, blame, hints and the rule used.
+    `quiet`: the rows that do not pass (all when every node passes), the summary, blame and hints."""
+    table = check_table(report, width, only_failing=quiet)
+    parts: list = [table, summary_text(report), *blame_lines(report)]
+    if quiet:
+        return Group(*parts)
     for n in report.nodes:
         parts += [plain("note: " + note, style=STYLE["undecided"]) for note in n.notes]
+        if n.adjoint is not None:
+            a = n.adjoint
+            parts.append(plain(f"adjoint {n.label} ({n.op}): ⟨J·u, v⟩ = {_num(a.jvp, 10)} ({a.method}), "
+                               f"⟨u, backward(v)⟩ = {_num(a.vjp, 10)}, relative error {_err(a.rel_error)}: "
+                               f"{a.reason}", style=STYLE[a.verdict]))
+        if n.taylor is not None and n.taylor.verdict != "pass" and n.mode != "taylor":
+            parts.append(plain(f"taylor {n.label}: {n.taylor.reason}", style=STYLE[n.taylor.verdict]))
     if any(n.status == "kink" for n in report.nodes):
         parts.append(Text("KINK: perturbing the element crosses a point where an op is not "
                           "differentiable (e.g. ReLU at 0); the analytic gradient lies between the "
@@ -113,6 +201,16 @@ def check_view(report: Report, command: str | None = None) -> Group:
         probe = command.format(node=shlex.quote(worst.name)) + (f" --index {index}" if index else "")
         parts.append(plain(f"probe the worst element again: {probe}", style="dim"))
     return Group(*parts)
+
+
+def order_text(t: Taylor | None) -> Text:
+    """The order column: the remainder's order and the Taylor verdict ("2.00 pass", "1.00 FAIL",
+    "— kink", "— no verdict"); "affine" for a pass without an order (L linear along v)."""
+    if t is None:
+        return Text("—")
+    order = f"{t.order:.2f}" if t.order is not None else ("affine" if t.verdict == "pass" else "—")
+    word = {"pass": "pass", "fail": "FAIL", "kink": "kink", "undecided": "no verdict"}[t.verdict]
+    return Text(f"{order} {word}", style=STYLE[t.verdict])
 
 
 def worst_node(report: Report) -> NodeResult | None:
@@ -131,7 +229,10 @@ def summary_text(report: Report) -> Text:
     checked = sum(n.size for n in report.nodes)
     total = sum(n.total for n in report.nodes)
     mode = report.info.mode
-    if mode == "directional":
+    if mode == "taylor":
+        dirs = sum(n.directions for n in report.nodes)
+        what = f"{total} elements, Taylor test ({dirs} directions)"
+    elif mode == "directional":
         dirs = sum(n.directions for n in report.nodes)
         what = f"{total} elements, directional ({dirs} directions, {checked} elements isolated)"
     elif checked < total:
@@ -155,8 +256,42 @@ def summary_text(report: Report) -> Text:
     return text
 
 
-def node_view(result: NodeResult, limit: int | None = None) -> Group:
-    """The `node` table: one row per element."""
+#: element statuses that are not a plain agreement, worst first (the order `node` lists them in)
+PROBLEM_ORDER = ("fail", "nonfinite", "kink")
+
+
+def node_order(result: NodeResult, sort: str = "status", failing: bool = False) -> np.ndarray:
+    """Positions of the elements to list: `sort` "status" puts failing elements first (then
+    nonfinite, kinks, the rest; index order within each), "error" the largest relative error
+    first, "index" index order; `failing` keeps only the elements that do not pass."""
+    pos = np.arange(result.size)
+    if failing:
+        pos = pos[np.isin(result.statuses, PROBLEM_ORDER)]
+    if sort == "index":
+        return pos
+    rel = np.where(np.isfinite(result.rel_error[pos]), result.rel_error[pos], np.inf)
+    if sort == "error":
+        return pos[np.lexsort((pos, -rel))]
+    rank = np.select([result.statuses[pos] == s for s in PROBLEM_ORDER], range(len(PROBLEM_ORDER)),
+                     len(PROBLEM_ORDER))
+    return pos[np.lexsort((pos, rank))]
+
+
+def node_counts(result: NodeResult) -> Text:
+    """"24 elements: 8 fail, 16 pass  ·  rtol …  ·  FAIL": the node's summary line."""
+    c = {s: int((result.statuses == s).sum()) for s in STYLE}
+    nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
+    nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
+    text = Text(f"{result.size} elements: {c['fail']} fail, {c['kink']} kink, {c['pass']} pass{nonfinite}"
+                f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  ")
+    text.append(result.status.upper(), style=STYLE[result.status])
+    return text
+
+
+def node_view(result: NodeResult, limit: int | None = None, sort: str = "status",
+              failing: bool = False) -> Group:
+    """The `node` table: the counts first, then one row per element, failing elements first (see
+    node_order), then the hint."""
     table = Table(title=plain(f"gradverify node {result.name}  ({result.op}, shape "
                              f"{result.shape_text}, {METHODS[result.method].title})", style="table.title"),
                   title_justify="left", header_style="bold")
@@ -164,29 +299,37 @@ def node_view(result: NodeResult, limit: int | None = None) -> Group:
                 "rel err", "status"):
         table.add_column(col, justify="left" if col in ("index", "status") else "right",
                          no_wrap=True)
-    elements = result.elements()
-    shown = elements if limit is None else elements[:limit]
-    for e in shown:
+    order = node_order(result, sort, failing)
+    shown = order if limit is None else order[:limit]
+    for p in shown:
+        e = result.element(int(p))
         table.add_row(_index(e.index), _num(e.value, 8), _num(e.analytic), _num(e.numeric),
                       _err(e.error), _num(e.left), _num(e.right), _err(e.abs_error),
                       _err(e.rel_error), status_text(e.status))
-    parts: list = [table]
-    if len(shown) < len(elements):
-        parts.append(Text(f"… {len(elements) - len(shown)} more elements (--limit 0 shows all, "
+    parts: list = [node_counts(result), table]
+    if len(shown) < len(order):
+        parts.append(Text(f"… {len(order) - len(shown)} more elements (--limit 0 shows all, "
                           "--format json lists every one)", style="dim"))
-    c = {s: int((result.statuses == s).sum()) for s in STYLE}
-    nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
-    nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
-    parts.append(Text(f"{result.size} elements: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail{nonfinite}"
-                      f"  ·  rtol {result.rtol:g}, atol {result.atol:g}  ·  "))
-    parts[-1].append(result.status.upper(), style=STYLE[result.status])
+    if result.diagnosis:
+        parts.append(plain(f"hint: {result.diagnosis}", style="red"))
     if result.problem:
         parts.append(plain(result.problem, style="bold red"))
+    if result.taylor is not None:
+        t = result.taylor
+        line = Text("Taylor test: order ")
+        line.append(order_text(t))
+        line.append(f"  ·  {t.reason}; along each direction: "
+                    + ", ".join("—" if o is None else f"{o:.2f}" for o in t.orders))
+        parts.append(line)
     return Group(*parts)
 
 
 # ---------------------------------------------------------------------------------------------
 # JSON
+
+#: the JSON report's version (`gradverify schema --report` publishes its schema): the minor number
+#: grows with every field added, the major one would grow with a field removed or changed
+SCHEMA_VERSION = "1.1"
 
 
 def node_dict(n: NodeResult, all_elements: bool) -> dict:
@@ -200,7 +343,9 @@ def node_dict(n: NodeResult, all_elements: bool) -> dict:
         "max_abs_error": _finite(n.max_abs_error), "max_rel_error": _finite(n.max_rel_error),
         "worst_index": list(n.worst_index) if n.worst_index is not None else None,
         "rtol": n.rtol, "atol": n.atol,
-        "notes": list(n.notes),
+        "notes": list(n.notes), "diagnosis": n.diagnosis,
+        **({"order": n.taylor.to_dict()["order"], "taylor": n.taylor.to_dict()} if n.taylor else {}),
+        **({"adjoint": n.adjoint.to_dict()} if n.adjoint else {}),
         "elements": [e.to_dict() for e in n.elements(only_failing_or_kink=not all_elements)],
     }
 
@@ -212,6 +357,7 @@ def _finite(v):
 def check_json(report: Report) -> dict:
     c = report.counts()
     return {
+        "schema_version": SCHEMA_VERSION,
         "status": report.status,
         "exit_code": report.exit_code,
         "loss": report.loss,
@@ -296,7 +442,24 @@ def sweep_view(name: str, index, value: float, analytic: float, data: dict, chos
     note = ("forward differences fall as h until rounding (ε/h) takes over: the V; central and "
             "Richardson fall faster and turn earlier; the complex step has no subtraction, so its "
             "error stays at rounding level for every small h.")
-    return Group(table, Text(sweep_plot(data, analytic, chosen)), Text(note, style="dim"))
+    parts: list = [table, Text(sweep_plot(data, analytic, chosen)), Text(note, style="dim")]
+    if "taylor" in data:
+        parts += remainder_view(data["taylor"], index)
+    return Group(*parts)
+
+
+def remainder_view(t: dict, index) -> list:
+    """The Taylor remainder's heading, plot and reading."""
+    order = "—" if t["order"] is None else f"{t['order']:.2f}"
+    head = Text(f"Taylor remainder R(h) = |L(x + h·e) − L(x) − h·analytic| along element "
+                f"[{','.join(map(str, index))}]: order {order} ")
+    head.append(t["verdict"].upper(), style=STYLE[t["verdict"]])
+    if t["verdict"] != "pass" or t["order"] is None:
+        head.append(f"  ({t['reason']})")
+    note = ("R falls like h² (slope 2) when the analytic value is right and like h (slope 1) when "
+            "it is wrong; at large h higher orders bend it, at small h rounding (ε|L|) makes it "
+            "flat or noisy. The order is fitted on the steps marked o.")
+    return [head, Text(remainder_plot(t["steps"], t["remainder"], t["clean"])), Text(note, style="dim")]
 
 
 def sweep_json(name, index, value, analytic, data, chosen) -> dict:
@@ -305,63 +468,9 @@ def sweep_json(name, index, value, analytic, data, chosen) -> dict:
             "kink": data.get("kink", False), "steps": [float(h) for h in data["steps"]],
             "estimates": {m: [_finite(float(v)) for v in data[m]] for m in errors},
             "errors": {m: [_finite(float(v)) for v in errors[m]] for m in errors},
-            "chosen_steps": chosen}
-
-
-# ---------------------------------------------------------------------------------------------
-# gradverify graph
-
-
-def _node_text(graph, values, name, statuses) -> Text:
-    node = graph.nodes[name]
-    shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-    text = plain(name, style=STYLE.get(statuses.get(name), "bold") if statuses else "bold")
-    text.append(f"  {node.op_label if node.op else node.kind}  {shape}", style="dim")
-    if statuses and name in statuses:
-        text.append("  ")
-        text.append(statuses[name].upper(), style=STYLE[statuses[name]])
-    return text
-
-
-def graph_tree(graph, values, statuses: dict | None = None):
-    """The network as a tree from the loss down to the inputs; a node reached again (shared
-    weights, skip connections) is shown once in full and then as "↑ name"."""
-    from rich.tree import Tree
-
-    root = Tree(_node_text(graph, values, graph.loss, statuses))
-    seen = {graph.loss}
-    stack = [(root, graph.loss)]
-    while stack:
-        branch, name = stack.pop()
-        for inp in graph.nodes[name].inputs:
-            if inp in seen:
-                branch.add(plain(f"↑ {inp}", style="dim"))
-                continue
-            seen.add(inp)
-            sub = branch.add(_node_text(graph, values, inp, statuses))
-            stack.append((sub, inp))
-    return root
-
-
-def _dot(text: str) -> str:
-    """Text inside a Graphviz double-quoted string: backslashes and quotes escaped, line breaks
-    and other control characters spelled out."""
-    return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def graph_dot(graph, values, statuses: dict | None = None) -> str:
-    """Graphviz source: leaves as boxes, ops as ellipses, edges along the forward pass."""
-    colour = {"pass": "palegreen", "kink": "gold", "fail": "salmon", "undecided": "lightblue"}
-    lines = ["digraph gradverify {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
-    for name, node in graph.nodes.items():
-        shape = "×".join(map(str, values[name].shape[1:])) or "scalar"
-        label = f"{_dot(name)}\\n{_dot(node.op_label if node.op else node.kind)} {shape}"
-        attrs = [f'label="{label}"', f'shape={"box" if node.op is None else "ellipse"}']
-        if statuses and name in statuses:
-            attrs.append(f'style=filled, fillcolor="{colour[statuses[name]]}"')
-        lines.append(f'  "{_dot(name)}" [{", ".join(attrs)}];')
-    for name, node in graph.nodes.items():
-        for inp in node.inputs:
-            lines.append(f'  "{_dot(inp)}" -> "{_dot(name)}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            "chosen_steps": chosen,
+            **({"taylor": {"steps": [float(h) for h in data["taylor"]["steps"]],
+                           "remainder": [_finite(float(r)) for r in data["taylor"]["remainder"]],
+                           "fitted": [bool(c) for c in data["taylor"]["clean"]],
+                           "order": data["taylor"]["order"], "verdict": data["taylor"]["verdict"],
+                           "reason": data["taylor"]["reason"]}} if "taylor" in data else {})}

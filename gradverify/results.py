@@ -43,6 +43,7 @@ class Settings:
     seed: int = 0  # for --sample and --fast
     fast: bool = False  # directional: a few random directions per node, bisect on a mismatch
     split: bool = False  # also check each parameter's gradient of loss_data and of loss_reg
+    taylor: bool = False  # also run the Taylor remainder test per node (a second opinion)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,54 @@ def max_finite(values: np.ndarray) -> float:
     return float("nan") if values.size else 0.0
 
 
+@dataclass(frozen=True)
+class Taylor:
+    """A node's Taylor remainder test (numeric/taylor.py): its verdict ("pass", "fail", "kink" or
+    "undecided"), the order of R(h) = |L(x + hv) − L(x) − h⟨g, v⟩| as h → 0 (2 right, 1 wrong;
+    None where no order was fitted), its odd part's order (3 right, 1 wrong), the reason, each
+    direction's order, and the resolution: the smallest directional gradient error, relative to
+    Σ|g_i v_i|, that would have shown."""
+
+    verdict: str
+    order: float | None
+    odd_order: float | None
+    reason: str
+    orders: tuple[float | None, ...]
+    resolution: float
+    error: float = float("nan")  # a FAIL's directional error seen, relative to Σ|g_i v_i|
+
+    def to_dict(self) -> dict:
+        def r(v):
+            return None if v is None or not np.isfinite(v) else round(float(v), 4)
+
+        def g(v):
+            return None if not np.isfinite(v) else float(f"{v:.3g}")
+
+        return {"verdict": self.verdict, "order": r(self.order), "odd_order": r(self.odd_order),
+                "reason": self.reason, "orders": [r(o) for o in self.orders],
+                "resolution": g(self.resolution), "error": g(self.error)}
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    """The adjoint (dot-product) identity of a user op: ⟨J·u, v⟩ from its forward (`jvp`, by the
+    complex step or central differences: `method`) against ⟨u, backward(v)⟩ (`vjp`) for random
+    u and v, their relative error, and the verdict ("pass", "fail", "kink", "undecided") and why."""
+
+    verdict: str
+    jvp: float | None
+    vjp: float | None
+    rel_error: float | None
+    method: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "jvp": _f(self.jvp) if self.jvp is not None else None,
+                "vjp": _f(self.vjp) if self.vjp is not None else None,
+                "rel_error": _f(self.rel_error) if self.rel_error is not None else None,
+                "method": self.method, "reason": self.reason}
+
+
 @dataclass(frozen=True, eq=False)
 class NodeResult:
     """Every checked element of one node, as arrays over flat indices (`flat`)."""
@@ -138,6 +187,9 @@ class NodeResult:
     seconds: float = 0.0  # time spent checking it
     notes: tuple[str, ...] = ()  # what the numbers could not decide, said in words
     undecided: bool = False  # no verdict for the node as a whole (see notes)
+    taylor: Taylor | None = None  # the Taylor test (--taylor, or the verdict itself with mode "taylor")
+    adjoint: Adjoint | None = None  # a user op's node, with --taylor: its adjoint identity
+    diagnosis: str | None = None  # a failing node: the pattern its numbers show, in words
 
     @property
     def label(self) -> str:
@@ -150,6 +202,8 @@ class NodeResult:
 
     @property
     def status(self) -> str:
+        if self.mode == "taylor" and self.taylor is not None:
+            return "fail" if self.problem else self.taylor.verdict
         if (self.statuses == "fail").any() or (self.statuses == "nonfinite").any() or self.problem:
             return "fail"
         if (self.statuses == "kink").any():
@@ -200,6 +254,15 @@ class NodeResult:
                        _f(self.left[pos]) if kink else None, _f(self.right[pos]) if kink else None,
                        _f(self.abs_error[pos]), _f(self.rel_error[pos]), str(self.statuses[pos]))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the node's counts, hint, heat map, scatter and its worst elements."""
+        from .report_html import node_section
+        return node_section(self, elements=20)
+
+    def __repr__(self) -> str:
+        return (f"<NodeResult {self.label}: {self.status}, {self.size} elements, "
+                f"max rel err {self.max_rel_error:.1e}>")
+
     def elements(self, only_failing_or_kink: bool = False) -> list[Element]:
         pos = np.arange(self.size)
         if only_failing_or_kink:
@@ -216,9 +279,20 @@ class Blame:
     op: str
     message: str
     input: str | None = None
+    function: str | None = None  # a user op: the function to look at, its file and `def` line
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def where(self) -> str | None:
+        """"conv_backward_naive (layers.py:412)": where to look, for a user op."""
+        if self.function is None or self.file is None:
+            return None
+        return f"{self.function} ({self.file.replace(chr(92), '/').rsplit('/', 1)[-1]}:{self.line})"
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "op": self.op, "message": self.message}
+        return {"node": self.node, "op": self.op, "message": self.message, "function": self.function,
+                "file": self.file, "line": self.line}
 
 
 @dataclass(frozen=True)
@@ -231,6 +305,7 @@ class Report:
     blame: tuple[Blame, ...] = ()
     strict: bool = False
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    edges: tuple[tuple[str, str], ...] = ()  # (input, node) of the graph, for the HTML report's picture
 
     @property
     def status(self) -> str:
@@ -275,12 +350,17 @@ class Report:
     def table(self, width: int = 160) -> str:
         """The check table as plain text (what the terminal shows, without colour)."""
         from .render import as_text, check_view
-        return as_text(check_view(self), width)
+        return as_text(check_view(self, width=width), width)
 
     def assert_ok(self) -> None:
         """Raise AssertionError, with the table as its message, unless the gradients agree."""
         if not self.ok:
             raise AssertionError("gradients disagree\n" + self.table())
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML report's content (summary, blame, hints, graph, heat maps)."""
+        from .report_html import report_body
+        return report_body(self)
 
     def __repr__(self) -> str:
         c = self.counts()

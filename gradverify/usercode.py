@@ -82,6 +82,22 @@ def safe_repr(obj) -> str:
         return f"<unprintable {type(obj).__name__}>"
 
 
+#: files that are not the user's: gradverify's own, and installed packages and the standard library
+_NOT_USER = tuple({p.rstrip(os.sep) + os.sep for p in (os.path.dirname(os.path.abspath(__file__)), sys.prefix,
+                                                       sys.base_prefix, sys.exec_prefix)})
+
+
+def user_frame(exc: BaseException) -> str:
+    """" (at ops.py:3, in helper)": the innermost frame of the traceback in the user's files."""
+    tb, found = exc.__traceback__, ""
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if not path.startswith("<") and not os.path.abspath(path).startswith(_NOT_USER):
+            found = f" (at {os.path.basename(path)}:{tb.tb_lineno}, in {tb.tb_frame.f_code.co_name})"
+        tb = tb.tb_next
+    return found
+
+
 def describe(exc: BaseException) -> str:
     """What the user's code did, as the end of a sentence: "called sys.exit(0)",
     "raised KeyboardInterrupt itself (not a Ctrl-C)", "raised ValueError: bad shape"."""
@@ -90,7 +106,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "raised KeyboardInterrupt itself (not a Ctrl-C)"
     text = safe_str(exc)
-    return f"raised {type(exc).__name__}" + (f": {text}" if text else "")
+    return f"raised {type(exc).__name__}" + (f": {text}" if text else "") + user_frame(exc)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import custom, usercode
 from .config import Config, GraphNode, is_custom
+from .config.paths import code_folder
 from .errors import ConfigError, KeyPath, UserCodeError
 from .graph import Graph, Node
 from .userops import LossFn, ModelOp, MultiOp, Pick, Project
@@ -32,7 +33,7 @@ def _function(c: Config, ref: Any, key: KeyPath):
         return ref, None
     file, name = ref.split(":", 1)
     try:
-        module = custom.load_module(c.source.base_dir / file, ref)
+        module = custom.load_module(code_folder(c.source) / file, ref)
         (fn,) = custom.find(module, file, ref, name)
     except UserCodeError as err:
         err.key = err.key or key

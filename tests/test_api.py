@@ -59,14 +59,14 @@ def test_example_test_file_passes():
                           str(ROOT / "examples" / "test_layers_example.py")],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "4 passed" in res.stdout
+    assert "5 passed" in res.stdout
 
 
 # ---- arguments are validated as the command line validates them -----------------------------
 
 @pytest.mark.parametrize("kwargs,said", [
-    (dict(method="centrl"), "method='centrl': expected one of auto, complex, central, richardson, forward "
-                            "(did you mean 'central'?)"),
+    (dict(method="centrl"), "method='centrl': expected one of auto, complex, central, richardson, forward, "
+                            "taylor (did you mean 'central'?)"),
     (dict(rtol=-1), "rtol=-1: expected a finite number ≥ 0"),
     (dict(atol=float("nan")), "atol=nan: expected a finite number ≥ 0"),
     (dict(sample=0), "sample=0: expected an integer ≥ 1"),

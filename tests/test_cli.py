@@ -432,3 +432,4 @@ def test_svg_and_html_hold_the_table_whatever_the_format(runner, tmp_path, fmt):
     for f in (svg, html):
         text = f.read_text()
         assert "l2_softmax" in text and "gradverify" in text and "max" in text and "FAIL" in text
+

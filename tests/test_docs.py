@@ -42,3 +42,40 @@ def test_version_agrees_with_pyproject_and_changelog():
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'version = "{gradverify.__version__}"' in pyproject
     assert f"## [{gradverify.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+#: pages other engineers write; the README and the index link them before they land here
+COMING = {"own-code.md", "taylor.md", "diagnosis.md", "layers.md"}
+
+
+def test_readme_is_short_and_has_what_a_newcomer_needs():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text) <= 15_000, f"README.md is {len(text):,} characters"
+    ci = (ROOT / ".ci" / "run").read_text() if (ROOT / ".ci" / "run").exists() else ""
+    assert 'pip install -e ".[test]" && python -m pytest -q' in text
+    for command in ('-e ".[test]"', "python -m pytest -q"):  # what .ci/run runs (with pip's --quiet)
+        assert not ci or command in ci, command
+    assert "pip install . && gradverify check configs/seed.yaml" in text
+    assert "$ gradverify check configs/seed.yaml\n" in text and "blame: the backward of" in text
+
+
+@pytest.mark.parametrize("page", regen.PAGES + [ROOT / "docs" / "README.md"], ids=lambda p: p.name)
+def test_links_resolve(page):
+    """Every relative markdown link names a file in the repository (or a page on its way)."""
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+        assert not target.startswith(("http://", "https://", "/")), f"{page.name} links outside: {target}"
+        path = (page.parent / target).resolve()
+        assert path.exists() or path.name in COMING, f"{page.name} links {target}, which does not exist"
+
+
+def test_every_docs_page_is_in_the_index():
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    assert {p for p in pages if f"]({p})" not in index} == set()
+    assert all(f"]({p})" in index for p in COMING)
+
+
+def test_license_matches_pyproject():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "gradverify" / "py.typed").exists()

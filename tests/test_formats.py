@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,50 +47,78 @@ def test_junit(runner, tmp_path):
     assert cases["l2_softmax"].find("failure") is None
 
 
-def test_junit_kinks_skipped_or_failed_under_strict(runner, tmp_path):
+def test_junit_kinks_pass_with_system_out_or_fail_under_strict(runner, tmp_path):
     out = tmp_path / "r.xml"
     assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out)]).exit_code == 0
+    import xmlschema
+    xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd")).validate(str(out))
     suite = ET.parse(out).getroot().find("testsuite")
-    assert suite.get("skipped") == "5" and suite.get("failures") == "0"
-    skipped = [c.get("name") for c in suite.findall("testcase") if c.find("skipped") is not None]
-    assert skipped == ["x", "w1", "b1", "w1_out", "l1_lin"]
-    assert "left derivative" in suite.find("testcase/skipped").get("message")
+    assert suite.get("skipped") == "0" and suite.get("failures") == "0"
+    assert not suite.findall("testcase/skipped")  # dashboards show skipped as not run: a kink ran and passed
+    kinks = [c.get("name") for c in suite.findall("testcase") if c.find("system-out") is not None]
+    assert kinks == ["x", "w1", "b1", "w1_out", "l1_lin"]
+    assert "left derivative" in suite.find("testcase/system-out").text
     assert runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--junit", str(out), "--strict"]).exit_code == 1
     suite = ET.parse(out).getroot().find("testsuite")
     assert suite.get("failures") == "5" and suite.get("skipped") == "0"
+    assert [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None] == kinks
 
 
-def test_github_annotations_point_at_config_lines(runner):
+def _annotation(line: str):
+    m = re.match(r"::(error|warning) (?:file=([^,:]+)(?:,line=(\d+))?,)?title=([^:]+)::(.*)", line)
+    assert m, line
+    return m.groups()
+
+
+def test_github_annotations_blame_first_at_the_python_line_inherited_folded(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "github"])
     assert res.exit_code == 1
-    lines = res.stdout.strip().splitlines()
-    errors = [line for line in lines if line.startswith("::error ")]
-    assert len(errors) == 11  # the blamed op, then the 10 failing nodes
-    text = CASE.read_text().splitlines()
-    for line in errors:
-        m = re.match(r"::error file=([^,]+),line=(\d+),title=([^:]+)::(.*)", line)
-        assert m and m.group(1) == str(CASE)
-        row = text[int(m.group(2)) - 1]
-        node = m.group(3).split("%3A ")[1].split(" ")[0] if "backward of" not in m.group(3) else "l2_softmax"
-        expected = {"x": "inputs:", "w1": "weights:", "w1_out": "weights:", "b1": "bias:",
-                    "l1_lin": "bias:", "l1_tanh": "activation: tanh", "w2": "weights:",
-                    "w2_out": "weights:", "b2": "bias:", "l2_lin": "bias:",
-                    "l2_softmax": "activation: buggy.py:softmax"}[node]
-        assert expected in row, (node, row)
-    assert "the backward of l2_softmax (buggy.py:softmax) is wrong" in errors[0]
+    errors = [_annotation(line) for line in res.stdout.splitlines() if line.startswith("::error ")]
+    # the blamed op (at the user's function), the one root failure, the nine inherited in one
+    assert len(errors) == 3
+    level, file, line, title, message = errors[0]
+    assert "the backward of l2_softmax" in title and file.endswith("buggy.py")
+    source = (CASE.parent / "buggy.py").read_text().splitlines()
+    assert source[int(line) - 1].startswith("def softmax_backward(")  # read independently of gradverify
+    assert "look at softmax_backward (buggy.py:" in message
+    _, file, line, title, message = errors[1]
+    assert file == str(CASE) and "l2_lin FAIL" in title
+    assert "bias:" in CASE.read_text().splitlines()[int(line) - 1]
+    _, file, line, title, message = errors[2]
+    assert "9 nodes FAIL (inherited)" in title and line is None
+    assert message.startswith("x, w1, b1, w1_out, l1_lin, l1_tanh, w2, b2, w2_out:")
     seed = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "--format", "github"]).stdout
     assert seed.count("::warning ") == 5 and "::error" not in seed
 
 
-def test_markdown_has_every_node(runner):
+def test_github_annotations_stay_within_budget():
+    """Twelve blamed ops, one root failure, the inherited ones: 14 errors folded into 10, the last
+    counting the 5 it stands for."""
+    from gradverify import api
+    from gradverify.formats import GITHUB_BUDGET, github_annotations
+    from gradverify.results import Blame
+
+    report = api.check(CASE)
+    blames = tuple(Blame(f"n{i}", "op", f"wrong {i}") for i in range(12))
+    text = github_annotations(replace(report, blame=blames), str(CASE))
+    errors = [line for line in text.splitlines() if line.startswith("::error")]
+    assert len(errors) == GITHUB_BUDGET == 10
+    assert errors[0].endswith("::wrong 0") and "5 more failures" in errors[-1]
+
+
+def test_markdown_verdict_and_blame_first_rest_folded(runner):
     res = runner.invoke(app, ["check", str(CASE), "--format", "markdown", "-q"])
     assert res.exit_code == 1
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| `")]
-    names = [r.split("`")[1] for r in rows]
-    assert names == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin",
-                     "l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]
-    assert all(r.count(" | ") == 9 for r in rows)  # ten cells, no stray pipes
-    assert "**Blame:** the backward of l2_softmax" in res.stdout
+    head, details = res.stdout.split("<details>")
+    assert head.startswith("### gradverify: ❌ FAIL")
+    assert head.index("**Blame:** the backward of l2_softmax") < head.index("| node |")
+    rows = [line for line in head.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2",
+                                              "w2_out", "l2_lin"]  # the failing ones only
+    all_rows = [line for line in details.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in all_rows][-5:] == ["l2_softmax", "neg_log", "loss_data", "loss_reg", "loss"]
+    assert all(r.count(" | ") == 6 for r in rows + all_rows)  # seven cells, no stray pipes
+    assert details.rstrip().endswith("</details>") and "rule:" in details
 
 
 def test_svg_and_html_save_the_table(runner, tmp_path):
@@ -215,7 +244,7 @@ def test_odd_names_make_well_formed_junit(runner, odd, tmp_path):
 def test_odd_names_in_markdown_and_github(runner, odd):
     md = runner.invoke(app, ["check", str(odd), "--format", "markdown"]).stdout
     rows = [line for line in md.splitlines() if line.startswith("| `")]
-    assert len(rows) == 7 and all(r.count(" | ") == 9 for r in rows)  # no stray cell from the pipe
+    assert len(rows) == 7 and all(r.count(" | ") == 6 for r in rows)  # no stray cell from the pipe
     assert "| ``lo`ss\\|*x*`` |" in md and "\x1b" not in md
     gh = runner.invoke(app, ["check", str(odd), "--format", "github", "--strict"]).stdout
     assert "\x1b" not in gh and "\u202e" not in gh
@@ -226,3 +255,137 @@ def test_markdown_escapes_op_labels_and_blame(runner, tmp_path):
 
     assert _md("a*b* <i>x</i> [l](u) l2_softmax _e_") == "a\\*b\\* \\<i\\>x\\</i\\> \\[l\\](u) l2_softmax \\_e\\_"
     assert _code("a`b") == "``a`b``" and _code("`x") == "`` `x ``"
+
+
+# ---- the JSON report's schema -------------------------------------------------------------------
+
+BUNDLED = sorted((ROOT / "examples" / "zoo").glob("*.yaml")) + sorted(
+    (ROOT / "examples" / "cs231n" / "configs").glob("*.yaml")) + [
+    CONFIGS / name for name in ("seed.yaml", "seed_custom_relu.yaml", "seed_graph.yaml", "skip.yaml", "smooth.yaml",
+                                "smooth32.yaml", "cnn.yaml")]
+
+
+def _named_everywhere(doc, schema, defs, where="report") -> None:
+    """Every field of `doc` is named in `schema` (the published schema allows more, for readers of
+    later versions; this keeps every field gradverify writes documented)."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[1]]
+    if isinstance(doc, dict) and "properties" in schema:
+        for key, value in doc.items():
+            assert key in schema["properties"], f"{where}.{key} is not in `gradverify schema --report`"
+            _named_everywhere(value, schema["properties"][key], defs, f"{where}.{key}")
+    elif isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        for k, item in enumerate(doc):
+            _named_everywhere(item, schema["items"], defs, f"{where}[{k}]")
+
+
+@pytest.fixture(scope="module")
+def report_schema():
+    import jsonschema
+    doc = json.loads(CliRunner().invoke(app, ["schema", "--report"]).stdout)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    return doc
+
+
+@pytest.mark.parametrize("config", BUNDLED, ids=lambda p: p.name)
+def test_every_bundled_report_matches_the_published_schema(config, report_schema):
+    import jsonschema
+
+    from gradverify import api
+    from gradverify.render import SCHEMA_VERSION
+    assert config.exists(), config
+    doc = api.check(config).to_dict()  # what check --format json prints (check_json)
+    jsonschema.validate(doc, report_schema)
+    _named_everywhere(doc, report_schema, report_schema["$defs"])
+    assert doc["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("args", [["--fast"], ["--sample", "3"], ["--split"], ["--strict"], ["--method", "central"]])
+def test_report_schema_holds_in_every_mode(args, report_schema, runner):
+    import jsonschema
+    res = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "-f", "json", *args])
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, report_schema)
+    _named_everywhere(doc, report_schema, report_schema["$defs"])
+    node = json.loads(runner.invoke(app, ["node", "w1", "--config", str(CONFIGS / "seed.yaml"), "-f", "json"]).stdout)
+    jsonschema.validate(node, report_schema["$defs"]["node"] | {"$defs": report_schema["$defs"]})
+
+
+# ---- terminals: 80 columns, -q, fixed-width pictures; node's order; the graph's marks ------------
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?", text)
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_check_table_numbers_are_never_cut(runner, width):
+    """At every width each node's max |analytic| and max rel err appear whole (compared with the JSON
+    report's numbers, formatted independently), and no line is wider than the terminal."""
+    res = runner.invoke(app, ["check", str(CASE)], env={"COLUMNS": str(width)})
+    doc = json.loads(runner.invoke(app, ["check", str(CASE), "-f", "json"]).stdout)
+    assert all(len(line) <= width for line in res.stdout.splitlines())
+    rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.startswith("│ ")}
+    for n in doc["nodes"]:
+        row = rows[n["name"]]
+        assert f"{n['max_analytic']:.4g}" in _numbers(row)
+        rel = n["max_rel_error"]
+        assert ("0" if rel == 0 else f"{rel:.1e}") in _numbers(row)
+    header = res.stdout.split("\n", 3)[2]
+    assert ("kind" in header) == (width >= 120)  # low-value columns go first at 80
+
+
+def test_quiet_is_the_failing_rows_and_the_verdict(runner):
+    res = runner.invoke(app, ["check", str(CASE), "-q"], env={"COLUMNS": "120"})
+    rows = [line.split("│")[1].strip() for line in res.stdout.splitlines() if line.startswith("│ ")]
+    assert rows == ["x", "w1", "b1", "w1_out", "l1_lin", "l1_tanh", "w2", "b2", "w2_out", "l2_lin"]
+    assert "FAIL" in res.stdout and "blame: the backward of l2_softmax" in res.stdout
+    assert "rule:" not in res.stdout and "probe the worst element" not in res.stdout
+    passing = runner.invoke(app, ["check", str(CONFIGS / "smooth.yaml"), "-q"]).stdout
+    assert "PASS" in passing and "rule:" not in passing and passing.count("│ ") > 3  # every row when all pass
+
+
+def test_svg_is_drawn_at_a_fixed_width(runner, tmp_path):
+    pictures = []
+    for width in ("60", "250"):
+        out = tmp_path / f"r{width}.svg"
+        assert runner.invoke(app, ["check", str(CASE), "--svg", str(out), "-q"], env={"COLUMNS": width}).exit_code == 1
+        pictures.append(re.search(r'<svg[^>]*viewBox="([^"]+)"', out.read_text()).group(1))
+    assert pictures[0] == pictures[1]
+
+
+def test_node_lists_failing_elements_first_with_the_counts_on_top(runner):
+    cfg = str(ROOT / "examples" / "cs231n" / "configs" / "embedding.yaml")
+    doc = json.loads(runner.invoke(app, ["node", "W", "--config", cfg, "-f", "json"]).stdout)
+    statuses = [e["status"] for e in doc["elements"]]
+    out = runner.invoke(app, ["node", "W", "--config", cfg]).stdout
+    first = out.splitlines()[0]
+    assert first.startswith(f"{len(statuses)} elements: {statuses.count('fail')} fail")
+    shown = [line.split("│")[-2].strip().lower() for line in out.splitlines() if line.startswith("│ [")]
+    assert shown == sorted(statuses, key=lambda s: (s != "fail", s != "kink"))  # stable: failing, kinks, rest
+    failing = runner.invoke(app, ["node", "W", "--config", cfg, "--failing"]).stdout
+    assert all("PASS" not in line for line in failing.splitlines() if line.startswith("│ ["))
+    by_error = runner.invoke(app, ["node", "W", "--config", cfg, "--sort", "error"]).stdout
+    rels = [float(line.split("│")[-3]) for line in by_error.splitlines() if line.startswith("│ [")]
+    assert rels == sorted(rels, reverse=True) and len(rels) == len(statuses)
+
+
+def test_graph_marks_the_blamed_op_and_the_disagreeing_edge(runner):
+    tree = runner.invoke(app, ["graph", str(CASE), "--check"]).stdout
+    blamed = [line for line in tree.splitlines() if "BLAMED" in line]
+    assert len(blamed) == 1 and "l2_softmax" in blamed[0]
+    edge = [line for line in tree.splitlines() if "disagrees" in line]
+    assert len(edge) == 1 and "l2_lin" in edge[0] and "the gradient l2_softmax sends here" in edge[0]
+    dot = runner.invoke(app, ["graph", str(CASE), "--check", "--dot"]).stdout
+    assert re.search(r'"l2_softmax" \[label="[^"]*BLAMED[^"]*".*color="red", penwidth=3\];', dot)
+    assert '"l2_lin" -> "l2_softmax" [color="red", penwidth=3, label="gradient disagrees"];' in dot
+    assert dot.count("penwidth=3") == 2
+
+
+def test_odd_names_are_text_in_the_html_report(runner, odd, tmp_path):
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["check", str(odd), "--html", str(out)]).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert "\\x1b[31mred\\u202e&lt;&amp;&gt;" in text  # escaped, control characters spelled out
+    assert "<&>" not in text and "\x1b" not in text and "\u202e" not in text
+    assert text.count("<svg") == text.count("</svg>")

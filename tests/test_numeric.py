@@ -173,3 +173,18 @@ def test_sweep_shapes():
     assert err["forward"][at(1e-8)] < err["forward"][at(1e-13)]    # … until rounding rises
     assert np.all(err["complex"][at(1e-6):] < 1e-14 * max(abs(a), 1))
     assert not data["kink"]
+
+
+def test_loss_changes_match_whole_forward_passes():
+    """directional.loss_changes (the Taylor test's and --fast's evaluations, downstream of the
+    node only) against full forward passes with the node's leaf replaced."""
+    from gradverify.numeric.directional import loss_changes
+
+    p = checker.prepare(config.load(CONFIGS / "smooth.yaml"))
+    rng = np.random.default_rng(1)
+    w = p.values["w2"]
+    disp = rng.normal(size=(3,) + w.shape[1:]) * 1e-3
+    got = loss_changes(p.graph, p.values, "w2", disp)
+    base = float(p.values["loss"][0])
+    want = [float(p.graph.forward({"w2": w + d[None]})["loss"][0]) - base for d in disp]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15)

@@ -18,6 +18,8 @@ from ..ops import BadGradient
 from ..results import Blame, NodeResult
 from .compare import compare
 from .prepare import Run
+from .taylor import edge_fails
+from .where import with_site
 
 #: failing elements of a node whose edges are checked one by one
 EDGE_PROBES = 8
@@ -27,6 +29,8 @@ def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
     """Is the share of d loss / d `name` that flows through `consumer` wrong at the given flat
     positions? Analytic: that consumer's backward alone; numeric: perturb `name` as only
     `consumer` sees it."""
+    if run.settings.method == "taylor":  # no element was estimated: the edge's own Taylor test
+        return edge_fails(run, name, consumer)
     node = run.graph.nodes[consumer]
     xs = [run.values[i] for i in node.inputs]
     with np.errstate(all="ignore"):
@@ -74,4 +78,4 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
             if c not in blamed:
                 blame.append(_culprit(run, c, name, culprits))
                 blamed.add(c)
-    return marked, tuple(blame)
+    return marked, tuple(with_site(b, graph) for b in blame)

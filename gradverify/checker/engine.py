@@ -11,11 +11,14 @@ from .. import numeric
 from ..config import Config
 from ..errors import UnknownNodeError, did_you_mean
 from ..graph import Graph
+from ..numeric.sweep import remainder_sweep
 from ..results import NodeResult, Report, RunInfo, Settings
 from . import reference
 from .blame import assign_blame
+from .diagnosis import diagnose
 from .nodes import check_node, check_node_fast
 from .prepare import Run, prepare
+from .taylor import adjoint_checks, check_node_taylor, resolved_blame, taylor_of
 
 #: element-evaluations (perturbed elements × elements downstream) above which a check is "large"
 LARGE_CHECK = 5e9
@@ -58,7 +61,7 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
     s = run_.settings
     names = select_nodes(run_.graph, s.nodes)
     cost = estimated_cost(run_, names)
-    if notify and cost > LARGE_CHECK and not s.fast and s.sample is None:
+    if notify and cost > LARGE_CHECK and not s.fast and s.sample is None and s.method != "taylor":
         elements = sum(run_.values[n][0].size for n in names)
         notify(f"this check perturbs {elements:,} elements ({cost:.1e} element-evaluations "
                "downstream); it may take a while. To check less: --sample K (K elements per node), "
@@ -66,14 +69,24 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
     results = {}
     for name in names:
         start = time.perf_counter()
-        if s.fast:
+        if s.method == "taylor":
+            res = check_node_taylor(run_, name)
+        elif s.fast:
             res = check_node_fast(run_, name)
         else:
             step = (lambda done, total, name=name: progress(name, done, total)) if progress else None
             res = check_node(run_, name, progress=step)
+        if s.taylor and res.taylor is None:  # --taylor: the second opinion, in its own column
+            res = replace(res, taylor=taylor_of(run_, name))
         results[name] = replace(res, seconds=time.perf_counter() - start)
     results = reference.attach(run_, results)  # a forward unlike its reference: FAIL, blamed
     results, blame = assign_blame(run_, results)
+    if s.method == "taylor":
+        resolved = resolved_blame(results, blame)
+        results, blame = resolved["results"], resolved["blame"]
+    if s.taylor or s.method == "taylor":  # user ops' adjoint identities, each blaming its own op
+        adjoint = adjoint_checks(run_, results, {b.node for b in blame})
+        results, blame = adjoint["results"], blame + adjoint["blame"]
     for name, msg in run_.problems.items():
         if name in results:
             results[name] = replace(results[name], problem=msg)
@@ -113,7 +126,12 @@ def run_node(config: Config, name: str, settings: Settings = Settings(),
     indices = None
     if index is not None:
         indices = [parse_index(index, run_.values[name].shape[1:], name)]
-    result = check_node(run_, name, indices, problem=run_.problems.get(name))
+    if settings.method == "taylor":  # the element table by `auto`, the node's order beside it
+        element_run = replace(run_, settings=replace(settings, method=numeric.AUTO))
+        result = check_node(element_run, name, indices, problem=run_.problems.get(name))
+        result = replace(result, taylor=taylor_of(run_, name))
+    else:
+        result = check_node(run_, name, indices, problem=run_.problems.get(name))
     result = reference.attach(run_, {name: result})[name]
     return report(run_, [result], ())
 
@@ -141,7 +159,8 @@ def run_info(run_: Run, methods) -> RunInfo:
                    rtol={m: run_.tolerance(m)[0] for m in judged},
                    atol={m: run_.tolerance(m)[1] for m in judged},
                    dtype=run_.dtype, seed=run_.config_seed, config=run_.config_file,
-                   mode="directional" if s.fast else ("sampled" if s.sample else "full"),
+                   mode="taylor" if s.method == "taylor" else
+                  "directional" if s.fast else ("sampled" if s.sample else "full"),
                    sample=s.sample, sample_seed=s.seed)
 
 
@@ -156,8 +175,10 @@ def report(run_: Run, results, blame) -> Report:
     return Report(loss=scalar(run_.graph.loss),
                   loss_data=scalar("loss_data") if "loss_data" in parts else None,
                   loss_reg=scalar("loss_reg") if "loss_reg" in parts else None,
-                  info=run_info(run_, sorted({r.method for r in results})), nodes=tuple(results),
-                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings)
+                  info=run_info(run_, sorted({r.method for r in results})),
+                  nodes=tuple(replace(r, diagnosis=diagnose(r)) for r in results),
+                  blame=blame, strict=run_.settings.strict, warnings=run_.warnings,
+                  edges=tuple((i, n) for n, node in run_.graph.nodes.items() for i in node.inputs))
 
 
 def run_sweep(config: Config, name: str, index: str | None = None):
@@ -169,6 +190,7 @@ def run_sweep(config: Config, name: str, index: str | None = None):
     a = np.asarray(run_.grads[name], dtype=np.float64).reshape(-1)
     flat = parse_index(index, shape, name) if index is not None else int(np.argmax(np.abs(a)))
     data = numeric.sweep(run_.graph, run_.nvalues, name, flat)
+    data["taylor"] = remainder_sweep(run_.graph, run_.nvalues, name, flat, run_.grads[name])
     value = float(np.real(run_.values[name]).reshape(-1)[flat])
     scale = max(abs(value), 1.0)
     chosen = {m: numeric.METHODS[m].step * scale for m in numeric.SWEEP_METHODS}

@@ -120,11 +120,12 @@ def resolve_config(config: Optional[Path], machine: bool) -> Path:
 
 
 def _settings(method, step, rtol, atol, strict, nodes, max_memory, sample=None, seed=0, fast=False,
-              split=False):
+              split=False, taylor=False):
     from ..options import settings
 
     return settings(method=method, step=step, rtol=rtol, atol=atol, strict=strict, nodes=nodes,
-                    max_memory=max_memory, sample=sample, seed=seed, fast=fast, split=split, cli=True)
+                    max_memory=max_memory, sample=sample, seed=seed, fast=fast, split=split,
+                    taylor=taylor, cli=True)
 
 
 def _max_elements(value) -> Optional[int]:
@@ -157,10 +158,14 @@ def _emit_json(doc: dict) -> None:
 
 ConfigArg = typer.Argument(None, help="The network's YAML config (default: ./gradverify.yaml, "
                                       "else the bundled notebook network).", show_default=False)
+ConfigsArg = typer.Argument(None, help="The network's YAML config(s), or folders of them (default: the "
+                                       "settings' configs, else ./gradverify.yaml, else the bundled "
+                                       "notebook network).", show_default=False)
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table (rich) or json, on stdout.")
 MethodOpt = typer.Option(Method(AUTO), "--method", "-m",
                          help="Numeric method: auto (complex step where every op allows it), "
-                              "complex, central, richardson or forward.")
+                              "complex, central, richardson, forward, or taylor (the order of the "
+                              "Taylor remainder per node).")
 StepOpt = typer.Option(None, "--step", help="Relative step h (times max(|x|, 1)), overriding the method's.")
 RtolOpt = typer.Option(None, "--rtol", help="Relative tolerance (default: per method, see README).")
 AtolOpt = typer.Option(None, "--atol", help="Absolute tolerance (default: per method).")
@@ -172,15 +177,16 @@ MaxElOpt = typer.Option(None, "--max-elements",
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No notes on stderr.")
 
 
-def _load(path: Path, max_elements, confine: Optional[Path] = None):
+def _load(path: Path, max_elements, confine: Optional[Path] = None, code_dir: Optional[Path] = None):
     """The config, read before any user code runs; the folder its file.py references are relative
-    to made absolute (a user file that chdirs at import must not move the next one)."""
+    to made absolute (a user file that chdirs at import must not move the next one), or with
+    --code-dir that folder."""
     from ..config import DEFAULT_MAX_ELEMENTS, load, paths
 
     cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS,
                confine=paths.confine_folder(confine, "--confine "))
     cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
-    return cfg
+    return paths.with_code_dir(cfg, code_dir)
 
 
 def _command_line(path: Path, method, step, rtol, atol) -> str:
@@ -188,8 +194,9 @@ def _command_line(path: Path, method, step, rtol, atol) -> str:
     quoted, by render.check_view). The path is shell-quoted, and its braces doubled for format()."""
     quoted = shlex.quote(str(path)).replace("{", "{{").replace("}", "}}")
     cmd = f"gradverify node {{node}} --config {quoted}" if path != BUNDLED else "gradverify node {node}"
-    if method.value != AUTO:
-        cmd += f" --method {method.value}"
+    method = getattr(method, "value", method)  # the CLI's Enum, or the settings' string
+    if method != AUTO:
+        cmd += f" --method {method}"
     for flag, value in (("--step", step), ("--rtol", rtol), ("--atol", atol)):
         if value is not None:
             cmd += f" {flag} {value:g}"

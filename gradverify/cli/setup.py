@@ -65,8 +65,10 @@ def _starter_text(path: Path, widths: List[int], activation: str, loss: str, row
 
 
 @app.command()
-def schema() -> None:
+def schema(report: bool = typer.Option(False, "--report", help="The schema of the JSON report "
+                                       "(check --format json) instead.")) -> None:
     """Print the JSON Schema of the config format (for editors: see the README)."""
+    from ..report_schema import report_schema
     from ..schema import schema as make
 
-    _emit_json(make())
+    _emit_json(report_schema() if report else make())

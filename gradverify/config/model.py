@@ -18,6 +18,7 @@ class Source:
     file: str | None = None
     base_dir: Path = Path(".")
     confine: Path | None = None  # every file the config names must be inside it (config.paths)
+    code_dir: Path | None = None  # where file.py:name references are read (--code-dir), else base_dir
     positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, path: KeyPath) -> tuple[int | None, int | None]:

@@ -84,3 +84,23 @@ def confine_folder(confine: str | os.PathLike[str] | None, name: str) -> Path | 
     if not folder.is_dir():
         raise ConfigError(f"{name}{confine}: not a folder")
     return folder
+
+
+def code_folder(source) -> Path:
+    """The folder a config's `file.py:name` references are read from: --code-dir's (`code_dir=`)
+    when given, else the config's own (array files stay relative to the config)."""
+    return source.code_dir if source.code_dir is not None else source.base_dir
+
+
+def with_code_dir(cfg, code_dir: str | os.PathLike[str] | None):
+    """`cfg` reading its `file.py:name` references from `code_dir` (absolute, checked to be a
+    folder, and under --confine inside it like every other file)."""
+    if code_dir is None:
+        return cfg
+    folder = Path(os.path.abspath(code_dir))
+    if not folder.is_dir():
+        raise ConfigError(f"code_dir {code_dir}: not a folder")
+    cfg.source.code_dir = folder
+    from .toplevel import _confined
+
+    return _confined(cfg)

@@ -15,7 +15,7 @@ from .graph_form import read_graph_form
 from .labels import labels_targets
 from .layers import LayersReader, last_width, read_inputs, read_layers
 from .model import Config, Source
-from .paths import NotRegularFile, read_bounded, resolve_path
+from .paths import NotRegularFile, code_folder, read_bounded, resolve_path
 from .yaml_reader import read_yaml
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -110,7 +110,7 @@ def _confined(cfg: Config) -> Config:
     for ref, path in refs:
         if is_custom(ref):
             try:
-                resolve_path(src.base_dir, ref.split(":", 1)[0], src.confine)
+                resolve_path(code_folder(src), ref.split(":", 1)[0], src.confine)
             except ConfigError as e:
                 raise src.error(e.message, path) from None
     return cfg

@@ -48,9 +48,7 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
         if hit is not None:
             crossed[:] |= hit > 0
 
-    with np.errstate(all="ignore"):
-        change = graph.propagate(values, {name: delta.Delta.full(vals, shape)}, on_kink)
-    change = np.asarray(change).reshape(points, m)
+    change = loss_changes(graph, values, name, vals, on_kink).reshape(points, m)
     loss = abs(float(np.real(values[graph.loss]).reshape(-1)[0]))
     if method == "complex":
         d = change[0].imag / h
@@ -59,6 +57,21 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
         d = (change[0] - change[1]).real / (2 * h)
         err = 8 * EPS * (loss + 1e-300) / h + 1e-6 * np.abs(d)
     return d, err, crossed, method
+
+
+def loss_changes(graph: Graph, values: dict, name: str, displacements: np.ndarray,
+                 on_kink=None, via: str | None = None) -> np.ndarray:
+    """How the loss changes, (P,), when node `name` moves by each of the displacements (P,
+    *shape) (real or complex): one dense pass of P copies through the nodes downstream of `name`
+    only. `on_kink(node, distance, plain_distance)` sees every kinked op on the way. via: only
+    this consumer of `name` sees the move (the share of the gradient through that one edge)."""
+    shape = values[name].shape[1:]
+    moved = {name: delta.Delta.full(displacements, shape)}
+    with np.errstate(all="ignore"):
+        if via is not None:
+            moved = {via: graph.apply(via, moved, values, on_kink)}
+        change = graph.propagate(values, moved, on_kink)
+    return np.asarray(change).reshape(-1)
 
 
 def bisect(judge: Callable[[np.ndarray], np.ndarray], sign: np.ndarray,

@@ -9,6 +9,10 @@ h = rel_step·s and turns the loss changes into a derivative and an error bar:
 * central:    (f(x+h) - f(x-h)) / 2h, h = ε^(1/3)·s; error bar from the same at 2h.
 * richardson: central differences at h, h/2, h/4 extrapolated twice (error O(h⁶)), h = 1e-3·s.
 * forward:    (f(x+h) - f(x)) / h, h = √ε·s (the notebook's method, for comparison).
+* taylor:     not per element but per node (numeric/taylor.py): the order of the remainder
+              |L(x + hv) − L(x) − h⟨g, v⟩| on a ladder of steps along a few random directions;
+              where an element estimate is still needed under it (`node`'s table, --split's parts,
+              blame's edge probes) it falls back to central differences.
 
 A new method is one estimator and one row of METHODS.
 """
@@ -134,7 +138,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            1e-2),
     Method("forward", forward, EPS ** 0.5, 2, 1e-4, 1e-7,
            "h = √ε·max(|x|, 1), error bar from h/2", "forward differences", "f", 1e-4),
+    Method("taylor", central, 1e-2, 4, 1e-6, 1e-9,
+           "order of R(h) = |L(x+hv) − L(x) − h⟨g,v⟩| on h = 1e-2·max(|x|, 1)·2^-k, k < 16, along 3 "
+           "Gaussian directions v per node: PASS at order ≥ 1.75, FAIL at ≤ 1.25", "Taylor test", "t",
+           1e-1),
 )}
+#: methods judged per node rather than per element (not in `gradverify sweep`'s error plot)
+PER_NODE = ("taylor",)
 #: `auto`: the complex step where every op downstream allows it, central differences elsewhere
 AUTO = "auto"
 CHOICES = (AUTO,) + tuple(METHODS)

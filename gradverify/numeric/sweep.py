@@ -1,9 +1,11 @@
-"""`gradverify sweep`: every method's estimate of one element's derivative at every step."""
+"""`gradverify sweep`: every method's estimate of one element's derivative at every step, and the
+Taylor remainder along that element."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..graph import Graph
+from . import taylor
 from .methods import METHODS, one_sided
 from .prober import Prober
 
@@ -34,3 +36,24 @@ def sweep(graph: Graph, values: dict, name: str, index: int) -> dict:
             out["left"] = np.array([s[0][0] for s in sides])
             out["right"] = np.array([s[1][0] for s in sides])
     return out
+
+
+#: the remainder plot's ladder: relative steps 2^-1 … 2^-34 (past the rounding floor, to show it)
+REMAINDER_START = 0.5
+REMAINDER_STEPS = 34
+
+
+def remainder_sweep(graph: Graph, values: dict, name: str, index: int, grad: np.ndarray) -> dict:
+    """The Taylor remainder R(h) = |L(x + h·e_i) − L(x) − h·g_i| along element `index` alone, on
+    a long ladder: {"steps", "remainder", "clean" (the steps the order is fitted on), "order",
+    "verdict", "reason"}. grad: the analytic gradient, flat."""
+    grad = np.asarray(grad, dtype=np.float64).reshape(-1)
+    v = np.zeros(grad.size)
+    v[index] = 1.0
+    scale = max(abs(float(np.real(values[name]).reshape(-1)[index])), 1.0)
+    h = taylor.ladder_steps(scale, REMAINDER_START, REMAINDER_STEPS)
+    lad = taylor.ladder(graph, values, name, grad, v, h)
+    judged = taylor.judge(lad)
+    clean = taylor.fit_window(lad.h, lad.remainder, taylor.clean_steps(lad, lad.remainder, lad.floor))
+    return {"steps": h, "remainder": lad.remainder, "clean": clean, "order": taylor.remainder_order(judged),
+            "verdict": judged.verdict, "reason": judged.reason}
