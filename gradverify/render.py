@@ -101,7 +101,7 @@ class Column:
 
 
 def _rel(n: NodeResult) -> str:
-    return _err(n.max_rel_error if n.size else n.directional_error)
+    return _err(n.max_rel_error if n.size else (n.directional_error if n.mode == "directional" else None))
 
 
 #: the check table's columns, left to right (a new column is one more row here)
