@@ -1,6 +1,6 @@
 """The CNN benchmark (issue 15), side by side in one process on configs/cnn.yaml: 8 images
 3×16×16 → conv 8 filters 3×3 pad 1 → spatial batchnorm → relu → 2×2 max pool → affine 10 →
-softmax cross-entropy, 69,197 elements in all (5,346 of them parameters):
+softmax cross-entropy, 69,197 elements in all (5,362 of them parameters):
 
   (a) gradverify's full check: every element of every node, as the CLI runs it (chunks of copies
       on the usable cores, BLAS single-threaded);

@@ -260,3 +260,30 @@ def test_images_as_inputs_need_4_dimensions(tmp_path):
     path.write_text("inputs: {shape: [2, 3, 4]}\nlabels: [0, 1]\nlayers:\n  - {type: flatten}\n")
     res = CliRunner().invoke(app, ["check", str(path)])
     assert res.exit_code == 2 and "inputs" in res.output and "got 3-D with shape [2, 3, 4]" in res.output
+
+
+def test_conv_weights_from_a_npy_file_and_inline(tmp_path):
+    w = np.random.default_rng(3).normal(size=(3, 2, 3, 3)) * 0.4
+    np.save(tmp_path / "w.npy", w)
+    inline = w[:, :, :, :].tolist()
+    for weights in ("{file: w.npy}", str(inline)):
+        layers = (f"  - {{type: conv, pad: 1, weights: {weights}}}\n  - {{type: max_pool}}\n"
+                  "  - {weights: {shape: [27, 4]}, bias: {shape: [4]}}")
+        cfg = config.load(_write(tmp_path, layers))
+        np.testing.assert_array_equal(cfg.layers[0].weights, w)
+        assert _check(_write(tmp_path, layers))[0] == 0
+
+
+def test_the_schema_knows_the_layer_types():
+    import jsonschema
+    import yaml
+    res = CliRunner().invoke(app, ["schema"])
+    validator = jsonschema.Draft202012Validator(json.loads(res.stdout))
+    good = yaml.safe_load(SMALL.format(seed=0, layers=CONV_NET))
+    assert not list(validator.iter_errors(good))
+    for bad in ({"type": "conv", "weights": {"init": "normal"}, "size": 2},  # a pooling key on a conv
+                {"type": "max_pool", "weights": [[1.0]]},
+                {"type": "dropout", "keep": 0},
+                {"type": "pool"}):
+        doc = dict(good, layers=[bad] + good["layers"][1:])
+        assert list(validator.iter_errors(doc)), bad
