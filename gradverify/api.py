@@ -19,7 +19,7 @@ from . import checker, options, usercode
 from . import config as config_mod
 from .config import Config, Source
 from .config.paths import confine_folder, with_code_dir
-from .custom import PythonOp, gradient_names
+from .custom import PythonOp, fn_name, gradient_names
 from .errors import GradverifyError
 from .graph import Graph, Node
 from .results import Report, Settings
@@ -124,7 +124,7 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
     params = gradient_names(forward, len(inputs))
     names = [n for k, n in enumerate(params) if k not in data]
     node = _node_name(forward, "out")
-    ref = node.removesuffix("_forward")
+    ref = f"{fn_name(forward)}/{fn_name(backward)}"  # the op column names the pair used
     graph = Graph(loss="loss")
     for name, a in zip(names, arrays):
         graph.add(Node(name, "input", value=a[None]))

@@ -341,6 +341,8 @@ def _graph_op(c: Config, spec: GraphNode) -> Op:
     op = _builtin(c, spec)
     if op.arity is not None and len(spec.inputs) != op.arity:
         raise c.error(f"op {spec.op} takes {op.arity} input(s), got {len(spec.inputs)}", *spec.path, "inputs")
+    if op.arity is None and not spec.inputs:  # l2_penalty, concat: any number, but not none
+        raise c.error(f"op {spec.op} takes one input or more, got none", *spec.path, "inputs")
     return op
 
 

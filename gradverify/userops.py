@@ -111,6 +111,8 @@ class ModelOp(PythonOp):
     """`model.loss(*data, **kwargs) -> (loss, grads)`; its inputs are model.params[key] for each
     key, set into model.params before every call."""
 
+    blames_each_input = True  # a wrong gradient is blamed on each parameter it is wrong for
+
     def __init__(self, ref: str, model, keys: tuple[str, ...], data: Sequence[np.ndarray],
                  kwargs: dict, seed: int = 0, node: str = "loss") -> None:
         with usercode.guard(f"{ref}: reading model.loss"):
@@ -151,10 +153,14 @@ class ModelOp(PythonOp):
 
 
 class Project(Op):
-    """out = Σ_k Σ x_k · R_k, R_k ~ N(0, 1) of x_k's core shape, drawn in order from
-    default_rng(seed) when the shapes are first seen (so fixed for the whole check)."""
+    """out = Σ_k Σ x_k · R_k, R_k ~ N(0, 1) of x_k's core shape, drawn in order from a stream of
+    its own, default_rng([seed, STREAM]), when the shapes are first seen (so fixed for the whole
+    check). Not default_rng(seed): the config's generated values come from that stream, and an R
+    equal to an input x makes the upstream gradient equal x, so a backward that mixes up dout and
+    x would pass."""
 
     name, arity = "project", None
+    STREAM = 0x70726F6A  # "proj": the projection's own random stream under the config's seed
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -162,7 +168,7 @@ class Project(Op):
 
     def _w(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.weights is None:
-            rng = np.random.default_rng(self.seed)
+            rng = np.random.default_rng([self.seed, self.STREAM])
             self.weights = [rng.normal(size=x.shape[1:]) for x in xs]
         return self.weights
 

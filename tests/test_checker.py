@@ -189,3 +189,20 @@ def test_vectorized_equals_one_at_a_time(name):
     for a, b in zip(batched.nodes, single.nodes):
         assert a.status == b.status
         np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-13, atol=1e-16)
+
+
+def test_projection_is_not_drawn_like_the_values(tmp_path):
+    """`loss:` naming a non-scalar node contracts it with a random R. Were R drawn from the same
+    stream as the config's first generated value (same seed, same shape, std 1), R would equal x,
+    the upstream gradient would equal x, and a backward that uses x where dout belongs would pass.
+    It must fail (it did pass, exit 0, before R got its own stream)."""
+    (tmp_path / "ops.py").write_text(
+        "import numpy as np\n"
+        "def t_forward(x):\n    y = np.tanh(x)\n    return y, (x, y)\n"
+        "def t_backward(dout, cache):\n    x, y = cache\n    return x * (1 - y ** 2)  # BUG: x, not dout\n")
+    cfg = tmp_path / "t.yaml"
+    for seed in range(4):
+        cfg.write_text(f"seed: {seed}\nvalues:\n  x: {{shape: [4, 5], init: normal, std: 1.0}}\n"
+                       "graph:\n  - {name: t, op: ops.py:t, inputs: [x]}\nloss: t\n")
+        rep = checker.run(config.load(cfg))
+        assert rep.node("x").status == "fail" and rep.exit_code == 1, seed

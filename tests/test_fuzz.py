@@ -81,7 +81,7 @@ WHERE = {
     "tag_int_bad": ":1:1: seed: !!int '3.5' is not an integer",
     "tag_bool_bad": ":1:37: loss.stable: !!bool 'maybe' is not true or false",
     "huge_int": ":1:11: inputs[0][0]: the integer 10000000000000000000… is too large",
-    "graph_l2_no_inputs": ":3:3: graph[0]: l2_penalty(1) cannot take  of shape : l2_penalty needs at least one input",
+    "graph_l2_no_inputs": ":3:29: graph[0].inputs: op l2_penalty takes one input or more, got none",
     "graph_sub_const_text": ":3:41: graph[0].attrs: bad attrs for op sub_const: targets must be a non-empty "
                             "array of numbers, got text",
     "graph_weighted_sum_shape": ":3:3: graph[0]: weighted_sum cannot take x of shape [1, 2]: weights of shape "
@@ -233,3 +233,54 @@ def test_graph_names_and_exponent_numbers(tmp_path, text):
     res = outcome(path)
     if res.exit_code in (0, 1):
         json.loads(res.stdout)
+
+
+# ---- large inline lists: read from the raw text, or from the events: the same ------------------
+
+TOKEN = st.sampled_from(["1", "-2.5", "1e-3", "3E+2", "0", "-0.0", "7", "010", ".5", "+1", "1.", "1e400", "12"])
+#: what may break the strict form, or make the list not a list at all
+NASTY = st.sampled_from(["", ",", "]", "[", "[]", "x", "#", " #c\n", "'", '"', "- ", ": ", "&a ", "*a", "!!str ",
+                         "\r", "\t", "\n  ", "\n", "{", "}", "1" * 320, ", ,", "--- ", "\n---\n", "é", "\x85"])
+PREFIX = st.sampled_from(["a: ", "- ", "{a: ", "a: &x ", "a: !!seq ", "a: '", "a: # ", "a: |\n  ", "", "a:\n  - ",
+                          '{"a": ', "a: x", "a:\n  b: ", "a: !!str ", "é: ", "? "])
+SUFFIX = st.sampled_from(["\n", "}\n", "'\n", " # c\n", "\nb: 1\n", "x\n", ": 1\n", ",\n", "\nb: *x\n", "]\n",
+                          "\n  c: 1\n", "", "\r\n", ", b: [1, 2]}\n"])
+
+
+@st.composite
+def inline_list(draw) -> str:
+    rows = [", ".join(draw(st.lists(TOKEN, min_size=60, max_size=90))) for _ in range(draw(st.integers(1, 3)))]
+    seps = [draw(st.sampled_from([", ", ",\n  ", ",\r\n ", ",\t"])) for _ in rows]
+    body = "[" + "".join(f"[{r}]" + s for r, s in zip(rows, seps))[:-len(seps[-1])] + "]"
+    if draw(st.booleans()):  # something nasty somewhere in it
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(NASTY) + body[at:]
+    return draw(PREFIX) + body + draw(SUFFIX)
+
+
+@FUZZ
+@given(text=inline_list())
+def test_fast_inline_lists_agree_with_the_events(text):
+    """Differential: whatever the text around or inside a large inline list, reading it fast
+    (config.fastflow) gives the value, or the error, and the places that reading every number
+    as a YAML event gives."""
+    from gradverify.config import fastflow
+    from gradverify.config.model import Source
+    from gradverify.config.yaml_reader import read_yaml
+    from gradverify.errors import ConfigError
+
+    paths = [("a",), ("a", 0), ("a", 1, 7), ("a", 2, 59), (0,), (0, 1), ("a", "b"), ("b",), ("b", 1)]
+    out = []
+    for fast in (True, False):
+        src = Source(file="c.yaml")
+        prescan = fastflow.prescan
+        if not fast:
+            fastflow.prescan = lambda t: (t, {})
+        try:
+            got = read_yaml(text, src, 10**6)
+        except ConfigError as e:
+            got = str(e)
+        finally:
+            fastflow.prescan = prescan
+        out.append((repr(got), [src.locate(p) for p in paths]))
+    assert out[0] == out[1]

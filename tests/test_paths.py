@@ -109,3 +109,71 @@ def test_confine_covers_code_refs(layout):
         config.load(layout / "c.yaml", confine=layout)
     assert str(e.value) == (f"{layout / 'c.yaml'}:3:49: layers[0].activation: ../ops.py is outside {layout}, "
                             "the only folder this check may read (--confine)")
+
+
+MODEL = ("import numpy as np\n"
+         "class Net:\n"
+         "    def __init__(self):\n        self.params = {'W': np.ones((2, 1))}\n"
+         "    def loss(self, X):\n        W = self.params['W']\n"
+         "        return float((X @ W).sum()), {'W': X.sum(axis=0)[:, None]}\n")
+
+
+@pytest.mark.parametrize("where", ["../net.py", "ABS", "link.py"])
+def test_confine_refuses_a_model_class_outside(layout, where):
+    """`model: {class: file.py:Class}` is a path the config names like any other: under --confine
+    the model's file is refused before any of its code runs (the file would raise at import)."""
+    (layout.parent / "net.py").write_text("raise SystemExit('ran outside')\n" + MODEL)
+    (layout / "link.py").symlink_to(layout.parent / "net.py")
+    where = str(layout.parent / "net.py") if where == "ABS" else where
+    (layout / "c.yaml").write_text(f"data: {{X: [[1.0, 2.0]]}}\nmodel:\n  class: {where}:Net\n"
+                                   "  inputs: [X]\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(layout / "c.yaml", confine=layout)
+    assert str(e.value) == (f"{layout / 'c.yaml'}:3:3: model.class: {where} is outside {layout}, the only "
+                            "folder this check may read (--confine)")
+    code, message = cli("check", str(layout / "c.yaml"), "--confine", str(layout))
+    assert code == 2 and message.endswith("model.class: " + e.value.message) and "ran outside" not in message
+    with pytest.raises(GradverifyError, match="is outside"):
+        check(str(layout / "c.yaml"), confine=layout)
+    with pytest.raises(GradverifyError, match="model.class"):
+        check({"data": {"X": [[1.0, 2.0]]}, "model": {"class": f"{where}:Net", "inputs": ["X"]}},
+              confine=layout)
+
+
+def test_confine_allows_a_model_class_inside(layout):
+    (layout / "net.py").write_text(MODEL)
+    (layout / "c.yaml").write_text("data: {X: [[1.0, 2.0]]}\nmodel: {class: net.py:Net, inputs: [X]}\n")
+    rep = check(str(layout / "c.yaml"), confine=layout)
+    assert rep.ok and rep.node("W").status == "pass"
+
+
+EMBED = ("data:\n  idx: {{file: {name}}}\nvalues:\n  W: {{shape: [5, 4], init: normal}}\ngraph:\n"
+         "  - {{name: emb, op: emb.py:embed_forward, inputs: [idx, W]}}\nloss: emb\n")
+EMBED_PY = ("import numpy as np\n"
+            "def embed_forward(idx, W):\n    assert idx.dtype.kind == 'i'\n    return W[idx], (idx, W)\n"
+            "def embed_backward(dout, cache):\n    idx, W = cache\n    dW = np.zeros_like(dout, shape=W.shape)\n"
+            "    np.add.at(dW, idx, dout)\n    return dW\n")
+
+
+@pytest.mark.parametrize("name", ["../outside_idx.npy", "fifo.npy", "secret.npy"])
+def test_a_data_file_is_read_like_every_array_file(layout, name):
+    """`data: {idx: {file: …}}` went around the array reader: outside --confine it was read, a
+    FIFO hung the check, and np.load's own message was passed on. Now it is one more array file."""
+    np.save(layout.parent / "outside_idx.npy", np.array([[0, 1]]))
+    os.mkfifo(layout / "fifo.npy")
+    (layout / "secret.npy").write_text("root:x:0:0:TOPSECRET\n")
+    (layout / "emb.py").write_text(EMBED_PY)
+    (layout / "c.yaml").write_text(EMBED.format(name=name))
+    code, message = cli("check", str(layout / "c.yaml"), "--confine", str(layout))
+    why = {"../outside_idx.npy": "../outside_idx.npy is outside", "fifo.npy": "fifo.npy is a FIFO (named pipe)",
+           "secret.npy": "secret.npy is not a .npy file (or it is damaged)"}[name]
+    assert code == 2 and message.startswith(f"gradverify: error: {layout / 'c.yaml'}:2:9: data.idx.file: {why}")
+    assert "TOPSECRET" not in message
+
+
+def test_a_data_file_inside_keeps_its_integers(layout):
+    np.save(layout / "idx.npy", np.array([[0, 3], [3, 1]]))
+    (layout / "emb.py").write_text(EMBED_PY)
+    (layout / "c.yaml").write_text(EMBED.format(name="idx.npy"))
+    rep = check(str(layout / "c.yaml"), confine=layout)
+    assert rep.ok and [n.name for n in rep.nodes] == ["W", "emb", "loss"]

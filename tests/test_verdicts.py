@@ -8,6 +8,7 @@ user's step, numbers near float64's limits: a correct gradient is never called w
 import json
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,6 +89,52 @@ def test_correct_layers_via_check_op_never_kink_or_fail(L, layer):
                                       x, g, beta, seed=seed)
         reports.append((seed, rep))
     assert _verdicts(reports) == []
+
+
+def _custom_layer_net(layer: str, seed: int) -> dict:
+    """A correct custom layer as a graph node (`op: layers.py:name`), then tanh and softmax
+    cross-entropy, all in the config form; the naive conv's output is flattened first."""
+    if layer == "conv":
+        values = {"x": {"shape": [1, 1, 3, 3], "init": "normal"},
+                  "w": {"shape": [2, 1, 2, 2], "init": "normal", "std": 0.5}, "b": {"shape": [2], "init": "normal"}}
+        head = [{"name": "conv", "op": f"{LAYERS}:conv_forward_naive", "inputs": ["x", "w", "b"],
+                 "attrs": {"conv_param": {"stride": 1, "pad": 0}}},
+                {"name": "flat", "op": "flatten", "inputs": ["conv"]},
+                {"name": "h", "op": "tanh", "inputs": ["flat"]}]
+        classes = 8
+    else:
+        values = {"x": {"shape": [4, 5], "init": "normal"}, "gamma": {"shape": [5], "init": "normal"},
+                  "beta": {"shape": [5], "init": "normal"}}
+        attrs = {"bn_param": {"mode": "train"}} if layer == "batchnorm" else {"ln_param": {}}
+        head = [{"name": "norm", "op": f"{LAYERS}:{layer}_forward", "inputs": ["x", "gamma", "beta"],
+                 "attrs": attrs},
+                {"name": "h", "op": "tanh", "inputs": ["norm"]}]
+        classes = 5
+    tail = [{"name": "p", "op": "softmax", "inputs": ["h"]},
+            {"name": "nll", "op": "neg_log_pick", "inputs": ["p"]},
+            {"name": "loss", "op": "batch_mean", "inputs": ["nll"]}]
+    return {"seed": seed, "values": values, "inputs": ["x"], "labels": {"classes": classes},
+            "graph": head + tail, "loss": "loss"}
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "layernorm", "conv"])
+def test_correct_custom_layers_in_a_network_never_kink_or_fail(layer):
+    """Correct batchnorm, layernorm and naive-loop conv as `op: layers.py:…` nodes of a network,
+    SEEDS random networks each: every node PASS, exit 0 with and without --strict (--strict
+    changes only the exit code, so one run's statuses decide both)."""
+    reports = [(s, gradverify.check(_custom_layer_net(layer, s), strict=True)) for s in range(SEEDS)]
+    assert _verdicts(reports) == []
+    assert all(r.exit_code == 0 and replace(r, strict=False).exit_code == 0 for _, r in reports)
+    assert all(len(r.nodes) == len(_custom_layer_net(layer, 0)["graph"]) + 3 for _, r in reports)
+
+
+def test_a_wrong_custom_layer_in_the_same_network_fails(tmp_path):
+    """The other direction, same network: batchnorm's backward without the batch-mean path."""
+    buggy = ROOT / "examples" / "cs231n" / "buggy" / "cs231n" / "layers.py"
+    cfg = _custom_layer_net("batchnorm", 0)
+    cfg["graph"][0]["op"] = f"{buggy}:batchnorm_forward"
+    rep = gradverify.check(cfg)
+    assert rep.exit_code == 1 and rep.node("x").status == "fail" and [b.node for b in rep.blame] == ["norm"]
 
 
 def _custom_relu_on_kink(tmp_path) -> str:

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import numeric
+from ..graph import Graph
 from ..ops import BadGradient
 from ..results import Blame, NodeResult
 from .compare import compare
@@ -47,19 +48,36 @@ def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
     return bool((judged.statuses == "fail").any())
 
 
+def shown_name(graph: Graph, name: str) -> str:
+    """The name a user knows a node by: an op of several outputs (`name: [next_h, next_c]`) is
+    held as one packed node with a `pick` node per output, and is named by its first output."""
+    picks = [c for c in graph.consumers(name) if graph.nodes[c].op_label == "pick"]
+    if picks and len(picks) == len(graph.consumers(name)):
+        return min(picks, key=lambda c: getattr(graph.nodes[c].op, "k", 0))
+    return name
+
+
 def _culprit(run: Run, consumer: str, name: str, culprits: list[str]) -> Blame:
-    op = run.graph.nodes[consumer].op_label
+    graph = run.graph
+    op, shown = graph.nodes[consumer].op_label, shown_name(graph, consumer)
+    if getattr(graph.nodes[consumer].op, "blames_each_input", False):
+        # a whole model: its loss returns the gradient of every parameter, each judged on its own
+        return Blame(shown, op, f"the model's loss ({op}) returns a wrong gradient for {name}: "
+                                f"grads[{name!r}] disagrees with the numeric d loss / d {name}", input=name)
+    outputs = list(graph.consumers(consumer)) if shown != consumer else [consumer]
+    own = f"{shown}'s own agrees" if len(outputs) == 1 else \
+        f"the gradients of its outputs {', '.join(outputs)} agree"
     others = "" if len(culprits) == 1 else (
-        f" (or the backward of {', '.join(x for x in culprits if x != consumer)})")
-    return Blame(consumer, op, f"the backward of {consumer} ({op}) is wrong: its input's gradient "
-                               f"{name} disagrees while {consumer}'s own agrees{others}", input=name)
+        f" (or the backward of {', '.join(shown_name(graph, x) for x in culprits if x != consumer)})")
+    return Blame(shown, op, f"the backward of {shown} ({op}) is wrong: its input's gradient "
+                            f"{name} disagrees while {own}{others}", input=name)
 
 
 def assign_blame(run: Run, results: dict[str, NodeResult]):
     """(results with inherited failures marked, the blamed ops)."""
     graph = run.graph
-    blame = [Blame(n, graph.nodes[n].op_label, m) for n, m in run.problems.items()]
-    blamed = set(run.problems)
+    blame = [Blame(shown_name(graph, n), graph.nodes[n].op_label, m) for n, m in run.problems.items()]
+    blamed: set[tuple[str, str | None]] = {(n, None) for n in run.problems}
     marked = dict(results)
     for name, res in results.items():
         if res.status != "fail" or not (res.statuses == "fail").any() and name in run.problems:
@@ -75,7 +93,9 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
             bad = np.flatnonzero(res.statuses == "fail")[:EDGE_PROBES]
             culprits = [c for c in consumers if edge_disagrees(run, name, c, res.flat[bad])] or consumers
         for c in culprits:
-            if c not in blamed:
+            # an op is blamed once (for the first input found wrong); a model once per parameter
+            which = name if getattr(graph.nodes[c].op, "blames_each_input", False) else None
+            if (c, which) not in blamed and (c, None) not in blamed:
                 blame.append(_culprit(run, c, name, culprits))
-                blamed.add(c)
+                blamed.add((c, which))
     return marked, tuple(with_site(b, graph) for b in blame)

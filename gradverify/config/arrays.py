@@ -110,7 +110,9 @@ class ArrayReader:
             return self.rng.uniform(-std, std, size=shape)
         return np.zeros(shape) if init == "zeros" else np.ones(shape)
 
-    def _file(self, name: Any, path: KeyPath) -> np.ndarray:
+    def _file(self, name: Any, path: KeyPath, keep_dtype: bool = False) -> np.ndarray:
+        """A .npy file's array (float64, or its own dtype for `data:`): a regular file only, under
+        --confine inside the folder, its size counted before its data is read."""
         if not isinstance(name, str):
             raise self.src.error(f"expected a file name, got {kind(name)}", path)
         try:
@@ -119,7 +121,7 @@ class ArrayReader:
             raise self.src.error(e.message, path) from None
         try:
             with open_regular(full) as fh:
-                return self._npy(fh, name, path)
+                return self._npy(fh, name, path, keep_dtype)
         except NotRegularFile as e:
             raise self.src.error(f"{name} is {e.what}, not a .npy file", path) from None
         except OSError as e:
@@ -127,7 +129,7 @@ class ArrayReader:
         except (ValueError, EOFError):  # never quote the file: it may be anything (/etc/passwd)
             raise self.src.error(f"{name} is not a .npy file (or it is damaged)", path) from None
 
-    def _npy(self, fh: BinaryIO, name: str, path: KeyPath) -> np.ndarray:
+    def _npy(self, fh: BinaryIO, name: str, path: KeyPath, keep_dtype: bool = False) -> np.ndarray:
         version = np.lib.format.read_magic(fh)
         reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                   else np.lib.format.read_array_header_2_0)
@@ -137,7 +139,7 @@ class ArrayReader:
         self._count(int(np.prod(shape)), path)  # before reading the data
         fh.seek(0)
         arr = np.load(fh, allow_pickle=False)
-        return np.asarray(arr, dtype=np.float64)
+        return np.array(arr) if keep_dtype else np.asarray(arr, dtype=np.float64)
 
 _NUMBER_TYPES = {int, float}
 _FLOAT_MAX = float(np.finfo(np.float64).max)

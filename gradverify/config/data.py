@@ -77,19 +77,9 @@ def _integers(spec: dict[str, Any], arrays: ArrayReader, path: KeyPath) -> np.nd
 
 
 def _file(name: Any, arrays: ArrayReader, path: KeyPath) -> np.ndarray:
-    src = arrays.src
-    if not isinstance(name, str):
-        raise src.error(f"expected a file name, got {kind(name)}", path)
-    try:
-        arr = np.load(src.base_dir / name, allow_pickle=False, mmap_mode="r")
-    except OSError as e:
-        raise src.error(f"cannot read {name}: {e.strerror or e}", path) from None
-    except ValueError as e:
-        raise src.error(f"{name} is not a .npy array file: {e}", path) from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise src.error(f"{name}: expected numbers or booleans", path)
-    arrays._count(int(arr.size), path)
-    arr = np.array(arr)
+    """A .npy file in its own dtype, read as every array file is (a regular file, bounded, inside
+    --confine's folder, never quoted in a message)."""
+    arr = arrays._file(name, path, keep_dtype=True)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise src.error(f"{name}: every value must be finite", path)
+        raise arrays.src.error(f"{name}: every value must be finite", path)
     return arr

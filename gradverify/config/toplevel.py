@@ -96,8 +96,8 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
 
 
 def _confined(cfg: Config) -> Config:
-    """Under --confine, the file of every `file.py:name` op must be inside the folder too (array
-    files are checked as they are read)."""
+    """Under --confine, the file of every `file.py:name` op, loss, activation and model class
+    must be inside the folder too (array files are checked as they are read)."""
     src = cfg.source
     if src.confine is None:
         return cfg
@@ -107,6 +107,8 @@ def _confined(cfg: Config) -> Config:
     refs += [(node.op, tuple(node.path) + ("op",)) for node in cfg.graph]
     refs += [(fn, tuple(node.path) + ("op", key)) for node in cfg.graph if isinstance(node.op, dict)
              for key, fn in node.op.items()]
+    if cfg.model is not None:
+        refs.append((cfg.model.cls, tuple(cfg.model.path) + ("class",)))
     for ref, path in refs:
         if is_custom(ref):
             try:

@@ -32,7 +32,9 @@ import yaml
 import yaml.resolver
 
 from ..errors import ConfigError, KeyPath, key_str
+from . import fastflow
 from .model import Source
+from .places import Positions
 
 MAX_DEPTH = 32
 #: values the YAML may hold beyond the array elements allowed (keys, names, small settings)
@@ -139,49 +141,34 @@ def _float(value: str) -> float:
     return float(value)
 
 
-class Positions(dict):
-    """Key path -> (line, column), 1-based. The items of a list are kept in two int arrays per
-    list (a 2,000,000-number array costs 16 MB here, not a dict entry per number)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lists: dict[KeyPath, tuple[array, array]] = {}  # the items of each list
-
-    def _item(self, path: Any) -> tuple[int, int] | None:
-        if isinstance(path, tuple) and path and isinstance(path[-1], int):
-            lines_cols = self.lists.get(path[:-1])
-            if lines_cols is not None and 0 <= path[-1] < len(lines_cols[0]):
-                return lines_cols[0][path[-1]], lines_cols[1][path[-1]]
-        return None
-
-    def __contains__(self, path: object) -> bool:
-        return dict.__contains__(self, path) or self._item(path) is not None
-
-    def __getitem__(self, path: Any) -> tuple[int, int]:
-        if dict.__contains__(self, path):
-            return dict.__getitem__(self, path)
-        found = self._item(path)
-        if found is None:
-            raise KeyError(path)
-        return found
-
-    def get(self, path: Any, default: Any = None) -> Any:
-        return self[path] if path in self else default
-
-
 def read_yaml(text: str, source: Source, max_elements: int) -> Any:
-    """Parse YAML text safely into plain data, filling `source.positions`."""
+    """Parse YAML text safely into plain data, filling `source.positions`. Large inline lists of
+    numbers are read from the raw text (fastflow); where that cannot be trusted, all is read again
+    from the events."""
+    fast_text, regions = fastflow.prescan(text)
+    if regions:
+        try:
+            return _read(fast_text, source, max_elements, regions)
+        except fastflow.Fallback:
+            pass
+    return _read(text, source, max_elements, {})
+
+
+def _read(text: str, source: Source, max_elements: int, regions: dict) -> Any:
     source.positions = Positions()
-    builder = _Builder(source, max_elements + BUDGET_SLACK, max_elements)
+    builder = _Builder(source, max_elements + BUDGET_SLACK, max_elements, regions)
     try:
         builder.run(yaml.parse(text, Loader=Loader12))
+        builder.all_regions_read()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        builder.regions_before(mark.line + 1 if mark else None, mark.column + 1 if mark else None)
         problem = (e.problem or e.context or "invalid YAML").strip()
         raise ConfigError(f"invalid YAML: {problem}", file=source.file,
                           line=mark.line + 1 if mark else None,
                           col=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as e:
+        builder.regions_before(None, None)
         raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}", file=source.file) from None
     if builder.root is _NO_KEY:
         raise ConfigError("the config is empty: expected a mapping with `layers:` or `graph:`",
@@ -206,8 +193,10 @@ class _Frame:
 class _Builder:
     """Plain data from the events of one YAML document, counting values against the budget."""
 
-    def __init__(self, source: Source, budget: int, max_elements: int):
+    def __init__(self, source: Source, budget: int, max_elements: int, regions: dict):
         self.source, self.budget, self.max_elements = source, budget, max_elements
+        self.regions: dict[tuple[int, int], fastflow.Region] = regions  # the lists read fast
+        self.unread = sorted(regions)  # their places, in the order the parser must meet them
         self.positions: Positions = source.positions  # type: ignore[assignment]
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, values in it, height)
@@ -220,11 +209,16 @@ class _Builder:
         ev = next(it, None)
         while ev is not None:
             cls = ev.__class__
+            if self.unread and (ev.end_mark.line + 1, ev.end_mark.column) >= self.unread[0] \
+                    and not (cls is _Scalar and ev.value == fastflow.PLACEHOLDER):
+                raise fastflow.Fallback  # the next fast list's place was passed: it is not a list
             if cls is _SeqStart:
                 self._open(ev, [])
                 ev = self._numbers(it)  # the plain numbers that open the list, quickly
                 continue
-            if cls is _Scalar:
+            if cls is _Scalar and self.unread and ev.value == fastflow.PLACEHOLDER:
+                self._fast_list(ev)
+            elif cls is _Scalar:
                 self.count += 1
                 if self.count > self.budget:
                     raise self._too_many(ev)
@@ -271,6 +265,35 @@ class _Builder:
         self.count = count
         return None
 
+    def _fast_list(self, ev: Any) -> None:
+        """A list read by fastflow, met where its `[` was: counted, then parsed and added."""
+        place = (ev.end_mark.line + 1, ev.end_mark.column)  # its `_` (after any &anchor or !tag)
+        if place != self.unread[0] or ev.tag not in (None, "!", TAG + "seq"):
+            raise fastflow.Fallback  # not the list expected here: read everything from the events
+        del self.unread[0]
+        region = self.regions[place]
+        if self.count + region.values > self.budget:
+            raise self._too_many(ev, at=region.place_of_value(self.budget - self.count))
+        if len(self.stack) + region.depth > MAX_DEPTH:
+            raise fastflow.Fallback  # the events say exactly where
+        value = region.parse()
+        self.count += region.values
+        if ev.anchor is not None:
+            self.anchors[ev.anchor] = (value, region.values, region.depth)
+        if self.stack:
+            self.stack[-1].height = max(self.stack[-1].height, region.depth + 1)
+        self.positions.fast[self._here()] = region
+        self._add(value, ev, region.depth)
+
+    def all_regions_read(self) -> None:
+        if self.unread:
+            raise fastflow.Fallback
+
+    def regions_before(self, line: int | None, col: int | None) -> None:
+        """An error at (line, col) stands only if every fast list before it was met as expected."""
+        if self.unread and (line is None or self.unread[0] <= (line, col or 0)):
+            raise fastflow.Fallback
+
     def _error_at(self, ev: Any, message: str) -> ConfigError:
         mark = ev.start_mark
         return ConfigError(message, file=self.source.file, line=mark.line + 1, col=mark.column + 1)
@@ -286,15 +309,16 @@ class _Builder:
             return top.path + (top.key,)
         return top.path
 
-    def _too_many(self, ev: Any, aliases: bool = False) -> ConfigError:
+    def _too_many(self, ev: Any, aliases: bool = False, at: tuple[int, int] | None = None) -> ConfigError:
         why = ("aliases repeated too often?" if aliases else
                f"the limit of {self.max_elements:,} array elements, plus {BUDGET_SLACK:,} for "
                "keys and settings")
         verb = "expands to" if aliases else "holds"
-        mark = ev.start_mark  # at the value that goes over, named by its top-level key
+        line, col = at or (ev.start_mark.line + 1, ev.start_mark.column + 1)
+        # at the value that goes over, named by its top-level key
         return ConfigError(f"the YAML {verb} more than {self.budget:,} values ({why}); raise "
                            "--max-elements if this is intended", key_str(self._here()[:1]) or None,
-                           file=self.source.file, line=mark.line + 1, col=mark.column + 1)
+                           file=self.source.file, line=line, col=col)
 
     def _fail(self, message: str, ev: Any) -> ConfigError:
         """An error about the value at this event: located at its key when it is a mapping's
