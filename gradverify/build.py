@@ -5,7 +5,8 @@ ops.OPS. Every unknown name is reported here, at its key in the config.
 Layers form, for layer i (1-based), exactly the notebook's names:
 
     x ─ w{i}_out = x·w{i} ─ l{i}_lin = w{i}_out + b{i} ─ l{i}_{activation}
-    (a custom layer `op: file.py:affine` makes one node l{i}_affine instead of w{i}_out, l{i}_lin)
+    (a custom layer `op: file.py:affine` makes one node l{i}_affine instead of w{i}_out, l{i}_lin;
+    after images, l{i}_flat comes first; the CNN layer types' names are in build_cnn.py)
 
 then the loss on the last layer's output (its logits):
 
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import custom, usergraph
+from . import build_cnn, custom, usergraph
 from .config import Config, GraphNode, Layer, is_custom
 from .config.paths import code_folder
 from .errors import KeyPath, UserCodeError, did_you_mean
@@ -40,6 +41,7 @@ from .ops import (
     AddBias,
     BatchMean,
     Exp,
+    Flatten,
     HingeMargins,
     Identity,
     L2Penalty,
@@ -130,6 +132,9 @@ def affine(net: Net, i: int, layer: Layer, prev: str) -> str:
     """w{i}_out = prev·w{i}, l{i}_lin = w{i}_out + b{i}; with `op: file.py:name`, the user's
     l{i}_name(prev, w{i}, b{i}, *params) instead."""
     key: KeyPath = ("layers", i - 1)
+    assert layer.weights is not None and layer.bias is not None, "config validation requires both"
+    if len(layer.in_shape) > 2:  # images: each one a row first
+        prev = net.op(f"l{i}_flat", Flatten(), [prev], key)
     w = net.param(f"w{i}", layer.weights, key + ("weights",))
     b = net.param(f"b{i}", layer.bias, key + ("bias",))
     if layer.op:
@@ -148,7 +153,7 @@ def _custom_affine(net: Net, i: int, layer: Layer, inputs: list[str]) -> str:
     return net.op(node, user, inputs + extra, key + ("op",), user.label)
 
 
-LAYERS: dict[str, LayerBuilder] = {"affine": affine}
+LAYERS: dict[str, LayerBuilder] = {"affine": affine, **build_cnn.CNN_LAYERS}
 
 #: activation name -> its op's factory, called with the layer's activation options that are
 #: given (ACTIVATION_OPTIONS, by keyword): an option belongs to the activations whose factory
@@ -359,11 +364,24 @@ def _build_graph(c: Config) -> Graph:
                 raise c.error(f"unknown input {inp!r}{did_you_mean(inp, defined)}", *spec.path, "inputs", k)
         if usergraph.is_user(spec.op):
             usergraph.add_user_node(g, c, spec)
+            if spec.reference is not None:
+                g.nodes[spec.name].op.reference = _reference_op(c, spec)  # type: ignore[union-attr]
         else:
             _add(g, spec.name, "intermediate", spec.path, op=_graph_op(c, spec), inputs=spec.inputs)
     usergraph.set_loss(g, c)
     g.parts = tuple(n for n in ("loss_data", "loss_reg") if n in g.nodes)
     return g
+
+
+def _reference_op(c: Config, spec: GraphNode) -> Op:
+    """The built-in op named by `reference:`, made with the node's own attrs."""
+    ref = str(spec.reference)
+    if ref not in OPS:
+        raise c.error(f"unknown op {ref!r}{did_you_mean(ref, OPS)}; valid: {', '.join(OPS)}", *spec.path, "reference")
+    try:
+        return OPS[ref](**spec.attrs)
+    except (TypeError, ValueError) as e:
+        raise c.error(f"the reference {ref} cannot take this node's attrs: {e}", *spec.path, "attrs") from None
 
 
 def unused_nodes(graph: Graph) -> list[str]:

@@ -7,6 +7,7 @@ only then everything. A `Delta` says how each of k copies of a node differs from
 * ELEM: copy b changes element index[b] (a row of ints, index (k, ndim)) by vals[b];  vals (k,)
 * ROW:  copy b changes row index[b] of a 2-D node by vals[b];                         vals (k, ncols)
 * COL:  copy b changes column index[b] of a 2-D node by vals[b];                      vals (k, nrows)
+        (of an N-D node: slice index[b] along its second axis, a channel;      vals (k, N, *rest))
 * FULL: copy b changes everything by vals[b] (no index);                              vals (k, *shape)
 
 Ops that are linear in an input say how a change goes through them (`Op.push`); elementwise and
@@ -106,7 +107,7 @@ class Delta:
         if self.kind is Kind.ROW:
             return b[self.at]
         if self.kind is Kind.COL:
-            return b[:, self.at].T
+            return np.moveaxis(b[:, self.at], 1, 0)
         return np.broadcast_to(b, self.vals.shape)
 
     def with_vals(self, vals: np.ndarray) -> Delta:
@@ -152,10 +153,9 @@ def push(op: Op, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
     Delta, or None when only the dense copies will do: the op's own rule (`Op.push`, for an op
     without kinks), else the generic one its `Op.structure` allows. `on_kink(dist, base_dist)`
     sees the kink distances at the changed places."""
-    if not op.kinked:
-        res = op.push(slot, d, xs, out)
-        if res is not None:
-            return res
+    res = op.push(slot, d, xs, out) if not op.kinked else op.push_kinked(slot, d, xs, out, on_kink)
+    if res is not None:
+        return res
     if len(xs) != 1:
         return None
     if op.structure == Structure.ELEMENTWISE:  # == : a plain "elementwise" works too

@@ -29,20 +29,45 @@ def _array() -> dict[str, Any]:
 
 
 def _layer() -> dict[str, Any]:
-    """One item of `layers:` (build.LAYERS has its types; affine is the only one yet)."""
-    return {
-        "type": "object", "additionalProperties": False, "required": ["weights", "bias"],
-        "properties": {
-            "type": {"enum": list(LAYERS), "default": "affine"},
-            "weights": {"$ref": "#/$defs/array", "description": "D×H"},
-            "bias": {"$ref": "#/$defs/array", "description": "H"},
-            "activation": {"anyOf": [{"enum": list(ACTIVATIONS)}, CUSTOM_REF]},
-            "alpha": {"type": "number", "minimum": 0, "description": "leaky_relu's slope below 0"},
-            "op": {**CUSTOM_REF, "description": "your layer: name_forward(x, w, b, *params, **attrs)"},
-            "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
-            "attrs": {"type": "object"},
-        },
-    }
+    """One item of `layers:`: one branch per type of build.LAYERS (affine when `type:` is left out)."""
+    common = {"activation": {"anyOf": [{"enum": list(ACTIVATIONS)}, CUSTOM_REF]},
+              "alpha": {"type": "number", "minimum": 0, "description": "leaky_relu's slope below 0"}}
+    custom = {"op": {**CUSTOM_REF, "description": "your layer: name_forward(x, w, b, *params, **attrs)"},
+              "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/array"}},
+              "attrs": {"type": "object"}}
+    branches = [_branch("affine", ["weights", "bias"], {
+        "weights": {"$ref": "#/$defs/array", "description": "D×H (images are flattened first: D = C·H·W)"},
+        "bias": {"$ref": "#/$defs/array", "description": "H"}, **custom}, common)]
+    branches += [_branch(t, ["type"] + req, props, common) for t, req, props in _cnn_types(custom)]
+    assert [b["properties"]["type"]["const"] for b in branches] == list(LAYERS), "a layer type without a schema"
+    return {"description": "A layer: `type:` (default affine) and that type's keys.", "oneOf": branches}
+
+
+def _branch(type_: str, required: list[str], props: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    kind = {"const": type_, "default": "affine"} if type_ == "affine" else {"const": type_}
+    return {"type": "object", "additionalProperties": False, "required": required,
+            "properties": {"type": kind, **props, **common}}
+
+
+def _cnn_types(custom: dict[str, Any]) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """(type, required keys, properties) of the CNN layer types (config/cnn_layers.py)."""
+    pos = {"type": "integer", "minimum": 1}
+    norm = {"gamma": {"$ref": "#/$defs/implied", "description": "one per feature or channel (default ones)"},
+            "beta": {"$ref": "#/$defs/implied", "description": "one per feature or channel (default zeros)"},
+            "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5}}
+    pool = {"size": {**pos, "default": 2}, "stride": {**pos, "description": "default: size"}}
+    return [
+        ("conv", ["weights"], {
+            "weights": {"$ref": "#/$defs/implied", "description": "F×C×kh×kw (generated: shape from filters, kernel)"},
+            "bias": {"$ref": "#/$defs/implied", "description": "F (optional)"},
+            "filters": pos, "kernel": {"anyOf": [pos, {"type": "array", "items": pos, "minItems": 1, "maxItems": 2}]},
+            "stride": {**pos, "default": 1}, "pad": {"type": "integer", "minimum": 0, "default": 0}, **custom}),
+        ("max_pool", [], pool), ("avg_pool", [], pool),
+        ("batchnorm", [], norm), ("layernorm", [], norm),
+        ("dropout", [], {"keep": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
+                         "seed": {"type": "integer", "minimum": 0, "description": "default: the config's seed"}}),
+        ("flatten", [], {}),
+    ]
 
 
 def _node() -> dict[str, Any]:
@@ -60,7 +85,9 @@ def _node() -> dict[str, Any]:
             "properties": {"name": {"anyOf": [{"type": "string", "minLength": 1}, names]},
                            "op": {"anyOf": [{"enum": list(OPS)}, CUSTOM_REF, pair, loss]},
                            "inputs": {"type": "array", "items": {"type": "string"}},
-                           "attrs": {"type": "object"}}}
+                           "attrs": {"type": "object"},
+                           "reference": {"enum": list(OPS), "description": "a built-in whose forward "
+                                         "your op's must equal on the same inputs"}}}
 
 
 def _properties() -> dict[str, Any]:
@@ -124,6 +151,11 @@ def schema() -> dict[str, Any]:
             "nested": {"oneOf": [{"type": "number"},
                                  {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/nested"}}]},
             "array": _array(),
+            "implied": {"description": "An array; a generated one may leave out `shape:` (the layer implies it).",
+                        "anyOf": [{"$ref": "#/$defs/array"},
+                                  {"type": "object", "additionalProperties": False,
+                                   "properties": {"init": {"enum": list(INITS)},
+                                                  "std": {"type": "number", "minimum": 0}}}]},
             "exact": {"oneOf": [{"type": "integer"}, {"type": "boolean"},
                                 {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/exact"}}]},
         },

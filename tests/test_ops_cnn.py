@@ -1,16 +1,13 @@
 """The CNN and sequence ops (conv, pools, norms, shapes, more activations): hand-derived numbers
 on small cases, an independent central-difference VJP on random inputs, the complex step, kinks,
-the bundled configs/cnn.yaml, and a custom conv with a seeded bug."""
-import json
+and the sparse pushes of conv, batchnorm and max pooling (against the dense copies)."""
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from gradverify import ops
-from gradverify.cli import app
 
-from conftest import CONFIGS, vjp_central
+from conftest import vjp_central
 
 R2 = np.sqrt(2.0)
 
@@ -317,111 +314,76 @@ def test_conv2d_without_bias_and_its_input_count():
         op.forward(x)
 
 
-# -- configs: the bundled CNN, a custom conv with a seeded bug, dropout twice ----------------------
+# -- sparse pushes: the same copies as the dense forward, and the same kinks -----------------------
 
-def _check(path, *extra):
-    res = CliRunner().invoke(app, ["check", str(path), "--format", "json", *extra])
-    return res.exit_code, (json.loads(res.stdout) if res.stdout.strip().startswith("{") else res.output)
-
-
-def test_bundled_cnn_passes():
-    code, doc = _check(CONFIGS / "cnn.yaml")
-    assert code == 0, doc
-    assert doc["blame"] == []
-    ops_used = {n["op"].split("(")[0] for n in doc["nodes"]}
-    assert {"conv2d", "spatial_batchnorm", "max_pool2d", "flatten"} <= ops_used
+def _dense_change(op, slot, d, xs):
+    """The copies' change of op's output computed the slow way: dense copies, plain forward."""
+    args = list(xs)
+    args[slot] = d.dense(xs[slot])
+    return op.forward(*args) - op.forward(*xs)
 
 
-# cs231n's conv_forward / conv_backward (loops over output positions, as in the assignment)
-CONV = '''import numpy as np
-
-def conv_forward(x, w, b, stride=1, pad=1):
-    N, C, H, W = x.shape
-    F, _, HH, WW = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    Ho, Wo = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
-    out = np.zeros((N, F, Ho, Wo), dtype=np.result_type(x, w, b))
-    for i in range(Ho):
-        for j in range(Wo):
-            win = xp[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
-            out[:, :, i, j] = np.tensordot(win, w, axes=([1, 2, 3], [1, 2, 3])) + b
-    return out, (x, w, b, stride, pad)
-
-def conv_backward(dout, cache):
-    x, w, b, stride, pad = cache
-    HH, WW = w.shape[2:]
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    xq = XQ
-    dxp = np.zeros(xp.shape, dtype=np.result_type(dout, w))
-    dw = np.zeros(w.shape, dtype=np.result_type(dout, x))
-    for i in range(dout.shape[2]):
-        for j in range(dout.shape[3]):
-            rows, cols = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
-            dw += np.tensordot(dout[:, :, i, j], xq[:, :, rows, cols], axes=([0], [0]))
-            dxp[:, :, rows, cols] += np.tensordot(dout[:, :, i, j], w, axes=([1], [0]))
-    dx = dxp[:, :, pad:pad + x.shape[2], pad:pad + x.shape[3]]
-    return dx, dw, dout.sum(axis=(0, 2, 3))
-'''
-GOOD_XQ = "xp"
-BUGGY_XQ = "np.pad(x, ((0, 0), (0, 0), (0, 2 * pad), (0, 2 * pad)))  # the padding offset lost"
+def _elements(rng, shape, k, complex_=False):
+    from gradverify import delta
+    idx = rng.choice(int(np.prod(shape)), min(k, int(np.prod(shape))), replace=False)
+    vals = rng.normal(size=len(idx)) * (1e-20j if complex_ else 0.3)
+    return delta.elements(idx, vals, shape)
 
 
-def _small_cnn(tmp_path, conv_src, conv_op="mine.py:conv", dropout=""):
-    (tmp_path / "mine.py").write_text(conv_src)
-    first = dropout or "{name: pool_in, op: identity, inputs: [relu]}"
-    cfg = tmp_path / "cnn.yaml"
-    cfg.write_text(f"""
-seed: 1
-values:
-  x: {{shape: [2, 2, 4, 4], init: normal, std: 1.0}}
-  w1: {{shape: [3, 2, 3, 3], init: normal, std: 0.4}}
-  b1: {{shape: [3], init: normal, std: 0.1}}
-  gamma: {{shape: [3], init: ones}}
-  beta: {{shape: [3], init: ones}}
-  w2: {{shape: [12, 4], init: normal, std: 0.3}}
-  b2: {{shape: [4], init: normal, std: 0.1}}
-inputs: [x]
-labels: [1, 3]
-graph:
-  - {{name: conv, op: "{conv_op}", inputs: [x, w1, b1], attrs: {{stride: 1, pad: 1}}}}
-  - {{name: bn, op: spatial_batchnorm, inputs: [conv, gamma, beta]}}
-  - {{name: relu, op: relu, inputs: [bn]}}
-  - {first}
-  - {{name: pool, op: max_pool2d, inputs: [pool_in], attrs: {{size: 2}}}}
-  - {{name: flat, op: flatten, inputs: [pool]}}
-  - {{name: scores_w, op: matmul, inputs: [flat, w2]}}
-  - {{name: scores, op: add_bias, inputs: [scores_w, b2]}}
-  - {{name: exps, op: exp, inputs: [scores]}}
-  - {{name: sexps, op: row_sum, inputs: [exps]}}
-  - {{name: divexps, op: reciprocal, inputs: [sexps]}}
-  - {{name: softmax, op: mul, inputs: [exps, divexps]}}
-  - {{name: neg_log, op: neg_log_pick, inputs: [softmax]}}
-  - {{name: loss, op: batch_mean, inputs: [neg_log]}}
-loss: loss
-""")
-    return cfg
+PUSH_CASES = [
+    (ops.Conv2d(pad=1), 0, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)]),
+    (ops.Conv2d(stride=2), 0, [(2, 2, 6, 5), (3, 2, 2, 2)]),
+    (ops.SpatialBatchNorm(), 0, [(3, 4, 3, 2), (4,), (4,)]),
+    (ops.SpatialBatchNorm(), 1, [(3, 4, 3, 2), (4,), (4,)]),
+    (ops.SpatialBatchNorm(), 2, [(3, 4, 3, 2), (4,), (4,)]),
+    (ops.BatchNorm(), 0, [(5, 3), (3,), (3,)]),
+    (ops.MaxPool2d(size=2), 0, [(2, 3, 5, 4)]),
+    (ops.MaxPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
+    (ops.AvgPool2d(size=2), 0, [(2, 3, 5, 4)]),
+    (ops.AvgPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
+]
 
 
-def test_custom_conv_with_a_dw_bug_is_caught_and_blamed(tmp_path):
-    code, doc = _check(_small_cnn(tmp_path, CONV.replace("XQ", BUGGY_XQ)))
-    assert code == 1, doc
-    assert [b["node"] for b in doc["blame"]] == ["conv"]
-    assert "mine.py" in doc["blame"][0]["op"]
-    status = {n["name"]: n["status"] for n in doc["nodes"]}
-    assert status["w1"] == "fail" and status["x"] != "fail"  # dw is wrong, dx is right
+@pytest.mark.parametrize("op,slot,shapes", PUSH_CASES, ids=[f"{op.label}-{s}" for op, s, _ in PUSH_CASES])
+@pytest.mark.parametrize("complex_", [False, True])
+def test_sparse_push_equals_the_dense_copies(op, slot, shapes, complex_, rng):
+    from gradverify import delta
+    xs = [rng.normal(size=(1,) + s) for s in shapes]
+    d = _elements(rng, shapes[slot], 6, complex_)
+    out = op.forward(*xs)
+    seen = []
+    res = delta.push(op, slot, d, xs, out, on_kink=lambda dist, plain: seen.append(dist))
+    assert res is not None, "expected a sparse rule"
+    want = _dense_change(op, slot, d, xs)
+    np.testing.assert_allclose(res.dense(np.zeros_like(out)), want, rtol=1e-9, atol=1e-12)
+    if complex_:
+        np.testing.assert_allclose(res.dense(np.zeros_like(out)).imag, want.imag, rtol=1e-9, atol=1e-32)
+    assert bool(seen) == op.kinked
 
 
-def test_correct_custom_conv_passes_and_matches_the_builtin(tmp_path):
-    code, doc = _check(_small_cnn(tmp_path, CONV.replace("XQ", GOOD_XQ)))
-    assert code == 0, doc
-    assert doc["blame"] == []
-    builtin = _check(_small_cnn(tmp_path, CONV.replace("XQ", GOOD_XQ), conv_op="conv2d"))
-    assert builtin[0] == 0 and builtin[1]["loss"] == pytest.approx(doc["loss"], rel=1e-12)
+def test_channel_change_through_pool_and_relu_equals_dense(rng):
+    """A changed channel (what a batchnorm push gives) goes through relu and max pooling as one
+    channel, with the same values as the dense copies."""
+    from gradverify import delta
+    x = rng.normal(size=(1, 2, 3, 4, 4))
+    d = delta.Delta.col(np.array([0, 2, 2]), rng.normal(size=(3, 2, 4, 4)), (2, 3, 4, 4))
+    for op in (ops.ReLU(), ops.MaxPool2d(size=2), ops.AvgPool2d(size=2)):
+        out = op.forward(x)
+        res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: None)
+        assert res is not None and res.kind == "col"
+        np.testing.assert_allclose(res.dense(np.zeros_like(out)), _dense_change(op, 0, d, [x]), atol=1e-12)
 
 
-def test_dropout_network_checks_the_same_twice(tmp_path):
-    cfg = _small_cnn(tmp_path, CONV.replace("XQ", GOOD_XQ), conv_op="conv2d",
-                     dropout="{name: pool_in, op: dropout, inputs: [relu], attrs: {keep: 0.6, seed: 5}}")
-    first, second = _check(cfg), _check(cfg)
-    assert first[0] == 0, first[1]
-    assert first == second
+def test_pooled_element_at_a_tie_is_seen_as_a_kink():
+    """Perturbing one of two tied entries of a window by the complex step: the pushed window
+    reports a distance 0 moved in its imaginary part (a crossing), as the dense path does."""
+    from gradverify import delta
+    from gradverify.numeric.prober import crossings
+    x = one([[[[2.0, 2.0], [0.0, 1.0]]]])
+    op = ops.MaxPool2d(size=2)
+    d = delta.elements(np.array([1]), np.array([1e-20j]), (1, 1, 2, 2))
+    hits = []
+    delta.push(op, 0, d, [x], op.forward(x),
+               on_kink=lambda dist, plain: hits.append(crossings(dist, plain, 1, 1, "complex")))
+    dense = crossings(op.kink_distance(d.dense(x)), op.kink_distance(x), 1, 1, "complex")
+    assert hits and hits[0].tolist() == dense.tolist() and dense[0] > 0

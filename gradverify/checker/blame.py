@@ -80,8 +80,8 @@ def assign_blame(run: Run, results: dict[str, NodeResult]):
     blamed: set[tuple[str, str | None]] = {(n, None) for n in run.problems}
     marked = dict(results)
     for name, res in results.items():
-        if res.status != "fail":
-            continue
+        if res.status != "fail" or not (res.statuses == "fail").any() and name in run.problems:
+            continue  # failing for its own problem (a wrong forward), not its gradient's numbers
         consumers = [c for c in graph.consumers(name) if graph.reaches_loss(c)]
         if not consumers or any(c not in results for c in consumers):
             continue  # the loss itself, or consumers not checked: nothing to conclude

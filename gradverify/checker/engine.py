@@ -13,6 +13,7 @@ from ..errors import UnknownNodeError, did_you_mean
 from ..graph import Graph
 from ..numeric.sweep import remainder_sweep
 from ..results import NodeResult, Report, RunInfo, Settings
+from . import reference
 from .blame import assign_blame
 from .diagnosis import diagnose
 from .nodes import check_node, check_node_fast
@@ -81,6 +82,7 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
         if s.taylor and res.taylor is None:  # --taylor: the second opinion, in its own column
             res = replace(res, taylor=taylor_of(run_, name))
         results[name] = replace(res, seconds=time.perf_counter() - start)
+    results = reference.attach(run_, results)  # a forward unlike its reference: FAIL, blamed
     results, blame = assign_blame(run_, results)
     if s.method == "taylor":
         resolved = resolved_blame(results, blame)
@@ -133,6 +135,7 @@ def run_node(config: Config, name: str, settings: Settings = Settings(),
         result = replace(result, taylor=taylor_of(run_, name))
     else:
         result = check_node(run_, name, indices, problem=run_.problems.get(name))
+    result = reference.attach(run_, {name: result})[name]
     return report(run_, [result], ())
 
 

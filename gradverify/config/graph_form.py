@@ -14,7 +14,7 @@ from .labels import read_labels
 from .model import GraphNode, Source
 from .model_form import read_model
 
-GRAPH_NODE_KEYS = ("name", "op", "inputs", "attrs")
+GRAPH_NODE_KEYS = ("name", "op", "inputs", "attrs", "reference")
 #: `op:` as a mapping: a forward/backward pair named separately, or a general loss
 OP_KEYS = ("forward", "backward", "loss")
 
@@ -93,8 +93,22 @@ def _nodes(nodes_raw: Any, src: Source) -> tuple[GraphNode, ...]:
             raise src.error(f"expected a list of node or value names, got {kind(inputs)}", path + ("inputs",))
         attrs = mapping(spec.get("attrs", {}), src, path + ("attrs",), "the op's attributes")
         nodes.append(GraphNode(outputs[0], op, tuple(inputs), attrs, path,
-                               outputs if isinstance(spec["name"], list) else ()))
+                               outputs if isinstance(spec["name"], list) else (), _reference(spec, src, path)))
     return tuple(nodes)
+
+
+def _reference(spec: dict[str, Any], src: Source, path: tuple) -> str | None:
+    """`reference: conv2d`: a built-in op's name, for a node with your own op (build checks the
+    name; checker/reference.py compares the two forwards)."""
+    if "reference" not in spec:
+        return None
+    ref = spec["reference"]
+    if not isinstance(ref, str) or not ref:
+        raise src.error(f"expected a built-in op's name (e.g. conv2d), got {kind(ref)}", path + ("reference",))
+    if isinstance(spec["name"], list) or not (is_custom(spec.get("op")) or isinstance(spec.get("op"), dict)):
+        raise src.error("`reference:` compares your own op's forward (op: file.py:name) with a built-in's",
+                        path + ("reference",))
+    return ref
 
 
 def _names(name: Any, src: Source, path: tuple) -> tuple[str, ...]:

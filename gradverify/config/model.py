@@ -50,14 +50,16 @@ class Layer:
     """One layer of the layers form. `index` is 1-based (w1, b1, l1_… belong to layer 1)."""
 
     index: int
-    weights: np.ndarray
-    bias: np.ndarray
+    weights: np.ndarray | None  # None: a layer without weights (pooling, batchnorm, dropout, flatten)
+    bias: np.ndarray | None  # None: no bias (those layers, and a conv without `bias:`)
     type: str = "affine"  # which builder makes its nodes (build.LAYERS)
     activation: str | None = None  # a built-in name or "file.py:name"
     alpha: float | None = None  # the activation's `alpha:`, when given
     op: str | None = None  # "file.py:name": the user's affine-like layer
     params: tuple[tuple[str, np.ndarray], ...] = ()  # extra differentiable inputs of a custom layer
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)  # a custom layer's keywords; a built-in type's settings
+    in_shape: tuple[int, ...] = ()  # the layer's input without the perturbation axis (N×D, N×C×H×W)
+    out_shape: tuple[int, ...] = ()  # its output, before the activation (which keeps the shape)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class GraphNode:
     attrs: dict[str, Any]
     path: KeyPath
     outputs: tuple[str, ...] = ()  # `name: [next_h, next_c]`: every output's name
+    reference: str | None = None  # `reference: conv2d`: a built-in whose forward the user's must equal
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from .arrays import DEFAULT_MAX_ELEMENTS, ArrayReader
 from .checks import check_keys, is_custom, is_number, kind, mapping, number
 from .graph_form import read_graph_form
 from .labels import labels_targets
-from .layers import LayersReader, read_layers
+from .layers import LayersReader, last_width, read_inputs, read_layers
 from .model import Config, Source
 from .paths import NotRegularFile, code_folder, read_bounded, resolve_path
 from .yaml_reader import read_yaml
@@ -88,9 +88,9 @@ def validate(data: Any, src: Source, max_elements: int = DEFAULT_MAX_ELEMENTS) -
         raise src.error("`values:` belongs to the graph form (with `graph:`)", ("values",))
     if "inputs" not in data:
         raise src.error("missing `inputs:` (the N×D input array)")
-    inputs = arrays.read(data["inputs"], ("inputs",), ndim=2, what="the inputs")
-    layers = read_layers(data["layers"], LayersReader(src, arrays, inputs.shape))
-    n_out = layers[-1].bias.shape[0]  # the last layer's outputs: what labels index, targets match
+    inputs = read_inputs(data["inputs"], src, arrays)  # N×D rows, or N×C×H×W images for a CNN
+    layers = read_layers(data["layers"], LayersReader(src, arrays, inputs.shape, seed))
+    n_out = last_width(layers, src)  # the last layer's outputs: what labels index, targets match
     labels, targets = labels_targets(data, src, arrays, loss, inputs.shape[0], n_out)
     return _confined(Config(inputs=inputs, layers=layers, labels=labels, targets=targets, **common))
 

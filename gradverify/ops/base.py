@@ -51,6 +51,7 @@ class Op:
         kink_distance_rows(xr, rows)       a ROWWISE op's kink_distance on some rows
         push(slot, d, xs, out)             an exact sparse rule: out's change for a Delta d of an
                                            input (ops linear in it, reductions), or None
+        push_kinked(slot, d, xs, out, on_kink)  the same for an op with kinks (max pooling)
         row_separable = False              out row n from input rows n alone (delta.push_rows)
     """
 
@@ -91,6 +92,12 @@ class Op:
         """The change of out when input `slot` changes by the sparse change `d` (the other inputs
         plain), as a Delta; None: no sparse rule (delta.push then tries `structure`, else the
         dense copies run through forward). Asked only of ops that are not kinked."""
+        return None
+
+    def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
+                    on_kink: Any) -> Delta | None:
+        """`push` for an op with kinks: it also tells on_kink(distance, plain_distance) the kink
+        distances of the places it recomputed (or None: the dense copies run instead)."""
         return None
 
     @property

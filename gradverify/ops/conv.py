@@ -6,8 +6,11 @@ are batched matmuls over B; only the kh·kw window offsets are looped over, neve
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from ..delta import Delta, Kind
 from .base import Op, register, unbroadcast
 
 
@@ -107,6 +110,17 @@ class Conv2d(Op):
         if len(xs) == 3:
             grads += (unbroadcast(g.sum(axis=(1, 3, 4)), xs[2]),)
         return grads
+
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        # A changed pixel of image n changes image n's output alone (a kh×kw patch of it per
+        # filter): each copy convolves its one image, a row of out.
+        if slot != 0 or d.kind is not Kind.ELEM or xs[0].ndim != 5:
+            return None
+        n = d.at[:, 0]
+        images = xs[0][0][n].astype(np.result_type(xs[0], d.vals))  # (k, C, H, W)
+        images[(np.arange(d.k),) + tuple(d.at[:, 1:].T)] += d.vals
+        new = self.forward(images[:, None], *xs[1:])[:, 0]
+        return Delta.row(n, new - out[0][n], out.shape[1:])
 
     @property
     def label(self) -> str:

@@ -7,8 +7,11 @@ takes |x - μ|² and so is not complex-analytic.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from ..delta import Delta, Kind
 from .base import Op, register, unbroadcast
 
 
@@ -16,6 +19,9 @@ def normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndar
     """xhat = (x - μ) · inv and inv = 1 / sqrt(σ² + eps), μ and σ² over `axes` (kept)."""
     xc = x - x.mean(axis=axes, keepdims=True)
     inv = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    if np.result_type(xc, inv) == xc.dtype:
+        xc *= inv  # xc is this function's own array: scaled in place, one copy fewer
+        return xc, inv
     return xc * inv, inv
 
 
@@ -62,7 +68,12 @@ class _Norm:
 
     def forward(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
         xhat = self._xhat(x)[0].reshape(x.shape)
-        return self._param(gamma, x) * xhat + self._param(beta, x)
+        g, b = self._param(gamma, x), self._param(beta, x)
+        if np.result_type(xhat, g, b) == xhat.dtype and np.broadcast_shapes(xhat.shape, g.shape, b.shape) == xhat.shape:
+            xhat *= g  # xhat is a fresh array: gamma · xhat + beta in place
+            xhat += b
+            return xhat
+        return g * xhat + b
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray, gamma: np.ndarray,
                  beta: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -77,9 +88,40 @@ class _Norm:
         return (unbroadcast(dxg.reshape(dxhat.shape), x), unbroadcast(dgamma, gamma),
                 unbroadcast(dbeta, beta))
 
+    #: batchnorm and spatial_batchnorm normalize each channel (core axis 1) over everything else:
+    #: a change inside one channel changes only that channel of out (push)
+    per_channel = False
+
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        x = xs[0]
+        if not self.per_channel or x.ndim not in (3, 5):
+            return None
+        shape = out.shape[1:]
+        if slot == 0:  # x's channel c changed: renormalize that channel alone, for each copy
+            if d.kind is Kind.ELEM:
+                c, chans = d.at[:, 1], np.moveaxis(x[0][:, d.at[:, 1]], 1, 0).astype(np.result_type(x, d.vals))
+                chans[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += d.vals
+            elif d.kind is Kind.COL:
+                c, chans = d.at, d.gather(x) + d.vals
+            else:
+                return None
+            xhat = normalize(chans, tuple(range(1, chans.ndim)), self.eps)[0]
+            new = _per_copy(xs[1][0][c], chans) * xhat + _per_copy(xs[2][0][c], chans)
+            return Delta.col(c, new - Delta.col(c, new, shape).gather(out), shape)
+        if d.kind is not Kind.ELEM:
+            return None
+        c = d.at[:, 0]  # gamma[c] or beta[c] changed: channel c of out, by Δγ · xhat or by Δβ
+        plain = np.moveaxis((self._xhat(x)[0] if slot == 1 else np.ones(x.shape))[0][:, c], 1, 0)
+        return Delta.col(c, _per_copy(d.vals, plain) * plain, shape)
+
     @property
     def label(self) -> str:
         return f"{self.name}(eps={self.eps:g})"
+
+
+def _per_copy(v: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """One value per copy (k,) against like (k, ...)."""
+    return v.reshape(v.shape + (1,) * (like.ndim - 1))
 
 
 @register
@@ -95,6 +137,7 @@ class BatchNorm(_Norm, Op):
     """
 
     name = "batchnorm"
+    per_channel = True
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (1,)
@@ -142,6 +185,7 @@ class SpatialBatchNorm(_Norm, Op):
     """
 
     name = "spatial_batchnorm"
+    per_channel = True
 
     def _axes(self, x: np.ndarray) -> tuple[int, ...]:
         return (1, 3, 4)
@@ -166,6 +210,7 @@ class GroupNorm(SpatialBatchNorm):
     """
 
     name = "groupnorm"
+    per_channel = False  # its groups mix channels within an image
 
     def __init__(self, groups: int = 1, eps: float = 1e-5) -> None:
         super().__init__(eps)

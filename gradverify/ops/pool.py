@@ -8,10 +8,14 @@ perturbation that swaps the maximum is seen as crossing a kink, never as a wrong
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
+from ..delta import Delta, Kind
 from .base import Op, register, unbroadcast
-from .conv import add_windows, positive_int, windows
+from .conv import add_windows, out_size, positive_int, windows
 
 
 def argmax_real(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -30,9 +34,9 @@ def max_margin(x: np.ndarray, axis: int = -1) -> np.ndarray:
     rest = x.real.copy()
     np.put_along_axis(rest, first, -np.inf, axis)
     second = np.take_along_axis(x, argmax_real(rest, axis), axis)
-    is_first = np.zeros(x.shape, dtype=bool)
-    np.put_along_axis(is_first, first, True, axis)
-    return np.where(is_first, top - second, x - top)
+    dist = x - top  # every entry but the maximum: how far below it
+    np.put_along_axis(dist, first, top - second, axis)  # the maximum: how far above the runner-up
+    return dist
 
 
 def _pool_windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
@@ -55,6 +59,21 @@ class _Pool:
         return f"{self.name}(size={self.size}, stride={self.stride})"
 
 
+def _offsets(x: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
+    """Every window's entry at offset (i, j), for the size² offsets in row-major order: strided
+    views (..., Ho, Wo) of x (..., H, W), no copies."""
+    if x.shape[-2] < size or x.shape[-1] < size:
+        raise ValueError(f"a {size}×{size} window does not fit in {x.shape[-2]}×{x.shape[-1]}")
+    ho, wo = out_size(x.shape[-2], size, stride), out_size(x.shape[-1], size, stride)
+    return [x[..., i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            for i in range(size) for j in range(size)]
+
+
+def _stacked(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """Every window's entries side by side, (..., Ho, Wo, size²): one contiguous copy."""
+    return np.stack(_offsets(x, size, stride), axis=-1)
+
+
 @register
 class MaxPool2d(_Pool, Op):
     """Max pooling (cs231n max_pool_forward): the largest entry of every size×size window.
@@ -65,13 +84,15 @@ class MaxPool2d(_Pool, Op):
     Returns out (B, N, C, Ho, Wo), Ho = (H - size) // stride + 1 (Wo alike).
     Kinks: ties inside a window; kink_distance is max_margin of every window's entries,
     (B, N, C, Ho, Wo, size²), 0 for the entries tied for a window's maximum.
+    Sparse: a changed element changes at most one window's maximum (stride ≥ size), a changed
+    channel one channel of out (push_kinked); the windows it recomputes report their kinks.
     """
 
     name = "max_pool2d"
     kinked = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        win = _pool_windows(x, self.size, self.stride)
+        win = _stacked(x, self.size, self.stride)
         return np.take_along_axis(win, argmax_real(win), -1)[..., 0]
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -86,7 +107,43 @@ class MaxPool2d(_Pool, Op):
         return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
 
     def kink_distance(self, x: np.ndarray) -> np.ndarray:
-        return max_margin(_pool_windows(x, self.size, self.stride))
+        return max_margin(_stacked(x, self.size, self.stride))
+
+    def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
+                    on_kink: Any) -> Delta | None:
+        if xs[0].ndim != 5:
+            return None
+        if d.kind is Kind.COL:  # channel c changed: recompute that channel's windows
+            win = _stacked((d.gather(xs[0]) + d.vals)[:, :, None], self.size, self.stride)  # (k, N, 1, Ho, Wo, s²)
+            if on_kink is not None:  # the plain pass's distances: computed once, gathered per copy
+                plain = self.kink_distance(xs[0])[0]  # (N, C, Ho, Wo, s²)
+                on_kink(max_margin(win), np.moveaxis(plain[:, d.at], 1, 0)[:, :, None])
+            top = np.take_along_axis(win, argmax_real(win), -1)[:, :, 0, ..., 0]
+            return Delta.col(d.at, top - d.gather(out), out.shape[1:])
+        if d.kind is Kind.ELEM and self.stride >= self.size:
+            return self._push_element(d, xs[0][0], out, on_kink)
+        return None
+
+    def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
+        """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows
+        and columns a stride leaves over): recompute that one window."""
+        s, size = self.stride, self.size
+        n, c, i, j = d.at.T
+        ho, wo = out.shape[-2:]
+        p, q = np.minimum(i // s, ho - 1), np.minimum(j // s, wo - 1)
+        di, dj = i - p * s, j - q * s
+        inside = (di < size) & (dj < size)
+        span = np.arange(size)
+        rows, cols = (p * s)[:, None] + span, (q * s)[:, None] + span
+        win = x[n[:, None, None], c[:, None, None], rows[:, :, None], cols[:, None, :]]  # (k, size, size)
+        new = win.astype(np.result_type(win, d.vals))
+        k = np.arange(d.k)
+        new[k, np.minimum(di, size - 1), np.minimum(dj, size - 1)] += np.where(inside, d.vals, 0)
+        plain, new = win.reshape(d.k, -1), new.reshape(d.k, -1)
+        if on_kink is not None:
+            on_kink(max_margin(new), max_margin(plain))
+        top = np.take_along_axis(new, argmax_real(new), -1)[:, 0]
+        return Delta.elem(np.stack([n, c, p, q], axis=1), top - out[0][n, c, p, q], out.shape[1:])
 
 
 @register
@@ -109,6 +166,22 @@ class AvgPool2d(_Pool, Op):
         share = g[..., None, None] / (self.size * self.size)
         dwin = np.broadcast_to(share, g.shape + (self.size, self.size))
         return (unbroadcast(add_windows(dwin, x.shape[-2:], self.stride), x),)
+
+    def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
+        # linear: a changed channel averages into that channel of out; a changed element adds
+        # Δ / size² to the one window it lies in (stride ≥ size), or to none
+        if xs[0].ndim != 5:
+            return None
+        if d.kind is Kind.COL:
+            return Delta.col(d.at, self.forward(d.vals[:, :, None])[:, :, 0], out.shape[1:])
+        if d.kind is not Kind.ELEM or self.stride < self.size:
+            return None
+        n, c, i, j = d.at.T
+        ho, wo = out.shape[-2:]
+        p, q = np.minimum(i // self.stride, ho - 1), np.minimum(j // self.stride, wo - 1)
+        inside = (i - p * self.stride < self.size) & (j - q * self.stride < self.size)
+        return Delta.elem(np.stack([n, c, p, q], axis=1), np.where(inside, d.vals, 0) / self.size ** 2,
+                          out.shape[1:])
 
 
 @register
