@@ -1,5 +1,5 @@
 """The Taylor remainder's plot for `gradverify sweep`: log R against log h in text, in the style
-of render.sweep_plot. Returns strings; never prints."""
+of render_sweep.sweep_plot. Returns strings; never prints."""
 from __future__ import annotations
 
 import numpy as np

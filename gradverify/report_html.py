@@ -130,7 +130,7 @@ def html_report(report: Report) -> str:
 
 def sweep_page(name: str, index, value: float, analytic: float, data: dict, chosen: dict) -> str:
     """`gradverify sweep --html`: the log-log plot and the table of errors per step and method."""
-    from .render import sweep_errors
+    from .render_sweep import sweep_errors
     errors = sweep_errors(data, analytic)
     rows = "".join(f"<tr><td class=num>{h:.0e}</td>" + "".join(f"<td class=num>{_err(float(errors[m][k]))}</td>"
                                                                 for m in errors) + "</tr>"

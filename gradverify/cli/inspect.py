@@ -91,7 +91,7 @@ def sweep(name: str = typer.Argument(..., help="The node's name, e.g. w1."),
     """Numeric error against the analytic gradient for steps 1e-1 … 1e-14: forward, central,
     Richardson and complex step, as a table and a log-log plot."""
     from .. import checker as engine
-    from ..render import sweep_json, sweep_view
+    from ..render_sweep import sweep_json, sweep_view
 
     max_elements = _max_elements(max_elements)
     page = output.output_path(html, "HTML page")
