@@ -117,7 +117,7 @@ def _fold(items: list, what: str) -> list:
     return items[:GITHUB_BUDGET - 1] + [(rest[0][0], where, f"gradverify: {len(rest)} more {what}", names)]
 
 
-def _github_items(report: Report, config_file: str | None) -> list:
+def github_items(report: Report, config_file: str | None) -> list:
     """(level, (file, line), title, message) of every annotation, most useful first: the blamed
     ops (at their Python function when it has one), the root failures, the inherited ones folded
     into one, then kinks and undecided nodes."""
@@ -154,18 +154,26 @@ def github_annotations(report: Report, config_file: str | None) -> str:
     user's, else at the config line of its node) and each root failure, one for all inherited
     failures, `::warning` for each kink; at most GITHUB_BUDGET of each level (the rest counted in
     the last), then a summary line."""
-    lines = []
-    items = _github_items(report, config_file)
+    lines = annotation_lines(github_items(report, config_file))
+    return "\n".join(lines + [f"gradverify: {github_summary(report)}"]) + "\n"
+
+
+def github_summary(report: Report) -> str:
+    c = report.counts()
+    return f"{len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, {c['fail']} fail: {report.status.upper()}"
+
+
+def annotation_lines(items: list) -> list[str]:
+    """`::error`/`::warning` lines of (level, (file, line), title, message) items, each level
+    folded into GitHub's budget of GITHUB_BUDGET per step."""
     errors = _fold([i for i in items if i[0] == "error"], "failures")
     warnings = _fold([i for i in items if i[0] == "warning"], "warnings")
+    lines = []
     for level, (file, line), title, message in errors + warnings:
         where = [f"file={_esc_prop(file)}"] + ([f"line={line}"] if line else []) if file else []
         where.append(f"title={_esc_prop(title)}")
         lines.append(f"::{level} {','.join(where)}::{_esc_data(message)}")
-    c = report.counts()
-    lines.append(f"gradverify: {len(report.nodes)} nodes: {c['pass']} pass, {c['kink']} kink, "
-                 f"{c['fail']} fail: {report.status.upper()}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # ---- markdown ------------------------------------------------------------------------------

@@ -29,10 +29,16 @@ def _settings(config) -> dict[str, Any]:
     """[tool.gradverify] resolved once per session, --gradverify-strict on top."""
     cached = getattr(config, "_gradverify_settings", None)
     if cached is None:
+        import pytest
+
         from . import settings
+        from .errors import GradverifyError
 
         strict = config.getoption("gradverify_strict", None)
-        cached = settings.resolve({"strict": strict}, Path(str(config.rootpath))).values
+        try:
+            cached = settings.resolve({"strict": strict}, Path(str(config.rootpath))).values
+        except GradverifyError as err:  # a bad [tool.gradverify]: pytest's usage error, one line
+            raise pytest.UsageError(f"gradverify: {err}") from None
         config._gradverify_settings = cached
     return cached
 
@@ -136,7 +142,8 @@ class GradverifyItem(pytest.Item):
 
 def failure_text(report, node, strict: bool) -> str:
     """What pytest shows for a failing node: its verdict and worst element, the blame that
-    concerns it (or all blame, for an inherited failure), the diagnosis when there is one."""
+    concerns it (or all blame, for an inherited failure); the first line's verdict carries the
+    diagnosis when there is one."""
     from .formats import worst_text
     from .testing import verdict
 
@@ -151,7 +158,4 @@ def failure_text(report, node, strict: bool) -> str:
         lines.append(node.problem)
     mine = [b for b in report.blame if node.name in (b.node, b.input)]
     lines += [f"blame: {b.message}" for b in (mine or report.blame)]
-    diagnosis = getattr(node, "diagnosis", None)
-    if diagnosis:
-        lines.append(f"diagnosis: {diagnosis}")
     return "\n".join(lines)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rich.console import Group
@@ -133,8 +133,13 @@ def check_columns(report: Report, width: int) -> tuple[list[Column], bool]:
     """The columns that fit `width` (dropping the least useful first) and whether to use the
     short headers. Numbers are never wrapped or cut: a column goes before its numbers would."""
     taylor = any(n.taylor is not None for n in report.nodes)
-    columns = [c for c in CHECK_COLUMNS if (c.header != "in float64" or report.info.dtype == "float32")
-               and (c.header != "order" or taylor)]
+    # under --method taylor no element is estimated: its columns would be dashes, and the order is
+    # the verdict, kept at any width
+    only_taylor = bool(report.nodes) and all(n.mode == "taylor" for n in report.nodes)
+    elementwise = ("max abs err", "max rel err", "worst")
+    columns = [replace(c, drop=0) if only_taylor and c.header == "order" else c for c in CHECK_COLUMNS
+               if (c.header != "in float64" or report.info.dtype == "float32") and (c.header != "order" or taylor)
+               and not (only_taylor and c.header in elementwise)]
     rows = [[str(c.cell(n)) for c in columns] for n in report.nodes]
     short = _cells_width(columns, rows, False) > width
     while _cells_width(columns, rows, short) > width and any(c.drop for c in columns):

@@ -81,7 +81,9 @@ def _read_table(path: Path) -> dict | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise GradverifyError(f"{path}: cannot read it ({e})") from None
-    if not re.search(r"^\s*\[\s*tool\s*\.\s*gradverify\s*\]|^\s*gradverify\s*[.=]", text, re.M):
+    # any header or dotted key that names the table, well-formed or not (a "[tool.gradverify" with
+    # no "]" is TOML's error to report, not a table silently ignored)
+    if not re.search(r"^\s*\[[^\n]*\bgradverify\b|^\s*(tool\s*\.\s*)?gradverify\s*[.=]", text, re.M):
         return None
     toml = _toml()
     if toml is None:

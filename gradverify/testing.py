@@ -15,17 +15,10 @@ numbers decide nothing is never a pass.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from . import api
 from .results import NodeResult, Report
 
 __all__ = ["assert_grads", "assert_loss_grads", "assert_model_grads", "failure_message"]
-
-#: |analytic − c·numeric| within this fraction of max |numeric| over the checked elements: the
-#: analytic gradient is the numeric one times a constant c (a missing factor, a sign)
-PROPORTIONAL = 1e-6
-
 
 def assert_grads(forward, backward, *inputs, strict: bool = False, **options) -> Report:
     """`gradverify.check_op(forward, backward, *inputs, **options)`, raising AssertionError
@@ -73,7 +66,7 @@ def _culprits(report: Report) -> list[NodeResult]:
             return 5 if n.status == "kink" else 6 if n.status == "undecided" else 9
         if n.name in blamed:
             return 0
-        return 1 if not n.inherited and n.kind in ("input", "param") else 2 if not n.inherited else 3
+        return 1 if not n.inherited and n.kind in ("input", "parameter") else 2 if not n.inherited else 3
 
     ranked = sorted((n for n in report.nodes if rank(n) < 9), key=rank)
     return ranked
@@ -88,20 +81,18 @@ def verdict(n: NodeResult) -> str:
         return f"{kinks}/{n.size} elements at a kink"
     if n.status == "undecided":
         return "undecided: " + "; ".join(n.notes)
+    if n.mode == "taylor" and n.taylor is not None:  # no element was estimated: the order is the verdict
+        return f"Taylor test: {n.taylor.reason}"
     wrong = int(((n.statuses == "fail") | (n.statuses == "nonfinite")).sum())
     text = f"{wrong}/{n.size} elements wrong"
     return f"{text}, {_relation(n)}" if _relation(n) else text
 
 
 def _relation(n: NodeResult) -> str:
-    """How analytic relates to numeric over the checked elements: `analytic ≈ c × numeric` when
-    one constant c (least squares, c = a·n / n·n) explains every element, else the worst one."""
-    a, num = n.analytic.astype(float), n.numeric.astype(float)
-    finite = np.isfinite(a) & np.isfinite(num)
-    if finite.all() and np.abs(num).max(initial=0.0) > 0:
-        c = float(a @ num / (num @ num))
-        if np.abs(a - c * num).max() <= PROPORTIONAL * np.abs(num).max() and abs(c - 1) > 1e-3:
-            return "analytic is 0" if c == 0 else f"analytic ≈ {c:.3g} × numeric"
+    """How analytic relates to numeric: the node's diagnosis (checker.diagnosis: a constant
+    factor, a sign, a missing path, …) when one pattern explains it, else the worst element."""
+    if n.diagnosis:
+        return n.diagnosis
     w = n.worst
     if w is None:
         return ""
@@ -121,8 +112,6 @@ def failure_message(report: Report, function: str) -> str:
         lines = [f"{_gradient(first)} of {function}: {verdict(first)}"]
         lines += [f"also {_gradient(n)}: {verdict(n)}" for n in rest]
     lines += [f"blame: {b.message}" for b in report.blame]
-    diagnosis = [getattr(n, "diagnosis", None) for n in culprits]
-    lines += [f"diagnosis: {d}" for d in diagnosis if d]
     return "\n".join(lines) + "\n" + report.table()
 
 

@@ -433,3 +433,52 @@ def test_svg_and_html_hold_the_table_whatever_the_format(runner, tmp_path, fmt):
         text = f.read_text()
         assert "l2_softmax" in text and "gradverify" in text and "max" in text and "FAIL" in text
 
+
+
+BAD = CONFIGS.parent / "docs" / "examples" / "bad.yaml"
+
+
+def test_one_bad_config_is_an_error_in_every_machine_output(runner, tmp_path):
+    """A config that is bad input, alone: a JSON error object, an ::error annotation at its line,
+    an errored JUnit case — and still one line on stderr, exit 2."""
+    res = runner.invoke(app, ["check", str(BAD), "-f", "json"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 2 and doc["status"] == "error" and doc["line"] == 9 and doc["column"] == 5
+    assert doc["file"].endswith("bad.yaml") and "layers[1].weights" in doc["message"]
+    res = runner.invoke(app, ["check", str(BAD), "-f", "github"])
+    assert res.exit_code == 2 and res.stdout.startswith(f"::error file={BAD},line=9,")
+    res = runner.invoke(app, ["check", str(BAD), "--junit", str(tmp_path / "j.xml")])
+    assert res.exit_code == 2 and 'errors="1"' in (tmp_path / "j.xml").read_text()
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("gradverify: error: ")
+
+
+def test_a_report_file_never_replaces_a_config(runner, tmp_path):
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text((CONFIGS / "seed.yaml").read_text())
+    res = runner.invoke(app, ["check", str(cfg), "--json", str(cfg)])
+    assert res.exit_code == 2 and "a config being checked" in res.stderr
+    assert cfg.read_text() == (CONFIGS / "seed.yaml").read_text()
+
+
+def test_github_budget_holds_across_several_configs(runner):
+    """GitHub shows 10 error annotations per step: with every zoo bug in one run, still ≤ 10
+    `::error` lines, the blamed ops first."""
+    res = runner.invoke(app, ["check", str(CONFIGS.parent / "examples" / "zoo"), "-f", "github"])
+    errors = [line for line in res.stdout.split("\n") if line.startswith("::error")]
+    assert res.exit_code == 1 and len(errors) == 10
+    assert all("the backward of" in line for line in errors[:9])
+
+
+def test_folder_search_skips_hidden_folders_and_virtual_environments(runner, tmp_path):
+    for folder in (".git", "venv", "nets"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "net.yaml").write_text((CONFIGS / "seed.yaml").read_text())
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    res = runner.invoke(app, ["check", str(tmp_path), "-f", "json"])
+    doc = json.loads(res.stdout)  # one report, not several runs: nets/ only
+    assert res.exit_code == 0 and "runs" not in doc and len(doc["nodes"]) == 18
+
+
+def test_taylor_method_keeps_its_order_column_at_80_columns(runner):
+    res = runner.invoke(app, ["check", str(CONFIGS / "smooth.yaml"), "--method", "taylor"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "order" in res.stdout and "2.00 pass" in res.stdout

@@ -106,3 +106,14 @@ def test_code_dir_under_confine(course):
     assert res.exit_code == 0, res.stderr
     res = CliRunner().invoke(app, ["check", "net.yaml", "--confine", "students/bob", "--code-dir", "students/alice"])
     assert res.exit_code == 2 and "outside" in res.stderr
+
+
+def test_unquoted_glob_checks_a_student_whose_folder_holds_a_config(course):
+    """`--code-dir students/*/` unquoted: the shell passes bob's folder as an argument. Bob's folder
+    also holds a copy of net.yaml; it is still bob's code (it was once taken for a folder of
+    configs, bob's bug never ran, and the run ended 0)."""
+    shutil.copy(course / "net.yaml", course / "students" / "bob" / "net.yaml")
+    args = ["check", "net.yaml", "--code-dir", "students/alice/", "students/bob/", "students/carol/"]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert res.exit_code == 1
+    assert any(line.startswith("students/bob") and "FAIL" in line for line in res.stdout.split("\n"))

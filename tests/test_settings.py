@@ -98,3 +98,15 @@ def test_invalid_toml_is_exit_2(project):
     (project / "pyproject.toml").write_text("[tool.gradverify]\nrtol = \n")
     res = CliRunner().invoke(app, ["check", str(project / "configs" / "net.yaml")])
     assert res.exit_code == 2 and "not valid TOML" in res.stderr
+
+
+@pytest.mark.parametrize("text", ["[tool.gradverify\nmethod = 'central'\n", "tool.gradverify = 3\n"])
+def test_a_table_named_but_malformed_is_not_ignored(project, text):
+    (project / "pyproject.toml").write_text(text)
+    res = CliRunner().invoke(app, ["check", str(project / "configs" / "net.yaml")])
+    assert res.exit_code == 2 and "pyproject.toml" in res.stderr and "Traceback" not in res.output
+
+
+def test_show_settings_checks_the_flags(project):
+    res = CliRunner().invoke(app, ["check", "--show-settings", "--rtol", "-1"])
+    assert res.exit_code == 2 and "--rtol -1" in res.stderr

@@ -53,6 +53,8 @@ def _file_text(kind: str, outcomes: list, command: str) -> str:
     from ..formats import junit_xml, markdown
     from ..render import check_json
 
+    if len(outcomes) == 1 and outcomes[0].error is not None and kind == "json":
+        return json.dumps(runs.error_doc(outcomes[0]), indent=2) + "\n"
     if len(outcomes) == 1 and outcomes[0].error is None:
         report, config = outcomes[0].report, outcomes[0].run.config
         if kind == "junit":
@@ -164,22 +166,23 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
 
     resolved = _resolve(configs, method, step, rtol, atol, strict, sample, seed, junit, svg, html,
                         json_file, markdown_file, github)
+    r = resolved.values
+    s = _settings(r["method"], r["step"], r["rtol"], r["atol"], r["strict"], nodes, max_memory, r["sample"],
+                  r["seed"], fast, split, taylor)  # flags checked before they are shown, too
     if show_settings:
         _console().print(project.show(resolved), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(0)
-    r = resolved.values
-    s = _settings(r["method"], r["step"], r["rtol"], r["atol"], r["strict"], nodes, max_memory, r["sample"],
-                  r["seed"], fast, split, taylor)
     max_elements = _max_elements(max_elements)
     files = _report_files(resolved)
     machine = format in (CheckFormat.json, CheckFormat.github) or bool(files) or r["github"]
     planned = _plan(list(r["configs"]), code_dir or [], machine, quiet)
+    _refuse_overwriting(files, planned)
     from ..progress import Progress
 
     notify = None if quiet or machine else _note
     progress = Progress(enabled=not quiet and format == CheckFormat.table)
     try:
-        outcomes = [_execute(p, len(planned) == 1, s, max_elements, confine, notify, progress,
+        outcomes = [_execute(p, len(planned) == 1 and not machine, s, max_elements, confine, notify, progress,
                              _jobs(jobs)) for p in planned]
     finally:
         progress.close()
@@ -190,6 +193,17 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
     _print_check(format, outcomes, command, r["github"], quiet)
     _save(files, outcomes, command)
     raise typer.Exit(runs.worst_exit(outcomes))
+
+
+def _refuse_overwriting(files: list, planned: list) -> None:
+    """A report file that is one of the configs being checked would replace it: bad input."""
+    from ..errors import GradverifyError
+
+    configs = {Path(p.config).resolve() for p in planned}
+    for kind, path, given in files:
+        if Path(path).resolve() in configs:
+            raise GradverifyError(f"--{kind} {given}: that is a config being checked; write the "
+                                  f"{dict(REPORT_FILES)[kind]} somewhere else")
 
 
 def _plan(configs: list, code_dirs: list, machine: bool, quiet: bool) -> list:
@@ -206,10 +220,11 @@ def _plan(configs: list, code_dirs: list, machine: bool, quiet: bool) -> list:
 
 
 def _execute(p, alone: bool, settings, max_elements, confine, notify, progress, jobs: int = 1):
-    """One run. Alone, its bad input ends the command (exit 2, as always); among several it is
-    that run's error line, and the others still run."""
+    """One run. Alone and for a person (the table only), its bad input ends the command (exit 2,
+    one line); otherwise it is that run's error line and an error in every report (JSON's error
+    object, an ::error annotation, an errored JUnit case), and the other runs still run."""
     from .. import checker as engine
-    from ..errors import GradverifyError
+    from ..errors import GradverifyError, key_str
 
     try:
         with isolated():
@@ -221,7 +236,9 @@ def _execute(p, alone: bool, settings, max_elements, confine, notify, progress, 
             raise
         where = "" if p.code_dir is None and str(err).startswith(str(p.config)) else f"{p.label}: "
         _error_line(f"{where}{err}")
-        return runs.Outcome(p, error=str(err), error_line=getattr(err, "line", None))
+        key = err.key if err.key is None or isinstance(err.key, str) else key_str(err.key)
+        return runs.Outcome(p, error=str(err), error_line=err.line,
+                            error_where={"file": err.file, "line": err.line, "column": err.col, "key": key})
 
 
 def _jobs(jobs: Optional[int]) -> int:
@@ -237,9 +254,10 @@ def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool
     from ..formats import github_annotations, markdown
     from ..render import check_json, check_view
 
-    one = outcomes[0] if len(outcomes) == 1 else None
+    one = outcomes[0] if len(outcomes) == 1 and outcomes[0].error is None else None
     if format == CheckFormat.json:
-        _emit_json(check_json(one.report) if one else runs.json_doc(outcomes))
+        _emit_json(check_json(one.report) if one else runs.json_doc(outcomes) if len(outcomes) > 1
+                   else runs.error_doc(outcomes[0]))
     elif format == CheckFormat.github:
         sys.stdout.write(github_annotations(one.report, str(one.run.config)) if one else runs.github_doc(outcomes))
     elif format == CheckFormat.markdown:
@@ -248,7 +266,7 @@ def _print_check(format: CheckFormat, outcomes: list, command: str, github: bool
     elif one:
         console = _console()
         console.print(check_view(one.report, command, console.width, quiet))
-    else:
+    elif len(outcomes) > 1:
         _print_runs(outcomes, command, quiet)
     if github and format != CheckFormat.github:
         sys.stdout.flush()

@@ -9,6 +9,7 @@ stderr, it is an error in every report, and the exit code is 2.
 from __future__ import annotations
 
 import glob
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Outcome:
     report: Any = None
     error: str | None = None
     error_line: int | None = None  # the config line of a config error, for its annotation
+    error_where: dict | None = None  # file, line, column and key of a config error (JSON)
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +58,19 @@ def is_config(path: Path) -> bool:
         return False
 
 
+#: folders a search for configs never enters (besides hidden ones and virtual environments)
+SKIPPED_FOLDERS = {"node_modules", "__pycache__", "site-packages"}
+
+
+def _yaml_files(folder: Path):
+    """Every *.yaml / *.yml file under `folder`, not looking inside hidden folders (.git, .venv),
+    virtual environments (a pyvenv.cfg) or SKIPPED_FOLDERS."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_FOLDERS
+                   and not os.path.exists(os.path.join(root, d, "pyvenv.cfg"))]
+        yield from (Path(root) / f for f in files if f.endswith((".yaml", ".yml")))
+
+
 def expand_configs(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """Files as given; a folder: every *.yaml / *.yml under it that is a gradverify config, sorted.
     Returns (configs, notes about the folders' YAML files that were skipped)."""
@@ -65,7 +80,7 @@ def expand_configs(paths: list[Path]) -> tuple[list[Path], list[str]]:
         if not p.is_dir():
             configs.append(p)
             continue
-        found = sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml") and q.is_file())
+        found = sorted(_yaml_files(p))
         mine = [q for q in found if is_config(q)]
         if not mine:
             raise GradverifyError(f"{p}: a folder with no gradverify config in it (a *.yaml or *.yml "
@@ -81,15 +96,16 @@ def expand_configs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 def expand_code_dirs(code_dirs: list[str], configs: list[Path]) -> tuple[list[Path], list[Path]]:
     """(the code folders, the configs). `--code-dir 'students/*/'` is expanded here; unquoted, the
     shell expands it and every folder after the first arrives as an argument: with --code-dir
-    given, an argument that is a folder holding no gradverify config is one more code folder."""
+    given, every argument that is a folder is one more code folder (configs are then files), so a
+    student's folder that happens to hold a config is still checked as that student's code."""
     folders: list[Path] = []
     for given in code_dirs:
         matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
         if not matches:
             raise GradverifyError(f"--code-dir {given}: no folder matches it")
         folders += [Path(m) for m in matches]
-    if folders:
-        extra = [c for c in configs if c.is_dir() and not any(is_config(q) for q in c.rglob("*.y*ml"))]
+    if folders:  # every folder argument is one more code folder (an unquoted glob's), never configs
+        extra = [c for c in configs if c.is_dir()]
         folders += extra
         configs = [c for c in configs if c not in extra]
     for f in folders:
@@ -200,14 +216,29 @@ def markdown_doc(outcomes: list[Outcome]) -> str:
 
 
 def github_doc(outcomes: list[Outcome]) -> str:
-    from ..formats import _esc_data, _esc_prop, github_annotations
+    """Every run's annotations folded together into GitHub's budget (blamed ops and bad input
+    first, then root failures, inherited ones, kinks), then one summary line per run."""
+    from ..formats import annotation_lines, github_items, github_summary
 
-    out = []
+    items = []
     for o in outcomes:
         if o.error is not None:
-            line = f",line={o.error_line}" if o.error_line else ""
-            where = f"file={_esc_prop(str(o.run.config))}{line},title={_esc_prop('gradverify: bad input')}"
-            out.append(f"::error {where}::{_esc_data(o.error)}\n")
+            items.append(("error", (str(o.run.config), o.error_line), "gradverify: bad input", o.error))
         else:
-            out.append(github_annotations(o.report, str(o.run.config)))
-    return "".join(out)
+            items += github_items(o.report, str(o.run.config))
+    first = ("gradverify: bad input", "gradverify: the backward of")
+    items.sort(key=lambda i: 0 if i[2].startswith(first) else 2 if "(inherited)" in i[2] else 1)
+    summaries = [f"{label.strip()}: ERROR" if o.error is not None else f"{label.strip()}: {github_summary(o.report)}"
+                 for o, label in zip(outcomes, labels(outcomes))]
+    return "\n".join(annotation_lines(items) + summaries) + "\n"
+
+
+def error_doc(o: Outcome) -> dict:
+    """One config that is bad input, as --format json prints it: status "error", the message and
+    where it is (file, line, column, key; null when not known)."""
+    from ..render import SCHEMA_VERSION
+
+    where = o.error_where or {}
+    return {"schema_version": SCHEMA_VERSION, "status": "error", "exit_code": 2, "message": o.error,
+            "file": where.get("file", str(o.run.config)), "line": where.get("line"),
+            "column": where.get("column"), "key": where.get("key")}
