@@ -250,7 +250,8 @@ def test_user_code_base_exceptions_are_exit_2(tmp_path, body, said):
     cfg = _net(tmp_path, body, "mine.py:q")
     res = CliRunner().invoke(app, ["check", str(cfg), "--format", "json"])
     assert res.exit_code == 2, res.output
-    assert res.stdout == ""
+    doc = json.loads(res.stdout)  # no report: the JSON error object, nothing of the user's
+    assert doc["status"] == "error" and doc["exit_code"] == 2 and set(doc) >= {"message", "file", "line"}
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("gradverify: error: ") and said in line, line
 
@@ -275,7 +276,7 @@ def test_argparse_at_import_in_a_real_process(tmp_path):
     cfg = _net(tmp_path, body, "mine.py:t")
     res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg), "--format", "json"],
                          capture_output=True, text=True)
-    assert res.returncode == 2 and res.stdout == ""
+    assert res.returncode == 2 and json.loads(res.stdout)["line"] == 5  # the error object, located
     assert res.stderr.strip().splitlines()[-1] == (
         f"gradverify: error: {cfg}:5:61: layers[0].activation: mine.py:t: importing mine.py called sys.exit(2)")
 

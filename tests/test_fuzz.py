@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gradverify.cli import app
+from gradverify.errors import one_line
 
 from conftest import CONFIGS
 
@@ -33,7 +34,8 @@ def outcome(path: Path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("gradverify: error: "), res.stderr
         assert "internal error" not in lines[0], lines[0]
-        assert res.stdout == ""
+        doc = json.loads(res.stdout)  # the JSON error object: the same message, located
+        assert doc["status"] == "error" and lines[0] == f"gradverify: error: {one_line(doc['message'])}", res.stdout
     return res
 
 

@@ -18,11 +18,16 @@ from .prepare import Run
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
+def ladder_start(run: Run) -> float:
+    """The ladder's first step: --step under --method taylor, else the default."""
+    s = run.settings
+    return s.step if s.method == "taylor" and s.step is not None else remainder.LADDER_START
+
+
 def taylor_of(run: Run, name: str) -> Taylor:
     """The Taylor test of node `name` along seeded directions (seeded by --seed and the node's
     name, as --fast's), through the float64 values the numeric side perturbs."""
-    s = run.settings
-    start = s.step if s.method == "taylor" and s.step is not None else remainder.LADDER_START
+    start = ladder_start(run)
     grad_eps = FLOAT32_EPS if run.dtype == "float32" else numeric.EPS
     found = remainder.taylor_node(run.graph, run.nvalues, name, run.grads[name], _node_rng(run, name),
                                   start=start, grad_eps=grad_eps)
@@ -63,7 +68,7 @@ def check_node_taylor(run: Run, name: str) -> NodeResult:
     notes = () if test.verdict == "pass" else (f"taylor {name}: {test.reason}",)
     finite = full[np.isfinite(full)]
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=run.values[name].shape[1:],
-                      method="taylor", rtol=rtol, atol=atol, step=remainder.LADDER_START,
+                      method="taylor", rtol=rtol, atol=atol, step=ladder_start(run),
                       flat=np.zeros(0, dtype=np.intp), value=empty, analytic=empty, numeric=empty,
                       error=empty, left=empty, right=empty, abs_error=empty, rel_error=empty,
                       statuses=np.zeros(0, dtype="<U9"),

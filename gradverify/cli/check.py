@@ -48,7 +48,7 @@ def _report_files(resolved) -> list:
             for kind, what in REPORT_FILES if resolved[kind] is not None]
 
 
-def _file_text(kind: str, outcomes: list, command: str) -> str:
+def _file_text(kind: str, outcomes: list) -> str:
     """A report file's text: for one run exactly what --format (or --junit) gives for it."""
     from ..formats import junit_xml, markdown
     from ..render import check_json
@@ -92,7 +92,7 @@ def _save(files: list, outcomes: list, command: str) -> None:
     for kind, path, given in files:
         what = dict(REPORT_FILES)[kind]
         text = (_picture(kind, outcomes, command, recorder) if kind in ("svg", "html")
-                else _file_text(kind, outcomes, command))
+                else _file_text(kind, outcomes))
         problem = output.write(path, text)
         if problem:
             _error_line(f"cannot write the {what} to {given}: {problem}")

@@ -54,6 +54,6 @@ def remainder_sweep(graph: Graph, values: dict, name: str, index: int, grad: np.
     h = taylor.ladder_steps(scale, REMAINDER_START, REMAINDER_STEPS)
     lad = taylor.ladder(graph, values, name, grad, v, h)
     judged = taylor.judge(lad)
-    clean = taylor.fit_window(lad.h, lad.remainder, taylor.clean_steps(lad, lad.remainder, lad.floor))
+    clean = taylor.fit_window(lad.h, taylor.clean_steps(lad, lad.remainder, lad.floor))
     return {"steps": h, "remainder": lad.remainder, "clean": clean, "order": taylor.remainder_order(judged),
             "verdict": judged.verdict, "reason": judged.reason}

@@ -182,7 +182,7 @@ def first_order_regime(up: np.ndarray, down: np.ndarray) -> np.ndarray:
     return before & after
 
 
-def fit_window(h: np.ndarray, y: np.ndarray, clean: np.ndarray) -> np.ndarray:
+def fit_window(h: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """The steps an order is fitted on (a mask): the FIT_POINTS smallest steps of the clean run
     that reaches furthest down the ladder (h descending)."""
     window = np.zeros(len(h), bool)
@@ -199,7 +199,7 @@ def fit_order(h: np.ndarray, y: np.ndarray, clean: np.ndarray) -> tuple[float | 
     """The slope of log y against log h on the FIT_POINTS smallest steps of the clean run that
     reaches furthest down the ladder (h descending). (None, why) when there is no clean run of
     MIN_CLEAN steps, or its local slopes bend by more than SLOPE_SPREAD."""
-    window = fit_window(h, y, clean)
+    window = fit_window(h, clean)
     if not window.any():
         return None, "no step is clean"
     if window.sum() < MIN_CLEAN:
