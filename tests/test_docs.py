@@ -84,3 +84,10 @@ def test_license_matches_pyproject():
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "gradverify" / "py.typed").exists()
+
+
+def test_readme_config_is_the_bundled_file():
+    """The README's config is a real file, shown as it is."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    conf = (ROOT / "examples" / "cs231n" / "configs" / "conv.yaml").read_text(encoding="utf-8")
+    assert "```yaml\n" + conf + "```" in text
