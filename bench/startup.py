@@ -49,10 +49,12 @@ def commands(before: str | None, other: str | None) -> list[tuple[str, list[str]
             ("gradverify --version", [PY, "-m", "gradverify", "--version"], None),
             ("gradverify check configs/seed.yaml", check, None),
             ("gradverify check ... --format json", json, None)]
-    if before:
-        rows += [("before: gradverify --version", [PY, "-m", "gradverify", "--version"], before),
-                 ("before: gradverify check configs/seed.yaml", check, before),
-                 ("before: ... --format json", json, before)]
+    if before:  # DIR first on sys.path: ahead of the working directory, which holds this checkout
+        run = [PY, "-c", f"import runpy, sys; sys.path.insert(0, {before!r}); sys.argv[0] = 'gradverify'; "
+                         "runpy.run_module('gradverify', run_name='__main__', alter_sys=True)"]
+        rows += [("before: gradverify --version", run + ["--version"], None),
+                 ("before: gradverify check configs/seed.yaml", run + check[3:], None),
+                 ("before: ... --format json", run + json[3:], None)]
     if other:  # this checkout's gradverify under another environment's dependencies
         rows += [("--python: import numpy, typer, rich, yaml", [other, "-c", DEPS.replace("pydantic, ", "")], None),
                  ("--python: gradverify check configs/seed.yaml", [other] + check[1:], str(ROOT))]

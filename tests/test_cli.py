@@ -433,3 +433,40 @@ def test_svg_and_html_hold_the_table_whatever_the_format(runner, tmp_path, fmt):
         text = f.read_text()
         assert "l2_softmax" in text and "gradverify" in text and "max" in text and "FAIL" in text
 
+
+
+def test_start_up_pauses_the_garbage_collector_only_until_the_command_starts(tmp_path):
+    """`run()` (the console script) turns the cyclic collector off through imports and parsing;
+    the command turns it back on before doing anything, so the check itself runs with it on."""
+    import subprocess
+    import sys
+
+    script = ("import gc, sys\n"
+              "from gradverify.cli import common, run\n"
+              "assert gc.isenabled(), 'importing the CLI must leave the collector on'\n"
+              "seen = []\n"
+              "resume = common.resume_gc\n"
+              "def spy():\n"
+              "    seen.append(gc.isenabled()); resume(); seen.append(gc.isenabled())\n"
+              "common.resume_gc = spy\n"
+              f"sys.argv = ['gradverify', 'init', {str(tmp_path / 'g.yaml')!r}]\n"
+              "try:\n"
+              "    run()\n"
+              "except SystemExit as e:\n"
+              "    assert not e.code, e.code\n"
+              "print(seen, gc.isenabled())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[False, True] True"
+    assert (tmp_path / "g.yaml").exists()
+
+
+def test_a_command_leaves_the_garbage_collector_as_the_caller_set_it(runner, tmp_path):
+    import gc
+
+    gc.disable()
+    try:
+        assert runner.invoke(app, ["init", str(tmp_path / "g.yaml")]).exit_code == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
