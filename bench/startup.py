@@ -15,7 +15,9 @@ steadier of the two). The floors:
 
 `--before DIR` also times the command from another copy of the `gradverify` package (DIR holds a
 `gradverify/` folder, e.g. made by `git archive <rev> gradverify | tar -x -C DIR`), run from this
-checkout's directory, for a before/after ratio from the same run. `--python OTHER_PYTHON` also
+checkout's directory, for a before/after ratio from the same run; this checkout is timed again
+started the same way (`runpy` with the copy first on sys.path: ~10 ms more than `-m`), so the
+ratio compares like with like. `--python OTHER_PYTHON` also
 times this checkout's code under another environment's interpreter and dependencies (e.g. a venv
 with typer 0.27, which parses arguments without pydantic), next to that environment's floor.
 Every copy of gradverify is byte-compiled first (as `pip install` does): no run pays for compiling.
@@ -49,12 +51,13 @@ def commands(before: str | None, other: str | None) -> list[tuple[str, list[str]
             ("gradverify --version", [PY, "-m", "gradverify", "--version"], None),
             ("gradverify check configs/seed.yaml", check, None),
             ("gradverify check ... --format json", json, None)]
-    if before:  # DIR first on sys.path: ahead of the working directory, which holds this checkout
-        run = [PY, "-c", f"import runpy, sys; sys.path.insert(0, {before!r}); sys.argv[0] = 'gradverify'; "
-                         "runpy.run_module('gradverify', run_name='__main__', alter_sys=True)"]
-        rows += [("before: gradverify --version", run + ["--version"], None),
-                 ("before: gradverify check configs/seed.yaml", run + check[3:], None),
-                 ("before: ... --format json", run + json[3:], None)]
+    if before:  # both copies started alike: first on sys.path, ahead of the working directory
+        for name, path in (("after", str(ROOT)), ("before", before)):
+            run = [PY, "-c", f"import runpy, sys; sys.path.insert(0, {path!r}); sys.argv[0] = 'gradverify'; "
+                             "runpy.run_module('gradverify', run_name='__main__', alter_sys=True)"]
+            rows += [(f"{name}: gradverify --version", run + ["--version"], None),
+                     (f"{name}: gradverify check configs/seed.yaml", run + check[3:], None),
+                     (f"{name}: ... --format json", run + json[3:], None)]
     if other:  # this checkout's gradverify under another environment's dependencies
         rows += [("--python: import numpy, typer, rich, yaml", [other, "-c", DEPS.replace("pydantic, ", "")], None),
                  ("--python: gradverify check configs/seed.yaml", [other] + check[1:], str(ROOT))]
