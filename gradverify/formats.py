@@ -3,7 +3,6 @@ Each takes a Report and returns text; nothing here prints or exits."""
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .errors import one_line
@@ -54,6 +53,8 @@ def junit_xml(report: Report, suite: str = "gradverify") -> str:
     """One <testcase> per node. A failing node is a <failure> carrying its worst element, its hint
     and the blamed op; a kink is a passed test case with its explanation in <system-out> (a
     <failure> under --strict); an undecided node is <skipped> (a <failure> under --strict)."""
+    import xml.etree.ElementTree as ET  # only for a JUnit report: not on every check
+
     suite = _clean(suite)
     c = report.counts()
     strict = report.strict

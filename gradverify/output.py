@@ -8,8 +8,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from .errors import GradverifyError
 
@@ -86,12 +88,16 @@ def width(stderr: bool = False) -> int | None:
 
 
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console  # rich's console takes ~17 ms to import: only when printing
+
     return Console(stderr=stderr, width=width(stderr), highlight=False)
 
 
 def recorder(width_: int | None) -> Console:
     """A console that draws into memory for --svg/--html, whatever stdout shows."""
     import io
+
+    from rich.console import Console
 
     return Console(file=io.StringIO(), record=True, width=width_ or PIPE_WIDTH, highlight=False,
                    force_terminal=True, color_system="truecolor")

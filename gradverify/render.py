@@ -4,16 +4,19 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from .errors import one_line
 from .numeric import METHODS
 from .numeric.methods import PER_NODE
 from .results import NodeResult, Report, Taylor
+
+if TYPE_CHECKING:  # rich loads (~20 ms) only for what prints: not for --format json or github
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
 
 STYLE = {"pass": "green", "kink": "yellow", "fail": "bold red", "undecided": "cyan", "nonfinite": "magenta",
          "floor": "dim"}
@@ -33,6 +36,8 @@ def plain(text, style: str = "") -> Text:
     """User text (node names, op labels, messages quoting them) as it is: a Text, so "h[/]" or
     "[dropout]" is not rich markup, with control characters spelled out (an ANSI escape in a
     name must not colour the terminal)."""
+    from rich.text import Text
+
     return Text(one_line(str(text)), style=style)
 
 
@@ -53,6 +58,8 @@ def _index(idx) -> str:
 
 
 def status_text(status: str, inherited: bool = False) -> Text:
+    from rich.text import Text
+
     text = Text(status.upper(), style=STYLE[status])
     if inherited:
         text.append(" (inherited)", style="dim")
@@ -152,6 +159,8 @@ def check_columns(report: Report, width: int) -> tuple[list[Column], bool]:
 
 def check_table(report: Report, width: int = 200, only_failing: bool = False) -> Table:
     """One row per node (`only_failing`: only the nodes that do not pass, when there are any)."""
+    from rich.table import Table
+
     columns, short = check_columns(report, width)
     table = Table(title="gradverify check", title_justify="left", header_style="bold")
     for c in columns:
@@ -179,6 +188,9 @@ def blame_lines(report: Report) -> list[Text]:
 def check_view(report: Report, command: str | None = None, width: int = 200, quiet: bool = False) -> Group:
     """The `check` table: one row per node, then the summary, blame, hints and the rule used.
     `quiet`: the rows that do not pass (all when every node passes), the summary, blame and hints."""
+    from rich.console import Group
+    from rich.text import Text
+
     table = check_table(report, width, only_failing=quiet)
     parts: list = [table, summary_text(report), *blame_lines(report)]
     if quiet:
@@ -210,6 +222,8 @@ def check_view(report: Report, command: str | None = None, width: int = 200, qui
 def order_text(t: Taylor | None) -> Text:
     """The order column: the remainder's order and the Taylor verdict ("2.00 pass", "1.00 FAIL",
     "— kink", "— no verdict"); "affine" for a pass without an order (L linear along v)."""
+    from rich.text import Text
+
     if t is None:
         return Text("—")
     order = f"{t.order:.2f}" if t.order is not None else ("affine" if t.verdict == "pass" else "—")
@@ -229,6 +243,8 @@ def worst_node(report: Report) -> NodeResult | None:
 
 
 def summary_text(report: Report) -> Text:
+    from rich.text import Text
+
     c = report.counts()
     checked = sum(n.size for n in report.nodes)
     total = sum(n.total for n in report.nodes)
@@ -283,6 +299,8 @@ def node_order(result: NodeResult, sort: str = "status", failing: bool = False) 
 
 def node_counts(result: NodeResult) -> Text:
     """"24 elements: 8 fail, 16 pass  ·  rtol …  ·  FAIL": the node's summary line."""
+    from rich.text import Text
+
     c = {s: int((result.statuses == s).sum()) for s in STYLE}
     nonfinite = f", {c['nonfinite']} nonfinite" if c["nonfinite"] else ""
     nonfinite += f", {c['floor']} below the noise floor" if c["floor"] else ""
@@ -296,6 +314,10 @@ def node_view(result: NodeResult, limit: int | None = None, sort: str = "status"
               failing: bool = False) -> Group:
     """The `node` table: the counts first, then one row per element, failing elements first (see
     node_order), then the hint."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=plain(f"gradverify node {result.name}  ({result.op}, shape "
                              f"{result.shape_text}, {METHODS[result.method].title})", style="table.title"),
                   title_justify="left", header_style="bold")

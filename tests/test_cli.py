@@ -482,3 +482,39 @@ def test_folder_search_skips_hidden_folders_and_virtual_environments(runner, tmp
 def test_taylor_method_keeps_its_order_column_at_80_columns(runner):
     res = runner.invoke(app, ["check", str(CONFIGS / "smooth.yaml"), "--method", "taylor"], env={"COLUMNS": "80"})
     assert res.exit_code == 0 and "order" in res.stdout and "2.00 pass" in res.stdout
+
+def test_start_up_pauses_the_garbage_collector_only_until_the_command_starts(tmp_path):
+    """`run()` (the console script) turns the cyclic collector off through imports and parsing;
+    the command turns it back on before doing anything, so the check itself runs with it on."""
+    import subprocess
+    import sys
+
+    script = ("import gc, sys\n"
+              "from gradverify.cli import common, run\n"
+              "assert gc.isenabled(), 'importing the CLI must leave the collector on'\n"
+              "seen = []\n"
+              "resume = common.resume_gc\n"
+              "def spy():\n"
+              "    seen.append(gc.isenabled()); resume(); seen.append(gc.isenabled())\n"
+              "common.resume_gc = spy\n"
+              f"sys.argv = ['gradverify', 'init', {str(tmp_path / 'g.yaml')!r}]\n"
+              "try:\n"
+              "    run()\n"
+              "except SystemExit as e:\n"
+              "    assert not e.code, e.code\n"
+              "print(seen, gc.isenabled())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[False, True] True"
+    assert (tmp_path / "g.yaml").exists()
+
+
+def test_a_command_leaves_the_garbage_collector_as_the_caller_set_it(runner, tmp_path):
+    import gc
+
+    gc.disable()
+    try:
+        assert runner.invoke(app, ["init", str(tmp_path / "g.yaml")]).exit_code == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -8,7 +8,16 @@ One module per group of commands (check; node, sweep and graph; init and schema)
 """
 from __future__ import annotations
 
+import gc
 import os
+
+# Start-up creates ~10^5 long-lived objects (typer, numpy, pydantic, gradverify's modules) and
+# next to no garbage; the cyclic collector's passes over them cost ~10% of a small check's whole
+# process (bench/startup.py, bench/RESULTS.md "Start-up"). Off while this package imports; `run()`
+# keeps it off through argument parsing, and the command freezes what start-up made and turns it
+# back on before it does anything (`common.resume_gc`).
+_gc_was_enabled = gc.isenabled()
+gc.disable()
 
 # gradverify evaluates two chunks of perturbed copies at once, one per core; BLAS threads on top
 # of that oversubscribe the cores (measured: 25% slower on 2 cores). Set before numpy loads; a
@@ -21,8 +30,11 @@ import sys  # noqa: E402
 import typer  # noqa: E402
 
 from .. import __version__  # noqa: E402
-from . import check, inspect, setup  # noqa: E402,F401  (each registers its commands on app)
+from . import check, common, inspect, setup  # noqa: E402,F401  (each registers its commands on app)
 from .common import BUNDLED, DEFAULT_NAME, DEFAULT_NAMES, app  # noqa: E402,F401
+
+if _gc_was_enabled:
+    gc.enable()
 
 
 def _version(value: bool):
@@ -39,6 +51,9 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 def run() -> None:
     """Console-script entry point."""
+    if gc.isenabled():
+        common.gc_paused = True  # --help, --version and usage errors exit before resume_gc
+        gc.disable()
     try:
         app()
     except KeyboardInterrupt:  # during import or argument parsing

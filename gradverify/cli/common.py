@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import shlex
@@ -9,10 +10,12 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from .. import output, usercode
 from ..errors import GradverifyError, one_line
@@ -58,12 +61,28 @@ def _error_line(message: str) -> None:
     _console(stderr=True).print(f"gradverify: error: {one_line(message)}", markup=False, soft_wrap=True)
 
 
+#: set by `run()`: the cyclic garbage collector is off from start-up until the command begins
+gc_paused = False
+
+
+def resume_gc() -> None:
+    """The collector back on, start-up's objects frozen first (they live as long as the process:
+    no pass need scan them again). Only where `run()` paused it: CliRunner and the API leave the
+    collector as the caller set it."""
+    global gc_paused
+    if gc_paused:
+        gc_paused = False
+        gc.freeze()
+        gc.enable()
+
+
 def handled(fn):
     """Turn every error a user can cause into one line on stderr and exit 2; a real Ctrl-C into
     130 (a KeyboardInterrupt that user code raised itself is a UserCodeError: see usercode)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        resume_gc()
         output.safe_streams()
         try:
             with usercode.watch_sigint():

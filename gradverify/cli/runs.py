@@ -11,10 +11,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 from ..errors import GradverifyError, one_line
 
@@ -168,6 +170,8 @@ def json_doc(outcomes: list[Outcome]) -> dict:
 def junit_doc(outcomes: list[Outcome]) -> str:
     """One <testsuite> per run (per student with --code-dir) in one <testsuites>; a run that is
     bad input is a suite with one errored test case."""
+    import xml.etree.ElementTree as ET
+
     from ..formats import junit_xml
 
     root = ET.Element("testsuites", name="gradverify")
@@ -195,6 +199,8 @@ def _suite_label(run: Planned) -> str:
 
 
 def _errored_suite(name: str, o: Outcome) -> ET.Element:
+    import xml.etree.ElementTree as ET
+
     suite = ET.Element("testsuite", name=name, tests="1", failures="0", errors="1", skipped="0", time="0")
     case = ET.SubElement(suite, "testcase", classname=name, name="config", time="0")
     ET.SubElement(case, "error", message=one_line(o.error or ""), type="BadInput").text = one_line(o.error or "")

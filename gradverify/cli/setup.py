@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import GradverifyError
-from .common import DEFAULT_NAME, _console, _emit_json, _write, app, handled
+from .common import DEFAULT_NAME, _console, _emit_json, _write, app, handled, resume_gc
 
 
 @app.command()
@@ -71,4 +71,5 @@ def schema(report: bool = typer.Option(False, "--report", help="The schema of th
     from ..report_schema import report_schema
     from ..schema import schema as make
 
+    resume_gc()  # not `handled` (nothing here fails): the collector back on as every command does
     _emit_json(report_schema() if report else make())
