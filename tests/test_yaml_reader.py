@@ -169,3 +169,29 @@ def test_twelve_million_inline_numbers_are_refused_from_the_count(monkeypatch):
     assert err(text) == ("c.yaml:1:20200003: inputs: the YAML holds more than 10,100,000 values (the limit of "
                          "10,000,000 array elements, plus 100,000 for keys and settings); raise --max-elements "
                          "if this is intended")
+
+
+def _block(n: int, value: str = "1.5") -> str:
+    return "seed: 0\ninputs:\n" + f"- {value}\n" * n + "labels: [0]\n"
+
+
+def test_a_huge_block_list_is_refused_from_a_count_where_the_events_would_refuse_it(monkeypatch):
+    """150,000 numbers as a block list under --max-elements 1000 (a budget of 101,000 values):
+    refused before any YAML event, with the key and words of the event reader's own refusal
+    (which took 70 s and 3 GB for 12,000,000 of them). The count is of numbers only, so it is
+    refused only where the events (which count keys and lists too) refuse as well; its place is
+    the 101,001st number: the seed's 0, then list item 101,000 on line 2 + 101,000."""
+    text = _block(150_000)
+    fast = err(text, max_elements=1000)
+    monkeypatch.setattr(fastflow, "numbers_beyond", lambda text, budget: None)  # the events alone
+    events = err(text, max_elements=1000)
+    assert fast.startswith("c.yaml:101002:3: inputs: the YAML holds more than 101,000 values")
+    assert events.startswith("c.yaml:100998:3: ") and events.split(": ", 1)[1] == fast.split(": ", 1)[1]
+
+
+def test_numbers_in_exponent_form_are_counted_once():
+    """`-1.5e-08` is one number (its `-` and `e` do not start new ones): 100,000 of them stay
+    within a budget of 101,000 and load."""
+    text = _block(100_000, "-1.5e-08")
+    assert fastflow.numbers_beyond(text, 101_000) is None
+    assert len(read_yaml(text, Source(file="c.yaml"), 1000)["inputs"]) == 100_000

@@ -151,7 +151,27 @@ def read_yaml(text: str, source: Source, max_elements: int) -> Any:
             return _read(fast_text, source, max_elements, regions)
         except fastflow.Fallback:
             pass
+    # before the events: a text with more numbers than the budget (a huge block list) is refused
+    # from a count of its tokens, not after building millions of objects
+    over = fastflow.numbers_beyond(text, max_elements + BUDGET_SLACK)
+    if over is not None:
+        raise _too_many_numbers(text, over, source, max_elements)
     return _read(text, source, max_elements, {})
+
+
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:", re.M)
+
+
+def _too_many_numbers(text: str, offset: int, source: Source, max_elements: int) -> ConfigError:
+    """The error of a text with too many numbers, at the first one over, named by the top-level
+    key above it (as the reader's own count says it)."""
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    keys = [m.group(1) for m in _TOP_KEY.finditer(text, 0, offset)]
+    return ConfigError(f"the YAML holds more than {max_elements + BUDGET_SLACK:,} values (the limit of "
+                       f"{max_elements:,} array elements, plus {BUDGET_SLACK:,} for keys and settings); raise "
+                       "--max-elements if this is intended", keys[-1] if keys else None,
+                       file=source.file, line=line, col=col)
 
 
 def _read(text: str, source: Source, max_elements: int, regions: dict) -> Any:
