@@ -117,3 +117,18 @@ def test_unquoted_glob_checks_a_student_whose_folder_holds_a_config(course):
     res = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert res.exit_code == 1
     assert any(line.startswith("students/bob") and "FAIL" in line for line in res.stdout.split("\n"))
+
+
+def test_the_probe_command_runs_the_same_code(course):
+    """One student's run: "probe the worst element again" names --code-dir, and that command
+    (node --code-dir) finds the same wrong element (without it, it would probe the config's own
+    folder, where there is no layers.py)."""
+    import shlex
+
+    res = CliRunner().invoke(app, ["check", "net.yaml", "--code-dir", "students/bob"], env={"COLUMNS": "300"})
+    assert res.exit_code == 1
+    probe = next(line for line in res.stdout.split("\n") if line.startswith("probe the worst"))
+    argv = shlex.split(probe.split(": ", 1)[1])
+    assert argv[:2] == ["gradverify", "node"] and "--code-dir" in argv
+    again = CliRunner().invoke(app, argv[1:])
+    assert again.exit_code == 1 and "FAIL" in again.stdout

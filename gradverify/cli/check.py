@@ -189,7 +189,8 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
     for o in outcomes:
         if o.error is None:
             _notes(o.report, quiet)
-    command = _command_line(planned[0].config, r["method"], r["step"], r["rtol"], r["atol"])
+    command = _command_line(planned[0].config, r["method"], r["step"], r["rtol"], r["atol"],
+                            planned[0].code_dir if len(planned) == 1 else None)
     _print_check(format, outcomes, command, r["github"], quiet)
     _save(files, outcomes, command)
     raise typer.Exit(runs.worst_exit(outcomes))

@@ -208,11 +208,17 @@ def _load(path: Path, max_elements, confine: Optional[Path] = None, code_dir: Op
     return paths.with_code_dir(cfg, code_dir)
 
 
-def _command_line(path: Path, method, step, rtol, atol) -> str:
-    """The command that probes one node again, with the same settings ({node} is filled in, shell-
-    quoted, by render.check_view). The path is shell-quoted, and its braces doubled for format()."""
-    quoted = shlex.quote(str(path)).replace("{", "{{").replace("}", "}}")
-    cmd = f"gradverify node {{node}} --config {quoted}" if path != BUNDLED else "gradverify node {node}"
+def _quoted(path) -> str:
+    """A path shell-quoted, its braces doubled for format()."""
+    return shlex.quote(str(path)).replace("{", "{{").replace("}", "}}")
+
+
+def _command_line(path: Path, method, step, rtol, atol, code_dir: Optional[Path] = None) -> str:
+    """The command that probes one node again, with the same settings and code ({node} is filled
+    in, shell-quoted, by render.check_view)."""
+    cmd = f"gradverify node {{node}} --config {_quoted(path)}" if path != BUNDLED else "gradverify node {node}"
+    if code_dir is not None:
+        cmd += f" --code-dir {_quoted(code_dir)}"
     method = getattr(method, "value", method)  # the CLI's Enum, or the settings' string
     if method != AUTO:
         cmd += f" --method {method}"

@@ -58,6 +58,8 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
                                        "first (the default); error: the largest relative error "
                                        "first; index: index order."),
          max_memory: float = MemOpt, max_elements: Optional[int] = MaxElOpt,
+         code_dir: Optional[Path] = typer.Option(None, "--code-dir", help="Read the config's file.py:name "
+                                                 "references from this folder (as check --code-dir)."),
          quiet: bool = QuietOpt) -> None:
     """Check one node, element by element."""
     from .. import checker as engine
@@ -68,7 +70,7 @@ def node(name: str = typer.Argument(..., help="The node's name, e.g. l1_relu."),
     max_elements, limit = _max_elements(max_elements), integer(limit, "limit", cli=True)
     path = resolve_config(config, format == Format.json)
     with isolated():
-        report = engine.run_node(_load(path, max_elements), name, settings, index)
+        report = engine.run_node(_load(path, max_elements, code_dir=code_dir), name, settings, index)
     result = report.nodes[0]
     if format == Format.json:
         _emit_json(node_json(result, report))
