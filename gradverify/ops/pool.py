@@ -27,16 +27,31 @@ def argmax_real(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def max_margin(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Each entry's signed distance to a tie for the maximum along `axis` (shape of x):
     x[i] - max_{j≠i} x[j], complex-analytic (the runner-up is chosen by the real part)."""
+    return _max_and_margin(x, axis)[1]
+
+
+def _max_and_margin(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum along `axis` (kept, chosen by the real part, the first of tied ones) and
+    max_margin, sharing the one argmax: x - top for every entry, top - second for the maximum."""
+    axis %= x.ndim
     if x.shape[axis] == 1:  # nothing to tie with
-        return np.ones(x.shape, dtype=x.dtype)
-    first = argmax_real(x, axis)
-    top = np.take_along_axis(x, first, axis)
-    rest = x.real.copy()
-    np.put_along_axis(rest, first, -np.inf, axis)
-    second = np.take_along_axis(x, argmax_real(rest, axis), axis)
+        return x.copy(), np.ones(x.shape, dtype=x.dtype)
+    if axis != x.ndim - 1 or not x.flags.c_contiguous:
+        top, dist = _max_and_margin(np.ascontiguousarray(np.moveaxis(x, axis, -1)))
+        return np.moveaxis(top, -1, axis), np.moveaxis(dist, -1, axis)
+    # the last axis of a contiguous x: lanes of n entries, each entry addressed by its flat index
+    # (np.take and flat stores: take_along_axis/put_along_axis build index grids for every axis,
+    # measured several times slower on the pooling windows)
+    n = x.shape[-1]
+    lanes = np.arange(0, x.size, n, dtype=np.intp).reshape(x.shape[:-1] + (1,))
+    real = x.real.copy()
+    first = lanes + np.argmax(real, axis=-1)[..., None]  # flat index of every lane's maximum
+    top = np.take(x, first)
+    real.reshape(-1)[first] = -np.inf  # the runner-up: the largest of the others
+    second = np.take(x, lanes + np.argmax(real, axis=-1)[..., None])
     dist = x - top  # every entry but the maximum: how far below it
-    np.put_along_axis(dist, first, top - second, axis)  # the maximum: how far above the runner-up
-    return dist
+    dist.reshape(-1)[first] = top - second  # the maximum: how far above the runner-up
+    return top, dist
 
 
 def _pool_windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
@@ -70,8 +85,13 @@ def _offsets(x: np.ndarray, size: int, stride: int) -> list[np.ndarray]:
 
 
 def _stacked(x: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """Every window's entries side by side, (..., Ho, Wo, size²): one contiguous copy."""
-    return np.stack(_offsets(x, size, stride), axis=-1)
+    """Every window's entries side by side, (..., Ho, Wo, size²): one C-contiguous copy (np.stack
+    may follow its inputs' layout instead, and the maxima index it flat)."""
+    parts = _offsets(x, size, stride)
+    out = np.empty(parts[0].shape + (len(parts),), dtype=x.dtype)
+    for k, part in enumerate(parts):
+        out[..., k] = part
+    return out
 
 
 @register
@@ -115,11 +135,18 @@ class MaxPool2d(_Pool, Op):
             return None
         if d.kind is Kind.COL:  # channel c changed: recompute that channel's windows
             win = _stacked((d.gather(xs[0]) + d.vals)[:, :, None], self.size, self.stride)  # (k, N, 1, Ho, Wo, s²)
+            top, dist = _max_and_margin(win)
             if on_kink is not None:  # the plain pass's distances: computed once, gathered per copy
                 plain = self.kink_distance(xs[0])[0]  # (N, C, Ho, Wo, s²)
-                on_kink(max_margin(win), np.moveaxis(plain[:, d.at], 1, 0)[:, :, None])
-            top = np.take_along_axis(win, argmax_real(win), -1)[:, :, 0, ..., 0]
-            return Delta.col(d.at, top - d.gather(out), out.shape[1:])
+                on_kink(dist, np.swapaxes(plain, 0, 1)[d.at][:, :, None])
+            return Delta.col(d.at, top[:, :, 0, ..., 0] - d.gather(out), out.shape[1:])
+        if d.kind is Kind.FULL:  # everything changed (after a batchnorm): the dense windows,
+            # with the maximum and the kink distances from one argmax (not forward's and
+            # kink_distance's two)
+            top, dist = _max_and_margin(_stacked(xs[0] + d.vals, self.size, self.stride))
+            if on_kink is not None:
+                on_kink(dist, self.kink_distance(xs[0]))
+            return Delta.full(top[..., 0] - out, out.shape[1:])
         if d.kind is Kind.ELEM and self.stride >= self.size:
             return self._push_element(d, xs[0][0], out, on_kink)
         return None
