@@ -105,7 +105,9 @@ class MaxPool2d(_Pool, Op):
     Kinks: ties inside a window; kink_distance is max_margin of every window's entries,
     (B, N, C, Ho, Wo, size²), 0 for the entries tied for a window's maximum.
     Sparse: a changed element changes at most one window's maximum (stride ≥ size), a changed
-    channel one channel of out (push_kinked); the windows it recomputes report their kinks.
+    channel one channel of out (push_kinked); the windows it recomputes report their kinks. A
+    full change (after a batchnorm) recomputes every window, with the maxima and the kink
+    distances from one argmax.
     """
 
     name = "max_pool2d"
