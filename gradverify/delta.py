@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from .ops import Op
 
 #: on_kink(distance, plain_distance): the kink distances at the changed places, perturbed and plain
-#: (`Op.kink_distance`, None for an op without kinks)
+#: (`Op.kink_distance`, None for an op without kinks). Called before the push returns, and must
+#: not keep the arrays: a push may reuse them for its output (ReLU's full change does)
 OnKink = Callable[[np.ndarray | None, np.ndarray | None], None]
 
 

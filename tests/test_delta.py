@@ -176,7 +176,7 @@ def test_full_change_through_an_elementwise_kink_sees_the_plain_distances_once(r
     d = Delta.full(rng.normal(size=(5, 4, 3)), (4, 3))
     seen = []
     res = delta.push(ops.ReLU(), 0, d, [x], ops.ReLU().forward(x),
-                     on_kink=lambda dist, plain: seen.append((dist, plain)))
+                     on_kink=lambda dist, plain: seen.append((dist.copy(), plain.copy())))
     assert res is not None and res.kind is Kind.FULL
     dist, plain = seen[0]
     assert plain.shape == x.shape

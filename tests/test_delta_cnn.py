@@ -192,3 +192,21 @@ def test_max_margin_matches_a_lane_by_lane_loop(shape, rng):
             top = _max_and_margin(z, axis)[0]
             want = np.take_along_axis(z, np.expand_dims(np.argmax(z.real, axis), axis), axis)
             np.testing.assert_array_equal(top, want)
+
+
+@pytest.mark.parametrize("plain_dtype,step", [(np.float32, 1e-20j), (np.float32, 1e-3), (np.float64, 1e-3)])
+def test_full_change_keeps_the_dense_copies_type(plain_dtype, step, rng):
+    """A float32 network's copies through relu and max pooling: the pushed change has the type
+    and the values the dense copies (x + Δ, numpy's promotion) give, NaN-free or not."""
+    from gradverify import delta
+    x = rng.normal(size=(1, 2, 3, 4, 4)).astype(plain_dtype)
+    x[0, 0, 0, 0, :2] = 0.0  # relu kinks and a pooled tie among them
+    vals = rng.normal(size=(3, 2, 3, 4, 4)) * step
+    d = delta.Delta.full(vals, x.shape[1:])
+    for op in (ops.ReLU(), ops.MaxPool2d(size=2)):
+        out = op.forward(x)
+        res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: None)
+        want = op.forward(d.dense(x))
+        assert res is not None and res.vals.dtype == (want - out).dtype
+        np.testing.assert_allclose(res.dense(out), want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(res.dense(out).imag, want.imag)  # the complex step: exact
