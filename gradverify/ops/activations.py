@@ -50,7 +50,7 @@ class ReLU(Op):
         # Other changes: delta.push's elementwise rule.
         if d.kind is not Kind.FULL:
             return None
-        new = np.add(d.vals, xs[0], dtype=np.result_type(d.vals, xs[0]))
+        new = np.add(d.vals, xs[0], dtype=np.result_type(d.vals, xs[0]), order="C")
         if on_kink is not None:
             on_kink(new, xs[0])
         np.copyto(new, 0, where=~(new.real > 0))  # forward's where(x.real > 0, x, 0), NaN to 0

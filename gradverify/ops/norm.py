@@ -136,7 +136,7 @@ class _Norm:
         scale, inv_new = _rescale(dvar / var_c, var_c)
         chans = np.swapaxes(xhat[0], 0, 1)[c]  # (k, N, …), C-contiguous
         g = gamma[c]
-        vals = _per_copy(g * scale, chans) * chans
+        vals = np.multiply(_per_copy(g * scale, chans), chans, order="C")
         vals -= _per_copy(g * inv_new * dmu, chans)
         vals[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += g * inv_new * d.vals
         return Delta.col(c, vals, x.shape[1:])
@@ -156,7 +156,9 @@ class _Norm:
         var_c = var_eps.reshape(1, -1)  # (1, C)
         scale, inv_new = _rescale(dvar / var_c, var_c)
         spread = (slice(None), None, slice(None)) + (None,) * len(rest)  # (k, C) -> (k, 1, C, 1, …)
-        vals = np.multiply((gamma * scale)[spread], xhat)  # (k, N, C, …): in place from here on
+        # (k, N, C, …), C-ordered (numpy's default would follow the broadcast operands' strides,
+        # and the copies' kink distances downstream are read flat): in place from here on
+        vals = np.multiply((gamma * scale)[spread], xhat, order="C")
         vals -= (gamma * inv_new * dmu)[spread]
         vals[np.arange(d.k), d.at] += (gamma * inv_new)[(slice(None), slice(None)) + (None,) * len(rest)] * d.vals
         return Delta.full(vals, x.shape[1:])
