@@ -210,3 +210,39 @@ def test_full_change_keeps_the_dense_copies_type(plain_dtype, step, rng):
         assert res is not None and res.vals.dtype == (want - out).dtype
         np.testing.assert_allclose(res.dense(out), want, rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(res.dense(out).imag, want.imag)  # the complex step: exact
+
+
+@pytest.mark.parametrize("node", ["x", "l1_conv"])
+@pytest.mark.parametrize("method", ["complex", "central"])
+def test_cnn_estimates_through_the_pushes_equal_plain_forward_differences(node, method):
+    """configs/cnn.yaml: the engine's estimates for input pixels and conv outputs (through the
+    batchnorm, relu and pooling pushes) against central differences of the plain forward pass,
+    recomputed node by node with no pushes, on a sample of elements. A wrong push would move
+    the numeric side, and a correct gradient would then FAIL (or a wrong one pass)."""
+    from pathlib import Path
+
+    from gradverify import checker, config, numeric
+    cfg = config.load(Path(__file__).resolve().parent.parent / "configs" / "cnn.yaml")
+    run = checker.prepare(cfg)
+    graph, values = run.graph, run.values
+    idx = np.random.default_rng(7).choice(values[node][0].size, 12, replace=False)
+    est = numeric.estimate(graph, values, node, method=method, indices=idx)
+
+    def loss_with(new):  # every downstream node recomputed by its plain forward
+        vals = dict(values, **{node: new})
+        after = set(graph.downstream(node))
+        for name in (n for n in graph.nodes if n in after):  # in the graph's order
+            vals[name] = graph.nodes[name].fn.forward(*(vals[i] for i in graph.nodes[name].inputs))
+        return float(np.real(vals[graph.loss]).reshape(-1)[0])
+
+    base = values[node]
+    want = []
+    for i in idx:
+        h = 1e-5 * max(abs(float(base.flat[i])), 1.0)
+        up, down = base.copy(), base.copy()
+        up.flat[i] += h
+        down.flat[i] -= h
+        want.append((loss_with(up) - loss_with(down)) / (2 * h))
+    clear = ~est.kink  # a pixel whose step crosses a pooling tie or relu's 0 has no one derivative
+    assert clear.sum() >= 8
+    np.testing.assert_allclose(est.numeric[clear], np.array(want)[clear], rtol=1e-5, atol=1e-9)
