@@ -80,7 +80,7 @@ def torch_gradcheck(cfg, repeats: int):
     loss, params = torch_network(cfg)
     t, ok = median_time(lambda: torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-5, rtol=1e-3,
                                                          raise_exception=False), repeats)
-    return t, ok, sum(p.numel() for p in params), torch.__version__, float(loss(*params))
+    return t, ok, sum(p.numel() for p in params), torch.__version__, float(loss(*params).detach())
 
 
 def main() -> None:

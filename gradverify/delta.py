@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from .ops import Op
 
 #: on_kink(distance, plain_distance): the kink distances at the changed places, perturbed and plain
-#: (`Op.kink_distance`, None for an op without kinks)
+#: (`Op.kink_distance`, None for an op without kinks). Called before the push returns, and must
+#: not keep the arrays: a push may reuse them for its output (ReLU's full change does)
 OnKink = Callable[[np.ndarray | None, np.ndarray | None], None]
 
 
@@ -106,8 +107,8 @@ class Delta:
             return b[tuple(self.at.T)]
         if self.kind is Kind.ROW:
             return b[self.at]
-        if self.kind is Kind.COL:
-            return np.moveaxis(b[:, self.at], 1, 0)
+        if self.kind is Kind.COL:  # indexing the swapped view: a C-contiguous (k, N, …) copy
+            return np.swapaxes(b, 0, 1)[self.at]
         return np.broadcast_to(b, self.vals.shape)
 
     def with_vals(self, vals: np.ndarray) -> Delta:
@@ -168,8 +169,8 @@ def push(op: Op, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
 def _push_elementwise(op: Op, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: OnKink | None) -> Delta:
     """out[i] from x[i] alone: recompute the changed elements (rows, columns) only."""
     new_in = d.gather(x) + d.vals
-    if on_kink is not None and op.kinked:
-        on_kink(op.kink_distance(new_in), op.kink_distance(d.gather(x)))
+    if on_kink is not None and op.kinked:  # a FULL change's plain places are all of x: once, not k times
+        on_kink(op.kink_distance(new_in), op.kink_distance(x if d.kind is Kind.FULL else d.gather(x)))
     return d.with_vals(op.forward(new_in) - d.gather(out))
 
 

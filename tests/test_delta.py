@@ -156,3 +156,30 @@ def test_kind_accepts_strings():
         Delta("diagonal", None, np.zeros((2, 3)), (3,))
     with pytest.raises(ValueError):
         _ = Delta.full(np.zeros((2, 3)), (3,)).at
+
+
+def test_column_gather_is_contiguous_and_right(rng):
+    """COL's plain values are channel index[b] of every sample: checked against a plain loop, and
+    laid out C-contiguous (the pooling and norm pushes index them flat)."""
+    base = rng.normal(size=(1, 2, 4, 3, 3))
+    d = Delta.col(np.array([3, 0, 3]), rng.normal(size=(3, 2, 3, 3)), (2, 4, 3, 3))
+    got = d.gather(base)
+    want = np.array([[base[0, n, c] for n in range(2)] for c in (3, 0, 3)])
+    np.testing.assert_array_equal(got, want)
+    assert got.flags.c_contiguous
+
+
+def test_full_change_through_an_elementwise_kink_sees_the_plain_distances_once(rng):
+    """An elementwise op with kinks (relu) under a FULL change: the plain distances are the plain
+    input's (B = 1), not k broadcast copies of it; the perturbed ones are the dense copies'."""
+    x = rng.normal(size=(1, 4, 3))
+    d = Delta.full(rng.normal(size=(5, 4, 3)), (4, 3))
+    seen = []
+    res = delta.push(ops.ReLU(), 0, d, [x], ops.ReLU().forward(x),
+                     on_kink=lambda dist, plain: seen.append((dist.copy(), plain.copy())))
+    assert res is not None and res.kind is Kind.FULL
+    dist, plain = seen[0]
+    assert plain.shape == x.shape
+    np.testing.assert_array_equal(plain, ops.ReLU().kink_distance(x))
+    np.testing.assert_array_equal(dist, ops.ReLU().kink_distance(d.dense(x)))
+    np.testing.assert_array_equal(res.dense(ops.ReLU().forward(x)), np.maximum(d.dense(x), 0))

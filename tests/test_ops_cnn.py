@@ -1,6 +1,6 @@
 """The CNN and sequence ops (conv, pools, norms, shapes, more activations): hand-derived numbers
 on small cases, an independent central-difference VJP on random inputs, the complex step, kinks,
-and the sparse pushes of conv, batchnorm and max pooling (against the dense copies)."""
+(the sparse pushes of these ops: test_delta_cnn.py)."""
 
 import numpy as np
 import pytest
@@ -312,78 +312,3 @@ def test_conv2d_without_bias_and_its_input_count():
     np.testing.assert_allclose(dw, vjp_central(lambda wi: op.forward(x, wi), w, g), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match=r"\[x, w\] or \[x, w, b\]"):
         op.forward(x)
-
-
-# -- sparse pushes: the same copies as the dense forward, and the same kinks -----------------------
-
-def _dense_change(op, slot, d, xs):
-    """The copies' change of op's output computed the slow way: dense copies, plain forward."""
-    args = list(xs)
-    args[slot] = d.dense(xs[slot])
-    return op.forward(*args) - op.forward(*xs)
-
-
-def _elements(rng, shape, k, complex_=False):
-    from gradverify import delta
-    idx = rng.choice(int(np.prod(shape)), min(k, int(np.prod(shape))), replace=False)
-    vals = rng.normal(size=len(idx)) * (1e-20j if complex_ else 0.3)
-    return delta.elements(idx, vals, shape)
-
-
-PUSH_CASES = [
-    (ops.Conv2d(pad=1), 0, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)]),
-    (ops.Conv2d(stride=2), 0, [(2, 2, 6, 5), (3, 2, 2, 2)]),
-    (ops.SpatialBatchNorm(), 0, [(3, 4, 3, 2), (4,), (4,)]),
-    (ops.SpatialBatchNorm(), 1, [(3, 4, 3, 2), (4,), (4,)]),
-    (ops.SpatialBatchNorm(), 2, [(3, 4, 3, 2), (4,), (4,)]),
-    (ops.BatchNorm(), 0, [(5, 3), (3,), (3,)]),
-    (ops.MaxPool2d(size=2), 0, [(2, 3, 5, 4)]),
-    (ops.MaxPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
-    (ops.AvgPool2d(size=2), 0, [(2, 3, 5, 4)]),
-    (ops.AvgPool2d(size=2, stride=3), 0, [(2, 2, 7, 7)]),
-]
-
-
-@pytest.mark.parametrize("op,slot,shapes", PUSH_CASES, ids=[f"{op.label}-{s}" for op, s, _ in PUSH_CASES])
-@pytest.mark.parametrize("complex_", [False, True])
-def test_sparse_push_equals_the_dense_copies(op, slot, shapes, complex_, rng):
-    from gradverify import delta
-    xs = [rng.normal(size=(1,) + s) for s in shapes]
-    d = _elements(rng, shapes[slot], 6, complex_)
-    out = op.forward(*xs)
-    seen = []
-    res = delta.push(op, slot, d, xs, out, on_kink=lambda dist, plain: seen.append(dist))
-    assert res is not None, "expected a sparse rule"
-    want = _dense_change(op, slot, d, xs)
-    np.testing.assert_allclose(res.dense(np.zeros_like(out)), want, rtol=1e-9, atol=1e-12)
-    if complex_:
-        np.testing.assert_allclose(res.dense(np.zeros_like(out)).imag, want.imag, rtol=1e-9, atol=1e-32)
-    assert bool(seen) == op.kinked
-
-
-def test_channel_change_through_pool_and_relu_equals_dense(rng):
-    """A changed channel (what a batchnorm push gives) goes through relu and max pooling as one
-    channel, with the same values as the dense copies."""
-    from gradverify import delta
-    x = rng.normal(size=(1, 2, 3, 4, 4))
-    d = delta.Delta.col(np.array([0, 2, 2]), rng.normal(size=(3, 2, 4, 4)), (2, 3, 4, 4))
-    for op in (ops.ReLU(), ops.MaxPool2d(size=2), ops.AvgPool2d(size=2)):
-        out = op.forward(x)
-        res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: None)
-        assert res is not None and res.kind == "col"
-        np.testing.assert_allclose(res.dense(np.zeros_like(out)), _dense_change(op, 0, d, [x]), atol=1e-12)
-
-
-def test_pooled_element_at_a_tie_is_seen_as_a_kink():
-    """Perturbing one of two tied entries of a window by the complex step: the pushed window
-    reports a distance 0 moved in its imaginary part (a crossing), as the dense path does."""
-    from gradverify import delta
-    from gradverify.numeric.prober import crossings
-    x = one([[[[2.0, 2.0], [0.0, 1.0]]]])
-    op = ops.MaxPool2d(size=2)
-    d = delta.elements(np.array([1]), np.array([1e-20j]), (1, 1, 2, 2))
-    hits = []
-    delta.push(op, 0, d, [x], op.forward(x),
-               on_kink=lambda dist, plain: hits.append(crossings(dist, plain, 1, 1, "complex")))
-    dense = crossings(op.kink_distance(d.dense(x)), op.kink_distance(x), 1, 1, "complex")
-    assert hits and hits[0].tolist() == dense.tolist() and dense[0] > 0

@@ -1,9 +1,12 @@
 """Activations: elementwise ops and the row-wise softmax."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from ..delta import Structure
+from ..delta import Delta, Kind, Structure
 from .base import Op, finite_number, register
 from .complexmath import cexp
 
@@ -39,6 +42,20 @@ class ReLU(Op):
 
     def kink_distance(self, x: np.ndarray) -> np.ndarray:
         return x
+
+    def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
+                    on_kink: Any) -> Delta | None:
+        # A full change (after a batchnorm): one array holds the copies' input x + Δ (their kink
+        # distances), then, in place, their output where(x + Δ > 0, x + Δ, 0) and its change.
+        # Other changes: delta.push's elementwise rule.
+        if d.kind is not Kind.FULL:
+            return None
+        new = np.add(d.vals, xs[0], dtype=np.result_type(d.vals, xs[0]), order="C")
+        if on_kink is not None:
+            on_kink(new, xs[0])
+        np.copyto(new, 0, where=~(new.real > 0))  # forward's where(x.real > 0, x, 0), NaN to 0
+        new -= out
+        return Delta.full(new, d.shape)
 
 
 @register

@@ -99,24 +99,80 @@ class _Norm:
         shape = out.shape[1:]
         if slot == 0:  # x's channel c changed: renormalize that channel alone, for each copy
             if d.kind is Kind.ELEM:
-                c, chans = d.at[:, 1], np.moveaxis(x[0][:, d.at[:, 1]], 1, 0).astype(np.result_type(x, d.vals))
-                chans[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += d.vals
-            elif d.kind is Kind.COL:
-                c, chans = d.at, d.gather(x) + d.vals
-            else:
+                return self._push_element(d, xs)
+            if d.kind is Kind.ROW:
+                return self._push_row(d, xs)
+            if d.kind is not Kind.COL:
                 return None
+            c, chans = d.at, d.gather(x) + d.vals
             xhat = normalize(chans, tuple(range(1, chans.ndim)), self.eps)[0]
             new = _per_copy(xs[1][0][c], chans) * xhat + _per_copy(xs[2][0][c], chans)
             return Delta.col(c, new - Delta.col(c, new, shape).gather(out), shape)
         if d.kind is not Kind.ELEM:
             return None
         c = d.at[:, 0]  # gamma[c] or beta[c] changed: channel c of out, by Δγ · xhat or by Δβ
-        plain = np.moveaxis((self._xhat(x)[0] if slot == 1 else np.ones(x.shape))[0][:, c], 1, 0)
+        plain = np.swapaxes((self._xhat(x)[0] if slot == 1 else np.ones(x.shape))[0], 0, 1)[c]
         return Delta.col(c, _per_copy(d.vals, plain) * plain, shape)
+
+    def _plain(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The plain pass's x - μ, σ² + eps (kept axes) and xhat, for the pushes below."""
+        axes = self._axes(x)
+        xc = x - x.mean(axis=axes, keepdims=True)
+        var_eps = (xc * xc).mean(axis=axes, keepdims=True) + self.eps
+        return xc, var_eps, xc / np.sqrt(var_eps)
+
+    def _push_element(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+        """Element (n, c, …) of x changed by v: only channel c's m entries and statistics move.
+        With the plain μ, σ², inv = 1/sqrt(σ² + eps) and the changed ones (′):
+            Δμ = v/m,  Δσ² = (2 (x_e - μ) v + v²)/m - Δμ²,  r = 1 + Δσ²/(σ² + eps),
+            inv′/inv - 1 = r^(-1/2) - 1 = -(r - 1) / (sqrt(r) (1 + sqrt(r)))   (no cancellation)
+            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ),  δ = v at e only."""
+        x, gamma = xs[0], xs[1][0]
+        xc, var_eps, xhat = self._plain(x)
+        c, m = d.at[:, 1], x[0].size // x.shape[2]
+        var_c = var_eps[0].reshape(-1)[c]  # (k,)
+        dmu = d.vals / m
+        dvar = (2 * xc[0][tuple(d.at.T)] * d.vals + d.vals * d.vals) / m - dmu * dmu
+        scale, inv_new = _rescale(dvar / var_c, var_c)
+        chans = np.swapaxes(xhat[0], 0, 1)[c]  # (k, N, …), C-contiguous
+        g = gamma[c]
+        vals = np.multiply(_per_copy(g * scale, chans), chans, order="C")
+        vals -= _per_copy(g * inv_new * dmu, chans)
+        vals[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += g * inv_new * d.vals
+        return Delta.col(c, vals, x.shape[1:])
+
+    def _push_row(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+        """Row n of x changed by δ (k, C, …) (a convolved image): every channel's statistics
+        move, so all of out does, but by a per-channel rescaling of the plain xhat plus δ at row
+        n (the _push_element formulas, summed over the row's entries of each channel):
+            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ)   (FULL)."""
+        x, gamma = xs[0], xs[1][0]
+        xc, var_eps, xhat = self._plain(x)
+        m = x[0].size // x.shape[2]
+        rest = tuple(range(2, d.vals.ndim))  # the axes after the channel in δ (k, C, …)
+        dmu = d.vals.sum(axis=rest) / m  # (k, C)
+        cross = (xc[0][d.at] * d.vals).sum(axis=rest)
+        dvar = (2 * cross + (d.vals * d.vals).sum(axis=rest)) / m - dmu * dmu
+        var_c = var_eps.reshape(1, -1)  # (1, C)
+        scale, inv_new = _rescale(dvar / var_c, var_c)
+        spread = (slice(None), None, slice(None)) + (None,) * len(rest)  # (k, C) -> (k, 1, C, 1, …)
+        # (k, N, C, …), C-ordered (numpy's default would follow the broadcast operands' strides,
+        # and the copies' kink distances downstream are read flat): in place from here on
+        vals = np.multiply((gamma * scale)[spread], xhat, order="C")
+        vals -= (gamma * inv_new * dmu)[spread]
+        vals[np.arange(d.k), d.at] += (gamma * inv_new)[(slice(None), slice(None)) + (None,) * len(rest)] * d.vals
+        return Delta.full(vals, x.shape[1:])
 
     @property
     def label(self) -> str:
         return f"{self.name}(eps={self.eps:g})"
+
+
+def _rescale(rel: np.ndarray, var_eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """inv′/inv - 1 and inv′ = 1/sqrt(σ′² + eps) from rel = Δσ²/(σ² + eps), r = 1 + rel:
+    r^(-1/2) - 1 = -rel / (sqrt(r) (1 + sqrt(r))), free of the cancellation of the plain form."""
+    root = np.sqrt(1 + rel)
+    return -rel / (root * (1 + root)), 1 / (root * np.sqrt(var_eps))
 
 
 def _per_copy(v: np.ndarray, like: np.ndarray) -> np.ndarray:
