@@ -74,27 +74,34 @@ def find(start: Path | None = None) -> tuple[Path, dict] | None:
     return None
 
 
+def shown(path: Path) -> str:
+    """A settings file as messages name it: relative to the working directory (../../pyproject.toml),
+    as the user would type it, unless that is longer than the absolute path."""
+    rel = os.path.relpath(path)
+    return rel if len(rel) <= len(str(path)) else str(path)
+
+
 def _read_table(path: Path) -> dict | None:
     """The [tool.gradverify] table of one pyproject.toml, None when it has none. A file that
     cannot be parsed matters only when it mentions the table."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise GradverifyError(f"{path}: cannot read it ({e})") from None
+        raise GradverifyError(f"{shown(path)}: cannot read it ({e})") from None
     # any header or dotted key that names the table, well-formed or not (a "[tool.gradverify" with
     # no "]" is TOML's error to report, not a table silently ignored)
     if not re.search(r"^\s*\[[^\n]*\bgradverify\b|^\s*(tool\s*\.\s*)?gradverify\s*[.=]", text, re.M):
         return None
     toml = _toml()
     if toml is None:
-        raise GradverifyError(f"{path}: reading [{TABLE}] needs Python ≥ 3.11 or the tomli package")
+        raise GradverifyError(f"{shown(path)}: reading [{TABLE}] needs Python ≥ 3.11 or the tomli package")
     try:
         doc = toml.loads(text)
     except toml.TOMLDecodeError as e:
-        raise GradverifyError(f"{path}: not valid TOML: {e}") from None
+        raise GradverifyError(f"{shown(path)}: not valid TOML: {e}") from None
     table = doc.get("tool", {}).get("gradverify")
     if table is not None and not isinstance(table, dict):
-        raise GradverifyError(f"{path}: [{TABLE}] must be a table")
+        raise GradverifyError(f"{shown(path)}: [{TABLE}] must be a table")
     return table
 
 
@@ -112,7 +119,7 @@ def key_line(path: Path, key: str) -> int | None:
 
 
 def _error(path: Path, key: str, message: str) -> GradverifyError:
-    return GradverifyError(message, f"{TABLE}.{key}", file=str(path), line=key_line(path, key))
+    return GradverifyError(message, f"{TABLE}.{key}", file=shown(path), line=key_line(path, key))
 
 
 def validate(path: Path, table: dict) -> dict[str, Any]:

