@@ -47,9 +47,6 @@ def _config(cfg, confine=None, code_dir=None) -> Config:
         loaded = config_mod.parse(cfg, file="<string>", confine=confine)
     else:
         raise GradverifyError(f"expected a config path, YAML text or a dict, got {type(cfg).__name__}")
-    # file.py references are relative to this folder now, whatever the user's code does to the
-    # working directory while it runs
-    loaded.source.base_dir = Path(os.path.abspath(loaded.source.base_dir))
     return with_code_dir(loaded, code_dir)
 
 

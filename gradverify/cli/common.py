@@ -204,7 +204,6 @@ def _load(path: Path, max_elements, confine: Optional[Path] = None, code_dir: Op
 
     cfg = load(path, max_elements=max_elements or DEFAULT_MAX_ELEMENTS,
                confine=paths.confine_folder(confine, "--confine "))
-    cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
     return paths.with_code_dir(cfg, code_dir)
 
 

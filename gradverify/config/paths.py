@@ -93,8 +93,11 @@ def code_folder(source) -> Path:
 
 
 def with_code_dir(cfg, code_dir: str | os.PathLike[str] | None):
-    """`cfg` reading its `file.py:name` references from `code_dir` (absolute, checked to be a
-    folder, and under --confine inside it like every other file)."""
+    """`cfg` ready to run user code: its `file.py:name` references anchored to an absolute folder
+    (the config's, whatever user code later does to the working directory), or read from
+    `code_dir` (absolute, checked to be a folder, and under --confine inside it like every other
+    file)."""
+    cfg.source.base_dir = Path(os.path.abspath(cfg.source.base_dir))
     if code_dir is None:
         return cfg
     folder = Path(os.path.abspath(code_dir))
