@@ -10,6 +10,10 @@ only then everything. A `Delta` says how each of k copies of a node differs from
         (of an N-D node: slice index[b] along its second axis, a channel;      vals (k, N, *rest))
 * FULL: copy b changes everything by vals[b] (no index);                              vals (k, *shape)
 
+A `Ray` is k copies whose changes are multiples of a few shared ones (the Taylor test's ladder
+x ± h_k·v): an op whose change is linear in its input's pushes the shared changes once for all
+the copies (`push_ray`); the first op that is not materialises the copies.
+
 Ops that are linear in an input say how a change goes through them (`Op.push`); elementwise and
 row-wise ops (`Op.structure`) are handled here generically, by recomputing only the changed
 slices. Everything else gets the dense copies (`Delta.dense`) and runs its plain forward: custom
@@ -146,6 +150,43 @@ def elements(index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Del
     if not shape:
         return Delta.full(vals.reshape(-1), ())
     return Delta.elem(np.stack(np.unravel_index(index, shape), axis=1), vals, shape)
+
+
+@dataclass
+class Ray:
+    """k copies, copy b changed by coef[b] · (row group[b] of `d`): d holds m shared changes."""
+
+    d: Delta
+    group: np.ndarray  # (k,) ints < m
+    coef: np.ndarray  # (k,) real
+
+    @property
+    def k(self) -> int:
+        return len(self.coef)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.d.shape
+
+    def materialize(self) -> Delta:
+        """The copies' own changes, as one Delta of k rows."""
+        d = self.d
+        scale = self.coef.reshape((-1,) + (1,) * (d.vals.ndim - 1))
+        index = None if d.index is None else d.index[self.group]
+        return Delta(d.kind, index, d.vals[self.group] * scale, d.shape)
+
+
+def push_ray(op: Op, slot: int, ray: Ray, xs: Sequence[np.ndarray], out: np.ndarray,
+             on_kink: OnKink | None = None) -> Ray | Delta | None:
+    """The change of op's output for the copies of a Ray in input `slot`: the op's own rule
+    (`Op.push_ray`: ReLU keeps the copies that cross no kink on the ray), else, for an op whose
+    change is linear in its input's (`Op.linear`), the m shared changes pushed once. None: the
+    copies must be materialised."""
+    res = op.push_ray(slot, ray, xs, out, on_kink)
+    if res is not None or not op.linear or op.kinked:
+        return res
+    shared = push(op, slot, ray.d, xs, out)
+    return None if shared is None else Ray(shared, ray.group, ray.coef)
 
 
 def push(op: Op, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .delta import Delta, push, push_rows
+from .delta import Delta, Ray, push, push_ray, push_rows
 from .errors import ConfigError, KeyPath
 from .ops import BadGradient, Op
 
@@ -178,23 +178,30 @@ class Graph:
         return grads
 
     def apply(self, name: str, live: dict, values: dict, on_kink=None):
-        """Node `name`'s perturbed copies, from its inputs' (a Delta where it can stay sparse,
-        else dense copies (B, *shape)). `live` holds the perturbed nodes, `values` the plain pass."""
+        """Node `name`'s perturbed copies, from its inputs' (a Ray or a Delta where it can stay
+        sparse, else dense copies (B, *shape)). `live` holds the perturbed nodes, `values` the
+        plain pass."""
         node = self.nodes[name]
         op = node.fn
         xs = [values[i] for i in node.inputs]
         slots = [k for k, i in enumerate(node.inputs) if i in live]
-        if len(slots) == 1 and isinstance(live[node.inputs[slots[0]]], Delta):
-            kink = (lambda dist, base: on_kink(name, dist, base)) if on_kink else None
-            res = push(op, slots[0], live[node.inputs[slots[0]]], xs, values[name], kink)
+        kink = (lambda dist, base: on_kink(name, dist, base)) if on_kink else None
+        mine = {i: live[i] for i in node.inputs if i in live}
+        if len(slots) == 1 and isinstance(mine[node.inputs[slots[0]]], Ray):
+            res = push_ray(op, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
             if res is not None:
                 return res
-        elif len(slots) > 1 and all(isinstance(live[node.inputs[k]], Delta) for k in slots) \
+        mine = {i: v.materialize() if isinstance(v, Ray) else v for i, v in mine.items()}
+        if len(slots) == 1 and isinstance(mine[node.inputs[slots[0]]], Delta):
+            res = push(op, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
+            if res is not None:
+                return res
+        elif len(slots) > 1 and all(isinstance(mine[node.inputs[k]], Delta) for k in slots) \
                 and not op.kinked:
-            res = push_rows(op, {k: live[node.inputs[k]] for k in slots}, xs, values[name])
+            res = push_rows(op, {k: mine[node.inputs[k]] for k in slots}, xs, values[name])
             if res is not None:
                 return res
-        dense = [as_dense(live[i], values[i]) if i in live else values[i] for i in node.inputs]
+        dense = [as_dense(mine[i], values[i]) if i in mine else values[i] for i in node.inputs]
         if on_kink is not None and op.kinked:
             on_kink(name, op.kink_distance(*dense), op.kink_distance(*xs))
         return op.forward(*dense)
@@ -228,14 +235,20 @@ class Graph:
         if self.loss not in live:
             raise ValueError("the loss is not downstream of the changed nodes")
         loss = live[self.loss]
+        if isinstance(loss, Ray):
+            loss = loss.materialize()
         if isinstance(loss, Delta):
             return loss.vals.reshape(-1)  # the change itself, never rounded against the loss
         return loss - values[self.loss]
 
 
 def _nbytes(v) -> int:
+    if isinstance(v, Ray):
+        return v.d.vals.nbytes
     return v.vals.nbytes if isinstance(v, Delta) else getattr(v, "nbytes", 0)
 
 
 def as_dense(v, base: np.ndarray) -> np.ndarray:
+    if isinstance(v, Ray):
+        v = v.materialize()
     return v.dense(base) if isinstance(v, Delta) else v

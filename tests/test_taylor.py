@@ -95,6 +95,52 @@ def test_kink_near_x_shortens_the_ladder():
     assert taylor.judge(taylor.ladder(run.graph, run.values, "x", wrong, v, h)).verdict == "fail"
 
 
+def _plain_downstream(graph, values, name, new):
+    """The loss and every node's value when `name` takes the value `new` (1, *shape): the plain
+    forward of each op downstream, in order (no pushes, no rays)."""
+    vals = dict(values)
+    vals[name] = new
+    for n in graph.downstream(name):
+        node = graph.nodes[n]
+        vals[n] = node.fn.forward(*[vals[i] for i in node.inputs])
+    return vals
+
+
+RAY_CONFIGS = [CONFIGS / "seed.yaml", CONFIGS / "bench_medium.yaml", CONFIGS / "cnn.yaml"]
+
+
+@pytest.mark.parametrize("path", RAY_CONFIGS, ids=lambda p: p.stem)
+def test_ladder_equals_plain_forward_passes(path):
+    """The ladder pushes x ± h_k·v as one ray (ops linear in their input push v once; relu keeps
+    the steps that cross no kink on the ray): its loss changes are those of plain forward passes
+    at each step, and the steps it says cross a kink are those where some relu or max-pool input
+    changes sign (the seed network's l1_lin[0, 0] is 0: every step there crosses)."""
+    run = checker.prepare(config.load(path))
+    graph, values = run.graph, run.values
+    rng = np.random.default_rng(3)
+    for name in [n for n in graph.nodes if graph.reaches_loss(n) and n != graph.loss][:8]:
+        x = values[name]
+        v = taylor.gaussian_directions(rng, 1, x.size)[0]
+        h = taylor.ladder_steps(max(float(np.abs(x).max()), 1.0))[::3]
+        lad = taylor.ladder(graph, values, name, np.zeros(x.size), v, h)
+        loss = float(values[graph.loss].reshape(-1)[0])
+        for sign, r in ((1, lad.r_plus), (-1, lad.r_minus)):
+            for k, step in enumerate(h):
+                vals = _plain_downstream(graph, values, name, x + sign * step * v.reshape(x.shape))
+                want = float(vals[graph.loss].reshape(-1)[0]) - loss
+                assert r[k] == pytest.approx(want, rel=1e-7, abs=1e-12 * (abs(loss) + 1)), (name, sign, k)
+        crossed = np.zeros(len(h), bool)
+        for k, step in enumerate(h):
+            for sign in (1, -1):
+                vals = _plain_downstream(graph, values, name, x + sign * step * v.reshape(x.shape))
+                crossed[k] |= any(np.any(np.sign(vals[graph.nodes[n].inputs[0]])
+                                         != np.sign(values[graph.nodes[n].inputs[0]]))
+                                  for n in graph.downstream(name) if graph.nodes[n].fn.name == "relu")
+        relu_only = all(graph.nodes[n].fn.name != "max_pool2d" for n in graph.downstream(name))
+        if relu_only:
+            np.testing.assert_array_equal(lad.crossed, crossed, err_msg=name)
+
+
 # ---- networks ------------------------------------------------------------------------------
 
 #: nodes of smooth.yaml the loss is affine in (by construction: a mean, a sum, -log p picked)

@@ -59,14 +59,16 @@ def directional(graph: Graph, values: dict, name: str, directions: np.ndarray,
     return d, err, crossed, method
 
 
-def loss_changes(graph: Graph, values: dict, name: str, displacements: np.ndarray,
+def loss_changes(graph: Graph, values: dict, name: str, displacements: np.ndarray | delta.Ray,
                  on_kink=None, via: str | None = None) -> np.ndarray:
     """How the loss changes, (P,), when node `name` moves by each of the displacements (P,
-    *shape) (real or complex): one dense pass of P copies through the nodes downstream of `name`
-    only. `on_kink(node, distance, plain_distance)` sees every kinked op on the way. via: only
-    this consumer of `name` sees the move (the share of the gradient through that one edge)."""
+    *shape) (real or complex; or a `delta.Ray` of P copies): one pass of P copies through the
+    nodes downstream of `name` only. `on_kink(node, distance, plain_distance)` sees every kinked
+    op on the way. via: only this consumer of `name` sees the move (the share of the gradient
+    through that one edge)."""
     shape = values[name].shape[1:]
-    moved = {name: delta.Delta.full(displacements, shape)}
+    start = displacements if isinstance(displacements, delta.Ray) else delta.Delta.full(displacements, shape)
+    moved: dict = {name: start}
     with np.errstate(all="ignore"):
         if via is not None:
             moved = {via: graph.apply(via, moved, values, on_kink)}

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..delta import Delta, Ray
 from ..graph import Graph
 from .directional import loss_changes
 from .methods import EPS, METHODS
@@ -147,14 +148,15 @@ def ladder(graph: Graph, values: dict, name: str, grad: np.ndarray, v: np.ndarra
     def on_kink(node, dist, plain):
         if dist is None or np.shape(dist)[0] != 2 * steps:
             return
-        side = np.sign(np.real(np.broadcast_to(plain, np.shape(dist))))
-        hit = (np.sign(np.real(dist)) != side).reshape(2 * steps, -1).any(axis=1)
+        moved = np.sign(np.real(dist)) != np.sign(np.real(plain))  # broadcasts the plain side
+        hit = moved.reshape(2 * steps, -1).any(axis=1)
         if hit.any() and node not in kink_ops:
             kink_ops.append(node)
         crossed[:] |= hit
 
     gv = float(grad @ v)
-    disp = (signed[:, None] * v[None, :]).reshape((2 * steps,) + shape)
+    # the copies x ± h_k·v as one ray: ops linear in their input push v once for all the steps
+    disp = Ray(Delta.full(v.reshape((1,) + shape), shape), np.zeros(2 * steps, int), signed)
     change = np.real(loss_changes(graph, values, name, disp, on_kink, via))
     r_plus, r_minus = change[:steps] - h * gv, change[steps:] + h * gv
     linear = first_order_regime(change[:steps], change[steps:])

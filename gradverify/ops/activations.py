@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..delta import Delta, Kind, Structure
+from ..delta import Delta, Kind, Ray, Structure
 from .base import Op, finite_number, register
 from .complexmath import cexp
 
@@ -56,6 +56,45 @@ class ReLU(Op):
         np.copyto(new, 0, where=~(new.real > 0))  # forward's where(x.real > 0, x, 0), NaN to 0
         new -= out
         return Delta.full(new, d.shape)
+
+    def push_ray(self, slot: int, ray: Ray, xs: Sequence[np.ndarray], out: np.ndarray,
+                 on_kink: Any) -> Ray | None:
+        # Along a ray x + c·u an element keeps its side of 0 unless c·u_i points across 0 and
+        # |c·u_i| ≥ |x_i|: then relu(x + c·u) − relu(x) = c·u_i·[x_i > 0], one shared change per
+        # direction u. A copy whose |c| reaches the nearest crossing (less 1e-9 of it) is
+        # computed as it is, and becomes a shared change of its own.
+        d, x = ray.d, xs[0][0]
+        if d.kind is not Kind.FULL or np.iscomplexobj(d.vals) or np.iscomplexobj(x) \
+                or not (np.isfinite(d.vals).all() and np.isfinite(x).all()):
+            return None
+        u, c = d.vals, ray.coef
+        reach = crossing_reach(x, u)[ray.group, (c < 0).astype(int)]
+        near = np.flatnonzero((c != 0) & (np.abs(c) >= reach * (1 - 1e-9)))
+        shared, group, coef = u * (x > 0), ray.group.copy(), c.copy()
+        crossed = np.zeros(ray.k, bool)
+        if near.size:
+            new = u[ray.group[near]] * c[near].reshape((-1,) + (1,) * x.ndim) + x
+            side = ((new > 0) != (x > 0)) | ((new < 0) != (x < 0))  # sign(new) ≠ sign(x)
+            crossed[near] = side.reshape(near.size, -1).any(axis=1)
+            np.maximum(new, 0.0, out=new)  # finite here: forward's where(x > 0, x, 0)
+            shared = np.concatenate([shared, new - out])
+            group[near], coef[near] = len(u) + np.arange(near.size), 1.0
+        if on_kink is not None:
+            on_kink(np.where(crossed, -1.0, 1.0)[:, None], np.ones((1, 1)))
+        return Ray(Delta.full(shared, d.shape), group, coef)
+
+
+def crossing_reach(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """(m, 2): for each direction u_j (m, *x.shape), the smallest c > 0 and the smallest |c| of
+    c < 0 at which some x_i + c·u_ji reaches 0 (inf: none does; 0: x_i is 0 already)."""
+    s = (u * x).reshape(len(u), -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (np.abs(x).reshape(-1) / np.abs(u).reshape(len(u), -1))
+    ratio[~np.isfinite(ratio)] = np.inf  # u_i = 0: this element never moves
+    at = (x == 0).reshape(-1)
+    up = np.where((s < 0) | at, ratio, np.inf).min(axis=1, initial=np.inf)
+    down = np.where((s > 0) | at, ratio, np.inf).min(axis=1, initial=np.inf)
+    return np.stack([up, down], axis=1)
 
 
 @register

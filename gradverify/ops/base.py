@@ -53,6 +53,9 @@ class Op:
                                            input (ops linear in it, reductions), or None
         push_kinked(slot, d, xs, out, on_kink)  the same for an op with kinks (max pooling)
         row_separable = False              out row n from input rows n alone (delta.push_rows)
+        linear = False                     push(slot, c·d) = c·push(slot, d): out's change is
+                                           linear in one input's change (delta.push_ray)
+        push_ray(slot, ray, xs, out, on_kink)  a rule for a Ray of copies (ReLU, l2_penalty)
     """
 
     name: str = "op"
@@ -62,6 +65,7 @@ class Op:
     opaque: bool = False  # custom ops: their kinks are found in the numbers (numeric.detect_kinks)
     structure: Structure | None = None
     row_separable: bool = False
+    linear: bool = False
 
     # Typed (*xs: Any, **kw: Any) so that a subclass may name its inputs: forward(self, x, w).
 
@@ -98,6 +102,14 @@ class Op:
                     on_kink: Any) -> Delta | None:
         """`push` for an op with kinks: it also tells on_kink(distance, plain_distance) the kink
         distances of the places it recomputed (or None: the dense copies run instead)."""
+        return None
+
+    def push_ray(self, slot: int, ray: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                 on_kink: Any) -> Any:
+        """The change of out for the copies of a `delta.Ray` in input `slot` (a Ray or a Delta),
+        or None: `linear` ops push its shared changes, the rest materialise the copies. An op
+        with kinks tells on_kink one distance per copy, (k, 1), against a plain one of (1, 1):
+        the sign differs where the copy crosses a kink."""
         return None
 
     @property

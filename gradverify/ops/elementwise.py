@@ -159,6 +159,7 @@ class Dropout(Op):
     """
 
     name = "dropout"
+    linear = True
 
     def __init__(self, keep: float = 0.5, seed: int = 0) -> None:
         self.keep = _number(keep, "keep")

@@ -15,6 +15,7 @@ class MatMul(Op):
     """out = x @ w.  x: (B, N, D), w: (B, D, H) -> (B, N, H)."""
 
     name, arity = "matmul", 2
+    linear = True  # Δout is linear in one input's Δ
 
     def forward(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         return x @ w
@@ -51,6 +52,7 @@ class AddBias(Op):
     """out = x + b, b added to every row.  x: (B, N, H), b: (B, H) -> (B, N, H)."""
 
     name, arity = "add_bias", 2
+    linear = True
 
     def forward(self, x: np.ndarray, b: np.ndarray) -> np.ndarray:
         return x + expand_to(b, x.ndim)
@@ -74,6 +76,7 @@ class Add(Op):
     """out = a + b with numpy broadcasting of the core shapes."""
 
     name, arity = "add", 2
+    linear = True
     row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -92,6 +95,7 @@ class Sub(Op):
     """out = a - b with numpy broadcasting of the core shapes."""
 
     name, arity = "sub", 2
+    linear = True
     row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,6 +116,7 @@ class Mul(Op):
     """out = a * b with numpy broadcasting of the core shapes (softmax = exps · divexps)."""
 
     name, arity = "mul", 2
+    linear = True
     row_separable = True  # out[n] from a[n] and b[n] when both are (N, ·)
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -182,6 +187,7 @@ class Sum(Op):
     """out = Σ x over every core axis.  (B, ...) -> (B,)."""
 
     name = "sum"
+    linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x.sum(axis=core_axes(x))
@@ -198,6 +204,7 @@ class Mean(Op):
     """out = mean of x over every core element.  (B, ...) -> (B,)."""
 
     name = "mean"
+    linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x.sum(axis=core_axes(x)) / (x[0].size or 1)
@@ -215,6 +222,7 @@ class BatchMean(Op):
     (B, N, ...) -> (B,)."""
 
     name = "batch_mean"
+    linear = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x.sum(axis=core_axes(x)) / x.shape[1]

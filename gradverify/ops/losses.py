@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..delta import Delta, Structure
+from ..delta import Delta, Kind, Structure
 from .base import Op, class_indices, core_axes, finite_number, fit_labels, flag, numbers, per_copy, register
 from .complexmath import cexp, clog
 
@@ -123,6 +123,7 @@ class SubConst(Op):
     """out = x - t for a constant target t (mse's residual).  x: (B, ...), t: core shape."""
 
     name = "sub_const"
+    linear = True
 
     def __init__(self, targets: ArrayLike) -> None:
         self.targets = numbers(targets, "targets")
@@ -144,6 +145,7 @@ class WeightedSum(Op):
     does with dout).  (B, ...) -> (B,)."""
 
     name = "weighted_sum"
+    linear = True
 
     def __init__(self, weights: ArrayLike) -> None:
         self.weights = numbers(weights, "weights")
@@ -187,6 +189,17 @@ class L2Penalty(Op):
         p = d.gather(xs[slot])
         change = (2.0 * p * d.vals + d.vals * d.vals).reshape(d.k, -1).sum(axis=1)
         return Delta.full(self.strength * change, ())
+
+    def push_ray(self, slot: int, ray: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                 on_kink: Any) -> Delta | None:
+        # copy b moves p by c_b·u: Δ(reg Σ p²) = reg (c_b · 2⟨p, u⟩ + c_b² · ⟨u, u⟩)
+        d = ray.d
+        if d.kind is not Kind.FULL:
+            return None
+        u = d.vals.reshape(d.k, -1)
+        lin, sq = 2.0 * (u @ xs[slot][0].reshape(-1)), (u * u).sum(axis=1)
+        c, g = ray.coef, ray.group
+        return Delta.full(self.strength * (c * lin[g] + c * c * sq[g]), ())
 
     @property
     def label(self) -> str:
