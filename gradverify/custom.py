@@ -154,6 +154,9 @@ class PythonOp(Op):
         self.written: set[int] = set()  # input slots the forward was seen to write into: copied
         self.stacks: dict[tuple[int, ...], bool] = {}  # perturbed slots -> may their copies stack?
         self.row_push: dict[int, bool] = {}  # input slot -> may its changed rows go alone? (push)
+        self.slice_axis: dict[int, int | None] = {}  # input slot -> its axis aligned with out's 1
+        self.slices_checked: set[int] = set()  # input slots whose slice push met the dense copies
+        self.shortcuts = True  # userpush may push changes in fewer calls (off: one call per copy)
 
     @property
     def label(self):
@@ -283,42 +286,10 @@ class PythonOp(Op):
         return out
 
     def push(self, slot: int, d: Delta, xs, out: np.ndarray) -> Delta | None:
-        """The changed samples only, through one call on them, for an op separable along the
-        batch axis of this input (a row-wise op: affine, ReLU, a conv over N): perturbing
-        x[n, …] changes sample n of the output alone. The first time compared with the dense
-        copies; None where that disagreed (batch norm) or cannot be done."""
-        changed = _changed_samples(d, xs[slot])
-        if (changed is None or self.row_push.get(slot) is False or type(self) is not PythonOp
-                or self.data or out.ndim < 2 or xs[slot].ndim < 2):
-            return None
-        at, samples = changed
-        args = [samples if k == slot else np.array(x[0]) for k, x in enumerate(xs)]
-        try:
-            new = self._output(self._call(self._forward, *args, **self._attrs()), self._forward)
-        except UserCodeError:
-            new = None
-        if new is None or new.shape != (len(at),) + out.shape[2:]:
-            self.row_push[slot] = False
-            return None
-        if out.ndim == 3:
-            change = Delta.row(at, new - out[0][at], out.shape[1:])
-        else:
-            vals = np.zeros((len(at),) + out.shape[1:], dtype=np.result_type(new, out))
-            vals[np.arange(len(at)), at] = new - out[0][at]
-            change = Delta.full(vals, out.shape[1:])
-        if slot not in self.row_push:  # the first time: dense copies must agree, three of those
-            # whose sample sits elsewhere than their row among the k (a random op draws its mask
-            # for k samples, not for the batch: such a copy's row then differs)
-            away = np.flatnonzero(at != np.arange(len(at)))
-            if not away.size:
-                return None  # not decided yet: the dense copies, this time
-            pick = away[np.unique(np.linspace(0, away.size - 1, 3).astype(int))]
-            some = Delta(d.kind, d.at[pick], d.vals[pick], d.shape)
-            dense = self.forward(*[some.dense(x) if k == slot else x for k, x in enumerate(xs)])
-            self.row_push[slot] = _same_copy(change.dense(out)[pick], dense)
-            if not self.row_push[slot]:
-                return None
-        return change
+        """Changes that need fewer calls than one per copy, where probes show the op allows them
+        (userpush: a changed sample alone, many changed slices in one call); None: dense copies."""
+        from . import userpush  # (userpush leans on this module)
+        return userpush.push(self, slot, d, xs, out)
 
     def check_deterministic(self, first: np.ndarray, again, fn) -> None:
         """The same call once more (`again()`): a different output is the op's problem."""
@@ -372,20 +343,6 @@ class PythonLoss(PythonOp):
             raise BadGradient(f"it must return (loss, dx), got {type(res).__name__}")
         grads = normalize_grads((res[1],), ("x",), [x.shape[1:]], self.ref, [np.iscomplexobj(x)])
         return (g.reshape(-1)[0] * grads[0][None],)
-
-
-def _changed_samples(d: Delta, x: np.ndarray):
-    """(n, samples): the sample each copy changes (the first axis of the node's core shape) and
-    the changed samples themselves, (k, *shape[1:]); None for a change that is not one sample
-    per copy."""
-    if d.kind == "row":
-        return d.at, x[0][d.at] + d.vals
-    if d.kind != "elem" or len(d.shape) < 2:
-        return None
-    n = d.at[:, 0]
-    samples = x[0][n].astype(np.result_type(x, d.vals))
-    samples[(np.arange(d.k),) + tuple(d.at[:, 1:].T)] += d.vals
-    return n, samples
 
 
 def _same_copy(one: np.ndarray, stacked: np.ndarray) -> bool:

@@ -475,3 +475,66 @@ def test_smooth_user_layers_are_not_scanned_for_kinks(monkeypatch):
                       {"op": f"{layers}:affine", "weights": {"shape": [5, 3], "init": "normal"},
                        "bias": {"shape": [3], "init": "normal"}}]}
     assert gradverify.check(cfg).status == "pass" and scanned == []
+
+
+# ---- many copies in one call (userpush.push_slices) --------------------------------------------
+
+def _affine(coupling: float = 0.0, calls: list | None = None, src: int = 0):
+    """cs231n's affine; with `coupling`, column 5 of out also gets coupling · Σ w[:, src] (an op
+    whose weight columns are not separable: only column src reaches another column)."""
+    def forward(x, w, b):
+        if calls is not None:
+            calls.append(1)
+        out = x @ w + b
+        out[:, 5] += coupling * w[:, src].sum()
+        return out, (x, w)
+
+    def backward(dout, cache, honest: bool = True):
+        x, w = cache
+        dw = x.T @ dout
+        if honest:
+            dw[:, src] += coupling * dout[:, 5].sum()
+        return dout @ w.T, dw, dout.sum(axis=0)
+    return forward, backward
+
+
+def _affine_inputs(seed=0, hidden=8):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(6, 4)), rng.normal(size=(4, hidden)), rng.normal(size=hidden)
+
+
+def test_separable_weight_is_checked_in_fewer_calls_with_the_same_numbers():
+    """w's 256 copies cost a handful of calls (one per row of w: each moves one element of every
+    column; one call per copy: 382 calls for the whole check), and the estimates are the
+    hand-derived gradient xᵀR and Σ R."""
+    import gradverify
+    from gradverify.userops import Project
+    x, w, b = _affine_inputs(hidden=64)
+    calls: list = []
+    fwd, bwd = _affine(calls=calls)
+    rep = gradverify.check_op(fwd, bwd, x, w, b, seed=3)
+    assert rep.ok
+    assert len(calls) < 100, len(calls)  # 80 here: probes, checks, x by samples, w and b by slices
+    R = np.random.default_rng([3, Project.STREAM]).normal(size=(6, 64))
+    np.testing.assert_allclose(rep.node("w").numeric, (x.T @ R).reshape(-1), rtol=1e-12)
+    np.testing.assert_allclose(rep.node("b").numeric, R.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("honest", [True, False])
+@pytest.mark.parametrize("src", [0, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_coupling_the_probes_may_miss_gives_no_false_verdict(honest, src, seed):
+    """Column src of w also moves column 5 of out: a slice shortcut would give w[:, src] too
+    little and w[:, 5] too much. The probes perturb columns 5 and 7 and compare w[0, 0], w[1, 7]
+    and w[3, 7] with their own calls: they see src = 0 and miss src = 3. Then the failing
+    elements are estimated again one call per copy, which passes them, and the node is
+    estimated again without the shortcut: a right backward passes, one missing the coupling
+    fails at w[:, src] alone."""
+    import gradverify
+    x, w, b = _affine_inputs(seed)
+    fwd, bwd = _affine(coupling=2.0, src=src)
+    rep = gradverify.check_op(fwd, lambda d, c: bwd(d, c, honest), x, w, b, seed=seed)
+    node = rep.node("w")
+    wrong = {tuple(np.unravel_index(i, w.shape)) for i in node.flat[node.statuses == "fail"]}
+    assert rep.ok == honest
+    assert wrong == (set() if honest else {(i, src) for i in range(4)})

@@ -246,3 +246,43 @@ def test_cnn_estimates_through_the_pushes_equal_plain_forward_differences(node, 
     clear = ~est.kink  # a pixel whose step crosses a pooling tie or relu's 0 has no one derivative
     assert clear.sum() >= 8
     np.testing.assert_allclose(est.numeric[clear], np.array(want)[clear], rtol=1e-5, atol=1e-9)
+
+
+def _tied_image(rng, shape):
+    """Values with ties and near-ties inside pooling windows and exact zeros (relu's kink)."""
+    x = rng.normal(size=shape)
+    x[..., 0, 1] = x[..., 0, 0]  # ties in the first window row
+    x[..., 2, 3] = x[..., 2, 2] + 1e-13  # near-ties
+    x[..., 3, 0] = 0.0
+    return one(x)
+
+
+@pytest.mark.parametrize("kind", ["full", "col"])
+@pytest.mark.parametrize("step", [1e-20j, 1e-14, 1e-9, 0.3])
+@pytest.mark.parametrize("op", [ops.ReLU(), ops.MaxPool2d(size=2)], ids=lambda op: op.name)
+def test_changes_far_from_kinks_take_the_plain_branch_exactly(op, kind, step, rng):
+    """A change whose real part is far smaller than the distance to every kink (the complex step;
+    a tiny real step) follows the plain branch (relu's side, the window's plain maximum) except
+    near a kink, where it is computed as forward does: the change equals forward on the dense
+    copies less the plain output, to the last bit, and the kinks counted equal the dense path's, for every size of
+    step (large ones take the dense path)."""
+    from gradverify import delta
+    from gradverify.numeric.prober import crossings
+    shape = (3, 2, 4, 6)
+    x = _tied_image(rng, shape)
+    k = 6
+    if kind == "full":
+        d = delta.Delta.full(rng.normal(size=(k,) + shape) * step, shape)
+    else:
+        d = delta.Delta.col(rng.integers(0, 2, k), rng.normal(size=(k, 3, 4, 6)) * step, shape)
+    mode = "complex" if np.iscomplexobj(d.vals) else "real"
+    out = op.forward(x)
+    hits: list = []
+    res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: hits.append(crossings(dist, plain, 1, k, mode)))
+    dense = d.dense(x)
+    assert res is not None
+    np.testing.assert_array_equal(res.dense(np.zeros_like(out, dtype=dense.dtype)), op.forward(dense) - out)
+    want = crossings(op.kink_distance(dense), op.kink_distance(x), 1, k, mode)
+    assert [h.tolist() for h in hits if h is not None] == [want.tolist()]
+    if op.name == "max_pool2d" and mode == "complex":
+        assert want.sum() > 0  # the ties are moved, and seen

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind, Ray, Structure
+from . import farkinks
 from .base import Op, finite_number, register
 from .complexmath import cexp
 
@@ -33,6 +34,9 @@ class ReLU(Op):
     structure = Structure.ELEMENTWISE
     kinked = True
 
+    def __init__(self) -> None:
+        self._plain = farkinks.PlainCache()
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.where(x.real > 0, x, 0)
 
@@ -45,9 +49,14 @@ class ReLU(Op):
 
     def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
                     on_kink: Any) -> Delta | None:
-        # A full change (after a batchnorm): one array holds the copies' input x + Δ (their kink
-        # distances), then, in place, their output where(x + Δ > 0, x + Δ, 0) and its change.
-        # Other changes: delta.push's elementwise rule.
+        # A full change (after a batchnorm) or a changed channel too small to reach 0 from x:
+        # the plain side (farkinks). Else, for a full change, one array holds the copies' input
+        # x + Δ (their kink distances), then, in place, their output where(x + Δ > 0, x + Δ, 0)
+        # and its change. Other changes: delta.push's elementwise rule.
+        if d.kind in (Kind.FULL, Kind.COL):
+            res = self._push_far(d, xs[0], out, on_kink)
+            if res is not None:
+                return res
         if d.kind is not Kind.FULL:
             return None
         new = np.add(d.vals, xs[0], dtype=np.result_type(d.vals, xs[0]), order="C")
@@ -56,6 +65,40 @@ class ReLU(Op):
         np.copyto(new, 0, where=~(new.real > 0))  # forward's where(x.real > 0, x, 0), NaN to 0
         new -= out
         return Delta.full(new, d.shape)
+
+    def _push_far(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta | None:
+        """relu(x + Δ) − relu(x) = Δ·[x > 0] wherever |x| exceeds Δ's real part (rounded as the
+        dense path rounds: (x + Δ) − x); the elements within reach of 0 are computed as forward
+        does and alone reported to on_kink. None where the shortcut does not apply."""
+        k = d.k
+        flat = d.vals.reshape(k, -1)
+        reach = farkinks.reach(flat)
+        plain_all, tol, smallest = self._plain.get(x, _plain_sides)
+        if reach is None or not np.isfinite(smallest):
+            return None
+        plain = plain_all if d.kind is Kind.FULL else d.gather(x).reshape(k, -1)
+        base = out.reshape(1, -1) if d.kind is Kind.FULL else d.gather(out).reshape(k, -1)
+        if np.all(reach == 0):  # the complex step: Δ has no real part, (x + Δ) − x = Δ exactly
+            change = flat * (plain.real > 0)
+        else:
+            change = flat + plain
+            change -= plain
+            change *= plain.real > 0
+        copy, e = np.zeros(0, np.intp), np.zeros(0, np.intp)
+        if np.any(reach + tol >= smallest):
+            near = np.abs(plain.real) <= (reach + tol)[:, None]
+            if near.mean() > farkinks.NEAR_SHARE:
+                return None
+            copy, e = np.nonzero(near)
+            at = plain[copy % len(plain), e]
+            new = at + flat[copy, e]
+            change[copy, e] = np.where(new.real > 0, new, 0) - base[copy % len(base), e]
+        if on_kink is not None:
+            farkinks.report_near(on_kink, k, copy, new if copy.size else np.zeros(0),
+                                 at if copy.size else np.zeros(0))
+        if d.kind is Kind.FULL:
+            return Delta.full(change.reshape(d.vals.shape), d.shape)
+        return d.with_vals(change.reshape(d.vals.shape))
 
     def push_ray(self, slot: int, ray: Ray, xs: Sequence[np.ndarray], out: np.ndarray,
                  on_kink: Any) -> Ray | None:
@@ -82,6 +125,14 @@ class ReLU(Op):
         if on_kink is not None:
             on_kink(np.where(crossed, -1.0, 1.0)[:, None], np.ones((1, 1)))
         return Ray(Delta.full(shared, d.shape), group, coef)
+
+
+def _plain_sides(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """x flat (1, n), the rounding allowance, and the smallest |x| (NaN unless x is finite)."""
+    flat = x.reshape(1, -1)
+    finite = bool(np.all(np.isfinite(flat)))
+    smallest = float(np.abs(flat.real).min(initial=np.inf)) if finite else float("nan")
+    return flat, farkinks.allowance(x), smallest
 
 
 def crossing_reach(x: np.ndarray, u: np.ndarray) -> np.ndarray:

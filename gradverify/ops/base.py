@@ -56,6 +56,9 @@ class Op:
         linear = False                     push(slot, c·d) = c·push(slot, d): out's change is
                                            linear in one input's change (delta.push_ray)
         push_ray(slot, ray, xs, out, on_kink)  a rule for a Ray of copies (ReLU, l2_penalty)
+        shortcuts = False                  a user's op pushing copies in fewer calls than one each
+                                           (userpush); the checker turns it off if a recheck
+                                           of failing elements without it disagrees
     """
 
     name: str = "op"
@@ -66,6 +69,7 @@ class Op:
     structure: Structure | None = None
     row_separable: bool = False
     linear: bool = False
+    shortcuts: bool = False
 
     # Typed (*xs: Any, **kw: Any) so that a subclass may name its inputs: forward(self, x, w).
 

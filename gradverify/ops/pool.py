@@ -9,11 +9,13 @@ perturbation that swaps the maximum is seen as crossing a kink, never as a wrong
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..delta import Delta, Kind
+from . import farkinks
 from .base import Op, register, unbroadcast
 from .conv import add_windows, out_size, positive_int, windows
 
@@ -112,6 +114,39 @@ def _stacked(x: np.ndarray, size: int, stride: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class PlainWindows:
+    """The plain pass's windows, W = N·C·Ho·Wo of them, each of s² entries: their flat indices
+    into x's core (entries) and into its channel (entries_free: (n, i, j) of (N, H, W)), each
+    window's maximum (top, top_free: the first by the real part, as forward picks it), its
+    margin over the runner-up (real; inf for one-entry windows), the kink distances, the
+    rounding allowance, and whether x is finite."""
+
+    entries: np.ndarray  # (W, s²)
+    entries_free: np.ndarray  # (W, s²)
+    top: np.ndarray  # (W,)
+    top_free: np.ndarray  # (W,)
+    margin: np.ndarray  # (W,)
+    dist: np.ndarray  # (W, s²)
+    tol: float
+    finite: bool
+
+
+def plain_windows(x: np.ndarray, size: int, stride: int) -> PlainWindows:
+    """PlainWindows of x (1, N, C, H, W)."""
+    n, c, h, w = x.shape[1:]
+    idx = np.arange(x[0].size).reshape((1,) + x.shape[1:])
+    entries = _stacked(idx, size, stride).reshape(-1, size * size)
+    free = (entries // (c * h * w)) * (h * w) + entries % (h * w)  # drop the channel
+    win = _stacked(x, size, stride).reshape(-1, size * size)
+    first = _argmax_lanes(win.real.copy())[:, 0]
+    dist = max_margin(win)
+    rows = np.arange(len(win))
+    margin = dist[rows, first].real if size * size > 1 else np.full(len(win), np.inf)
+    return PlainWindows(entries, free, entries[rows, first], free[rows, first], margin, dist,
+                        farkinks.allowance(x), bool(np.all(np.isfinite(x))))
+
+
 @register
 class MaxPool2d(_Pool, Op):
     """Max pooling (cs231n max_pool_forward): the largest entry of every size×size window.
@@ -130,6 +165,10 @@ class MaxPool2d(_Pool, Op):
 
     name = "max_pool2d"
     kinked = True
+
+    def __init__(self, size: int = 2, stride: int | None = None) -> None:
+        super().__init__(size, stride)
+        self._plain = farkinks.PlainCache()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         win = _stacked(x, self.size, self.stride)
@@ -153,6 +192,10 @@ class MaxPool2d(_Pool, Op):
                     on_kink: Any) -> Delta | None:
         if xs[0].ndim != 5:
             return None
+        if d.kind in (Kind.COL, Kind.FULL):  # copies too close to no tie: the plain maxima
+            res = self._push_far(d, xs[0], out, on_kink)
+            if res is not None:
+                return res
         if d.kind is Kind.COL:  # channel c changed: recompute that channel's windows
             win = _stacked((d.gather(xs[0]) + d.vals)[:, :, None], self.size, self.stride)  # (k, N, 1, Ho, Wo, s²)
             top, dist = _max_and_margin(win, scratch=True)
@@ -173,6 +216,48 @@ class MaxPool2d(_Pool, Op):
         if d.kind is Kind.ELEM and self.stride >= self.size:
             return self._push_element(d, xs[0][0], out, on_kink)
         return None
+
+    def _push_far(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta | None:
+        """A full change, or a changed channel, whose real part moves no entry near a tie
+        (farkinks): each window's output is its plain maximum's entry, x + Δ there, as forward
+        would pick it; the windows within reach of a tie are recomputed as forward does and
+        alone reported to on_kink. None where the shortcut does not apply."""
+        pw = self._plain.get(x, lambda a: plain_windows(a, self.size, self.stride))
+        k = d.k
+        flat = d.vals.reshape(k, -1)
+        reach = farkinks.reach(flat)
+        if reach is None or not pw.finite:
+            return None
+        if d.kind is Kind.FULL:
+            plain, top, ent = x.reshape(1, -1), pw.top[None], pw.entries
+            margin, base, dist = pw.margin[None], out.reshape(1, -1), pw.dist
+        else:  # channel d.at[b] of copy b: that channel's windows, (k, N·Ho·Wo)
+            n, c = x.shape[1], x.shape[2]
+            plain, base = d.gather(x).reshape(k, -1), d.gather(out).reshape(k, -1)
+            top = pw.top_free.reshape(n, c, -1)[:, d.at].swapaxes(0, 1).reshape(k, -1)
+            margin = pw.margin.reshape(n, c, -1)[:, d.at].swapaxes(0, 1).reshape(k, -1)
+            s2 = self.size ** 2
+            ent = pw.entries_free.reshape(n, c, -1, s2)[:, d.at].swapaxes(0, 1).reshape(k, -1, s2)
+            dist = pw.dist.reshape(n, c, -1, s2)[:, d.at].swapaxes(0, 1).reshape(k, -1, s2)
+        near = margin <= 2 * reach[:, None] + pw.tol
+        if near.mean() > farkinks.NEAR_SHARE:
+            return None
+        rows = np.arange(k)[:, None]
+        change = (plain[rows % len(plain), top] + flat[rows, top]) - base
+        copy, w = np.nonzero(near)
+        ents = ent[w] if d.kind is Kind.FULL else ent[copy, w]
+        new_dist = plain_dist = np.zeros((0, self.size ** 2))
+        if copy.size:
+            win = plain[copy[:, None] % len(plain), ents] + flat[copy[:, None], ents]
+            new_top, new_dist = _max_and_margin(win, scratch=True)
+            change[copy, w] = new_top[:, 0] - base[copy % len(base), w]
+            plain_dist = dist[w] if d.kind is Kind.FULL else dist[copy, w]
+        if on_kink is not None:
+            farkinks.report_near(on_kink, k, copy, new_dist, plain_dist)
+        shape = out.shape[1:]
+        if d.kind is Kind.FULL:
+            return Delta.full(change.reshape((k,) + shape), shape)
+        return Delta.col(d.at, change.reshape((k, shape[0]) + shape[2:]), shape)
 
     def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
         """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows
