@@ -114,3 +114,29 @@ def test_pre_commit_hook_runs(runner, tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text('[tool.gradverify]\nconfigs = ["net.yaml"]\nstrict = true\n')
     (tmp_path / "net.yaml").write_text((CONFIGS / "seed.yaml").read_text())
     assert runner.invoke(app, entry[1:]).exit_code == 1  # the kinks, under the project's strict
+
+
+def test_every_dependency_floor_is_the_pin_ci_runs_the_suite_at():
+    """pyproject.toml's `name>=floor` (with its marker) for every run-time dependency equals a
+    `name==floor` line of .ci/floors.txt, which .ci/run installs and tests on Python 3.10: a floor
+    raised in one file and not the other would go untested."""
+    import re
+
+    from conftest import ROOT
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            pin, _, marker = line.partition(";")
+            name, version = pin.strip().split("==")
+            pins[name.lower()] = (version, marker.replace("'", '"').strip())
+    assert len(deps) >= 5
+    for dep in deps:
+        spec, _, marker = dep.partition(";")
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", spec.strip())
+        assert m, f"{dep}: a floor (>=) and nothing else"
+        assert pins.get(m.group(1).lower()) == (m.group(2), marker.replace("'", '"').strip()), dep
