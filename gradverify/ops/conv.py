@@ -112,15 +112,22 @@ class Conv2d(Op):
         return grads
 
     def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
-        # A changed pixel of image n changes image n's output alone (a kh×kw patch of it per
-        # filter): each copy convolves its one image, a row of out.
+        # A changed pixel (n, c, i, j) changes image n's output alone (a row of out), and there
+        # only the term it enters: Δout[n, f, p, q] = w[f, c, di, dj] · v wherever
+        # stride·p + di = i + pad (and q, dj alike) for a kernel offset (di, dj) in range.
         if slot != 0 or d.kind is not Kind.ELEM or xs[0].ndim != 5:
             return None
-        n = d.at[:, 0]
-        images = xs[0][0][n].astype(np.result_type(xs[0], d.vals))  # (k, C, H, W)
-        images[(np.arange(d.k),) + tuple(d.at[:, 1:].T)] += d.vals
-        new = self.forward(images[:, None], *xs[1:])[:, 0]
-        return Delta.row(n, new - out[0][n], out.shape[1:])
+        w, s, ho, wo = xs[1][0], self.stride, out.shape[-2], out.shape[-1]
+        n, c, i, j = d.at.T
+        vals = np.zeros((d.k, w.shape[0], ho, wo), dtype=np.result_type(w, d.vals, out))
+        for di in range(w.shape[2]):
+            p = i + self.pad - di
+            on_p = (p % s == 0) & (p >= 0) & (p < s * ho)
+            for dj in range(w.shape[3]):
+                q = j + self.pad - dj
+                ok = np.flatnonzero(on_p & (q % s == 0) & (q >= 0) & (q < s * wo))
+                vals[ok, :, p[ok] // s, q[ok] // s] += w[:, c[ok], di, dj].T * d.vals[ok, None]
+        return Delta.row(n, vals, out.shape[1:])
 
     @property
     def label(self) -> str:
