@@ -192,7 +192,7 @@ class PythonOp(Op):
         if not (np.issubdtype(out.dtype, np.number) or out.dtype == bool):
             raise UserCodeError(f"{self._where(fn)} returned {type(res).__name__} of {out.dtype}, "
                                 "not an array of numbers")
-        return out
+        return out.astype(np.float64) if out.dtype == bool else out  # a mask: 0 and 1
 
     def _one(self, xs, b, views: frozenset = frozenset(), owned: frozenset = frozenset()):
         """Copy b of every argument, with the data arguments at their slots: fresh copies,

@@ -200,7 +200,7 @@ class Offload:
 
     def __init__(self, executor, jobs: int):
         self._given, self._pool, self.jobs = executor, None, jobs
-        self._blobs: dict[tuple[int, int], tuple[str, bytes | None]] = {}
+        self._blobs: dict[tuple, tuple[str, bytes | None]] = {}
         self.failed = False  # a worker could not load the user's file: the rest runs here
         self.workers = jobs if executor is None else int(getattr(executor, "_max_workers", 0) or usable_cores())
 
@@ -218,7 +218,9 @@ class Offload:
 
     def payload(self, graph, values) -> tuple[str, bytes | None]:
         """(key, the graph and plain pass pickled), None when they cannot be pickled."""
-        ident = (id(graph), id(values))
+        # the ops' shortcuts go into the key: the checker turns a user op's off after a recheck,
+        # and the workers must see that (a fresh pickle)
+        ident = (id(graph), id(values), tuple(n.op.shortcuts for n in graph.nodes.values() if n.op is not None))
         if ident not in self._blobs:
             self._blobs[ident] = (uuid.uuid4().hex, pickled((graph, values)))
         return self._blobs[ident]

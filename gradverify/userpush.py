@@ -121,8 +121,11 @@ def push_slices(op: PythonOp, slot: int, d: Delta, xs, out: np.ndarray) -> Delta
     if new is None or new.shape[1:] != out.shape[1:]:
         op.slice_axis[slot] = None
         return None
-    vals = np.swapaxes(new - out, 1, 2)[group, j]  # (k, out.shape[1], …): copy b's slice j_b
-    change = Delta.col(j, vals, out.shape[1:])
+    by_slice = np.swapaxes(new - out, 1, 2)  # (groups, L, N, …)
+    if moved_elsewhere(by_slice, group, j):
+        op.slice_axis[slot] = None
+        return None
+    change = Delta.col(j, by_slice[group, j], out.shape[1:])  # copy b's slice j_b
     if slot not in op.slices_checked:
         pick = np.unique(np.linspace(0, d.k - 1, VERIFY).astype(int))
         if not _agrees(op, slot, d, xs, out, change, pick):
@@ -130,6 +133,17 @@ def push_slices(op: PythonOp, slot: int, d: Delta, xs, out: np.ndarray) -> Delta
             return None
         op.slices_checked.add(slot)
     return change
+
+
+def moved_elsewhere(by_slice: np.ndarray, group: np.ndarray, j: np.ndarray) -> bool:
+    """Did a call change a slice that none of its copies moved? (A coupling between slices that
+    the probes missed; one into a moved slice makes that copy's change wrong, and the checker's
+    recheck of failing elements sees it.) With the complex step, the imaginary part must be 0
+    there exactly; with real steps, the change itself."""
+    untouched = np.ones(by_slice.shape[:2], bool)
+    untouched[group, j] = False
+    rest = by_slice[untouched]
+    return bool(np.any(rest.imag != 0) if np.iscomplexobj(rest) else np.any(rest != 0))
 
 
 def _occurrence(j: np.ndarray) -> np.ndarray:

@@ -538,3 +538,46 @@ def test_a_coupling_the_probes_may_miss_gives_no_false_verdict(honest, src, seed
     wrong = {tuple(np.unravel_index(i, w.shape)) for i in node.flat[node.statuses == "fail"]}
     assert rep.ok == honest
     assert wrong == (set() if honest else {(i, src) for i in range(4)})
+
+
+COUPLED_BAD = '''
+import numpy as np
+
+def affine_forward(x, w, b):
+    out = x @ w + b
+    out[:, 5] += 2.0 * w[:, 3].sum()  # column 3 of w also moves column 5
+    return out, (x, w)
+
+def affine_backward(dout, cache):  # forgets that coupling: dw[:, 3] is wrong
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+'''
+
+
+@pytest.mark.parametrize("sample,seed", [(4, 0), (6, 2), (8, 1), (12, 1), (12, 3), (16, 5)])
+def test_a_sampled_wrong_element_behind_a_missed_coupling_still_fails(tmp_path, sample, seed):
+    """A sample may hold no element whose estimate the missed coupling spoils (none of column 5),
+    so no element fails for the recheck to look at: each call of the slice shortcut must itself
+    show that it changed a slice none of its copies moved (column 5), and the shortcut go off.
+    Every sampled w[:, 3] is wrong, and fails."""
+    import gradverify
+    (tmp_path / "coupled.py").write_text(COUPLED_BAD)
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text("seed: 0\nvalues:\n  x: {shape: [6, 4], init: normal}\n  w: {shape: [4, 8], init: normal}\n"
+                   "  b: {shape: [8], init: normal}\ninputs: [x]\n"
+                   "graph:\n  - {name: out, op: coupled.py:affine, inputs: [x, w, b]}\nloss: out\n")
+    node = gradverify.check(cfg, sample=sample, seed=seed, nodes=["w"]).node("w")
+    column = np.unravel_index(node.flat, (4, 8))[1]
+    assert list(node.statuses[column == 3]) == ["fail"] * int((column == 3).sum())
+    assert list(node.statuses[column != 3]) == ["pass"] * int((column != 3).sum())
+
+
+def test_a_boolean_output_is_a_mask_of_numbers():
+    """A step function's output, (x @ w) > 0, is 0 and 1: its gradient is 0 almost everywhere,
+    and a backward returning zeros passes (no numpy error on subtracting booleans)."""
+    import gradverify
+    rng = np.random.default_rng(0)
+    rep = gradverify.check_op(lambda x, w: ((x @ w) > 0, None),
+                              lambda dout, cache: (np.zeros((6, 4)), np.zeros((4, 8))),
+                              rng.normal(size=(6, 4)), rng.normal(size=(4, 8)))
+    assert all(n.numeric.max(initial=0) == 0 for n in rep.nodes if n.name in ("x", "w"))

@@ -253,36 +253,47 @@ def _tied_image(rng, shape):
     x = rng.normal(size=shape)
     x[..., 0, 1] = x[..., 0, 0]  # ties in the first window row
     x[..., 2, 3] = x[..., 2, 2] + 1e-13  # near-ties
+    x[..., 2, 5] = x[..., 2, 4] + 8e-9  # within reach of a step of 1e-9 at 2h, not at h
+    x[..., 1, 3] = 7e-9  # the same for relu
     x[..., 3, 0] = 0.0
     return one(x)
 
 
+@pytest.mark.parametrize("points", [1, 4])
 @pytest.mark.parametrize("kind", ["full", "col"])
 @pytest.mark.parametrize("step", [1e-20j, 1e-14, 1e-9, 0.3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("op", [ops.ReLU(), ops.MaxPool2d(size=2)], ids=lambda op: op.name)
-def test_changes_far_from_kinks_take_the_plain_branch_exactly(op, kind, step, rng):
+def test_changes_far_from_kinks_take_the_plain_branch_exactly(op, dtype, step, kind, points, rng):
     """A change whose real part is far smaller than the distance to every kink (the complex step;
     a tiny real step) follows the plain branch (relu's side, the window's plain maximum) except
     near a kink, where it is computed as forward does: the change equals forward on the dense
-    copies less the plain output, to the last bit, and the kinks counted equal the dense path's, for every size of
-    step (large ones take the dense path)."""
+    copies less the plain output, to the last bit, and the kinks counted equal the dense path's,
+    for every size of step (large ones take the dense path), for stencils of several points
+    (central differences: ±h, ±2h, whose crossings are counted position by position) and in
+    float32 (whose rounding makes ties of its own)."""
     from gradverify import delta
     from gradverify.numeric.prober import crossings
     shape = (3, 2, 4, 6)
-    x = _tied_image(rng, shape)
+    x = _tied_image(rng, shape).astype(dtype)
     k = 6
+    scale = np.array([1.0, -1.0, 2.0, -2.0][:points])
     if kind == "full":
-        d = delta.Delta.full(rng.normal(size=(k,) + shape) * step, shape)
+        vals = rng.normal(size=(k,) + shape) * step
+        d = delta.Delta.full(np.concatenate([m * vals for m in scale]).astype(np.result_type(dtype, vals)), shape)
     else:
-        d = delta.Delta.col(rng.integers(0, 2, k), rng.normal(size=(k, 3, 4, 6)) * step, shape)
+        vals, at = rng.normal(size=(k, 3, 4, 6)) * step, rng.integers(0, 2, k)
+        d = delta.Delta.col(np.tile(at, points), np.concatenate([m * vals for m in scale]).astype(
+            np.result_type(dtype, vals)), shape)
     mode = "complex" if np.iscomplexobj(d.vals) else "real"
     out = op.forward(x)
     hits: list = []
-    res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: hits.append(crossings(dist, plain, 1, k, mode)))
+    res = delta.push(op, 0, d, [x], out,
+                     on_kink=lambda dist, plain: hits.append(crossings(dist, plain, points, k, mode)))
     dense = d.dense(x)
     assert res is not None
     np.testing.assert_array_equal(res.dense(np.zeros_like(out, dtype=dense.dtype)), op.forward(dense) - out)
-    want = crossings(op.kink_distance(dense), op.kink_distance(x), 1, k, mode)
+    want = crossings(op.kink_distance(dense), op.kink_distance(x), points, k, mode)
     assert [h.tolist() for h in hits if h is not None] == [want.tolist()]
-    if op.name == "max_pool2d" and mode == "complex":
+    if op.name == "max_pool2d" and mode == "complex" and dtype == np.float64:
         assert want.sum() > 0  # the ties are moved, and seen

@@ -137,3 +137,19 @@ def test_a_file_whose_top_level_works_once_runs_here(tmp_path):
     with ProcessPoolExecutor(2) as pool:
         rep = gradverify.check(_net(tmp_path, tmp_path / "once.py"), executor=pool)
     assert rep.exit_code == 0 and _numbers(rep) == _numbers(serial)
+
+
+def test_workers_see_a_user_op_whose_shortcuts_a_recheck_turned_off(tmp_path):
+    """The checker turns a user op's shortcuts off when a recheck of failing elements without
+    them disagrees (checker.nodes._recheck_shortcuts); the node is then estimated again, on the
+    workers for a large node: the graph must travel again, with the op's shortcuts off."""
+    from gradverify import checker, config
+    run = checker.prepare(config.load(_net(tmp_path)))
+    offload = parallel.Offload(None, 1)
+    key, _ = offload.payload(run.graph, run.values)
+    assert offload.payload(run.graph, run.values)[0] == key  # pickled once while nothing changes
+    name = next(n for n, node in run.graph.nodes.items() if node.op is not None and node.op.shortcuts)
+    run.graph.nodes[name].op.shortcuts = False
+    again, blob = offload.payload(run.graph, run.values)
+    graph, _ = pickle.loads(blob)
+    assert again != key and graph.nodes[name].op.shortcuts is False

@@ -68,34 +68,34 @@ class ReLU(Op):
 
     def _push_far(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta | None:
         """relu(x + Δ) − relu(x) = Δ·[x > 0] wherever |x| exceeds Δ's real part (rounded as the
-        dense path rounds: (x + Δ) − x); the elements within reach of 0 are computed as forward
-        does and alone reported to on_kink. None where the shortcut does not apply."""
+        dense path rounds: (x + Δ) − x); the elements within reach of 0 for some copy are
+        computed for every copy as forward does, and alone reported to on_kink. None where the
+        shortcut does not apply."""
         k = d.k
         flat = d.vals.reshape(k, -1)
         reach = farkinks.reach(flat)
-        plain_all, tol, smallest = self._plain.get(x, _plain_sides)
+        plain_all, smallest = self._plain.get(x, _plain_sides)
         if reach is None or not np.isfinite(smallest):
             return None
         plain = plain_all if d.kind is Kind.FULL else d.gather(x).reshape(k, -1)
         base = out.reshape(1, -1) if d.kind is Kind.FULL else d.gather(out).reshape(k, -1)
-        if np.all(reach == 0):  # the complex step: Δ has no real part, (x + Δ) − x = Δ exactly
-            change = flat * (plain.real > 0)
+        tol = farkinks.allowance(x, d.vals.dtype)
+        cols = np.zeros(0, np.intp)
+        if reach.max(initial=0.0) + tol >= smallest:
+            cols = np.flatnonzero((np.abs(plain.real) <= reach.max() + tol).any(axis=0))
+            if cols.size > farkinks.NEAR_SHARE * flat.shape[1]:
+                return None
+        if np.all(reach == 0) and not np.iscomplexobj(plain):  # Δ has no real part: (x + Δ) − x = Δ
+            change = flat * (plain > 0)
         else:
             change = flat + plain
             change -= plain
-            change *= plain.real > 0
-        copy, e = np.zeros(0, np.intp), np.zeros(0, np.intp)
-        if np.any(reach + tol >= smallest):
-            near = np.abs(plain.real) <= (reach + tol)[:, None]
-            if near.mean() > farkinks.NEAR_SHARE:
-                return None
-            copy, e = np.nonzero(near)
-            at = plain[copy % len(plain), e]
-            new = at + flat[copy, e]
-            change[copy, e] = np.where(new.real > 0, new, 0) - base[copy % len(base), e]
+            np.copyto(change, 0, where=~(plain.real > 0))
+        at = plain[:, cols]
+        new = at + flat[:, cols]  # (k, P): the near elements, as forward computes them
+        change[:, cols] = np.where(new.real > 0, new, 0) - base[:, cols]
         if on_kink is not None:
-            farkinks.report_near(on_kink, k, copy, new if copy.size else np.zeros(0),
-                                 at if copy.size else np.zeros(0))
+            farkinks.report(on_kink, k, new, at)
         if d.kind is Kind.FULL:
             return Delta.full(change.reshape(d.vals.shape), d.shape)
         return d.with_vals(change.reshape(d.vals.shape))
@@ -127,12 +127,11 @@ class ReLU(Op):
         return Ray(Delta.full(shared, d.shape), group, coef)
 
 
-def _plain_sides(x: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """x flat (1, n), the rounding allowance, and the smallest |x| (NaN unless x is finite)."""
+def _plain_sides(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """x flat (1, n) and the smallest |x| (NaN unless x is finite)."""
     flat = x.reshape(1, -1)
     finite = bool(np.all(np.isfinite(flat)))
-    smallest = float(np.abs(flat.real).min(initial=np.inf)) if finite else float("nan")
-    return flat, farkinks.allowance(x), smallest
+    return flat, float(np.abs(flat.real).min(initial=np.inf)) if finite else float("nan")
 
 
 def crossing_reach(x: np.ndarray, u: np.ndarray) -> np.ndarray:

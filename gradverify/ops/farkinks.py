@@ -4,9 +4,10 @@ full change whose real part is far smaller than the plain pass's distance to eve
 A copy b changes its input by vals[b]; R_b = max |Re vals[b]| bounds how far any real value moves
 (the complex step's imaginary part moves none: R_b is 0 there). A position whose plain kink
 distance exceeds 2·R_b plus rounding keeps its side of the kink in copy b, so it crosses nothing
-and its output follows a fixed branch (relu's x > 0, the window's plain maximum). Only the other
-("near") pairs of copy and position are computed as the plain forward computes them, and only
-they are shown to `on_kink`, as a (k, P, …) array padded with positions that cross nothing.
+and its output follows a fixed branch (relu's x > 0, the window's plain maximum). The positions
+within reach of a kink for some copy (the near ones, the same for every copy: a stencil's points
+are compared position by position) are computed for every copy as the plain forward computes
+them, and only they are shown to `on_kink`, as (k, P, …) arrays.
 """
 from __future__ import annotations
 
@@ -28,23 +29,19 @@ def reach(flat: np.ndarray) -> np.ndarray | None:
     return r if np.all(np.isfinite(r)) else None
 
 
-def allowance(x: np.ndarray) -> float:
-    """How far rounding may move a distance computed from x: ROUNDING·ε·max |x|."""
-    return ROUNDING * float(np.finfo(np.float64).eps) * float(np.abs(x.real).max(initial=0.0))
+def allowance(x: np.ndarray, dtype: Any = np.float64) -> float:
+    """How far rounding may move a distance computed from x in `dtype` (the copies' type:
+    float32 rounds at its own ε): ROUNDING·ε·max |x|."""
+    eps = float(np.finfo(np.result_type(dtype, np.float32)).eps)
+    return ROUNDING * max(eps, float(np.finfo(np.float64).eps)) * float(np.abs(x.real).max(initial=0.0))
 
 
-def report_near(on_kink: Any, k: int, copy: np.ndarray, dist: np.ndarray, plain: np.ndarray) -> None:
-    """Tell on_kink the near pairs' kink distances: copy (P,) sorted, dist and plain (P, …) for
-    the pairs, as (k, P_max, …) arrays padded with -1 (a distance on the same side in both, so no
-    crossing in either method's test)."""
-    counts = np.bincount(copy, minlength=k)
-    width = max(int(counts.max(initial=0)), 1)
-    slot = np.arange(len(copy)) - (np.cumsum(counts) - counts)[copy]
-    tail = dist.shape[1:]
-    d = np.full((k, width) + tail, -1.0, dtype=np.result_type(dist, float))
-    p = np.full((k, width) + tail, -1.0, dtype=np.result_type(plain, float))
-    d[copy, slot], p[copy, slot] = dist, plain
-    on_kink(d, p)
+def report(on_kink: Any, k: int, dist: np.ndarray, plain: np.ndarray) -> None:
+    """Tell on_kink the near positions' kink distances, dist (k, P, …) against plain (1 or k, P,
+    …); with no near position, one position on the same side in both (no crossing)."""
+    if dist.shape[1] == 0:
+        dist, plain = np.full((k, 1), -1.0), np.full((1, 1), -1.0)
+    on_kink(dist, plain)
 
 
 class PlainCache:

@@ -119,8 +119,8 @@ class PlainWindows:
     """The plain pass's windows, W = N·C·Ho·Wo of them, each of s² entries: their flat indices
     into x's core (entries) and into its channel (entries_free: (n, i, j) of (N, H, W)), each
     window's maximum (top, top_free: the first by the real part, as forward picks it), its
-    margin over the runner-up (real; inf for one-entry windows), the kink distances, the
-    rounding allowance, and whether x is finite."""
+    margin over the runner-up (real; inf for one-entry windows), the kink distances, and
+    whether x is finite."""
 
     entries: np.ndarray  # (W, s²)
     entries_free: np.ndarray  # (W, s²)
@@ -128,7 +128,6 @@ class PlainWindows:
     top_free: np.ndarray  # (W,)
     margin: np.ndarray  # (W,)
     dist: np.ndarray  # (W, s²)
-    tol: float
     finite: bool
 
 
@@ -144,7 +143,7 @@ def plain_windows(x: np.ndarray, size: int, stride: int) -> PlainWindows:
     rows = np.arange(len(win))
     margin = dist[rows, first].real if size * size > 1 else np.full(len(win), np.inf)
     return PlainWindows(entries, free, entries[rows, first], free[rows, first], margin, dist,
-                        farkinks.allowance(x), bool(np.all(np.isfinite(x))))
+                        bool(np.all(np.isfinite(x))))
 
 
 @register
@@ -239,21 +238,20 @@ class MaxPool2d(_Pool, Op):
             s2 = self.size ** 2
             ent = pw.entries_free.reshape(n, c, -1, s2)[:, d.at].swapaxes(0, 1).reshape(k, -1, s2)
             dist = pw.dist.reshape(n, c, -1, s2)[:, d.at].swapaxes(0, 1).reshape(k, -1, s2)
-        near = margin <= 2 * reach[:, None] + pw.tol
-        if near.mean() > farkinks.NEAR_SHARE:
+        tol = farkinks.allowance(x, d.vals.dtype)
+        near = np.flatnonzero((margin <= 2 * reach.max(initial=0.0) + tol).any(axis=0))
+        if near.size > farkinks.NEAR_SHARE * margin.shape[1]:
             return None
         rows = np.arange(k)[:, None]
         change = (plain[rows % len(plain), top] + flat[rows, top]) - base
-        copy, w = np.nonzero(near)
-        ents = ent[w] if d.kind is Kind.FULL else ent[copy, w]
-        new_dist = plain_dist = np.zeros((0, self.size ** 2))
-        if copy.size:
-            win = plain[copy[:, None] % len(plain), ents] + flat[copy[:, None], ents]
-            new_top, new_dist = _max_and_margin(win, scratch=True)
-            change[copy, w] = new_top[:, 0] - base[copy % len(base), w]
-            plain_dist = dist[w] if d.kind is Kind.FULL else dist[copy, w]
+        # the windows within reach of a tie for some copy, for every copy as forward computes
+        # them: (k, P, s²) entries, their maxima and kink distances
+        ents = ent[near][None] if d.kind is Kind.FULL else ent[:, near]
+        win = plain[rows[:, :, None] % len(plain), ents] + flat[rows[:, :, None], ents]
+        new_top, new_dist = _max_and_margin(win, scratch=True)
+        change[:, near] = new_top[..., 0] - base[:, near]
         if on_kink is not None:
-            farkinks.report_near(on_kink, k, copy, new_dist, plain_dist)
+            farkinks.report(on_kink, k, new_dist, dist[near][None] if d.kind is Kind.FULL else dist[:, near])
         shape = out.shape[1:]
         if d.kind is Kind.FULL:
             return Delta.full(change.reshape((k,) + shape), shape)
