@@ -100,9 +100,10 @@ def _plain_downstream(graph, values, name, new):
     forward of each op downstream, in order (no pushes, no rays)."""
     vals = dict(values)
     vals[name] = new
-    for n in graph.downstream(name):
-        node = graph.nodes[n]
-        vals[n] = node.fn.forward(*[vals[i] for i in node.inputs])
+    with np.errstate(all="ignore"):  # a large step may leave a log's domain: NaN, as the ladder
+        for n in graph.downstream(name):
+            node = graph.nodes[n]
+            vals[n] = node.fn.forward(*[vals[i] for i in node.inputs])
     return vals
 
 
@@ -139,6 +140,31 @@ def test_ladder_equals_plain_forward_passes(path):
         relu_only = all(graph.nodes[n].fn.name != "max_pool2d" for n in graph.downstream(name))
         if relu_only:
             np.testing.assert_array_equal(lad.crossed, crossed, err_msg=name)
+
+
+@pytest.mark.parametrize("path", RAY_CONFIGS[1:], ids=lambda p: p.stem)
+def test_ladder_through_one_consumer_equals_plain_forward_passes(path):
+    """With `via` (a node's share of the gradient through one of its consumers, for blame), only
+    that consumer sees the ray: the loss changes are plain forward passes where it alone takes
+    x + h·v."""
+    run = checker.prepare(config.load(path))
+    graph, values = run.graph, run.values
+    loss = float(values[graph.loss].reshape(-1)[0])
+    shared = [n for n in graph.nodes if sum(n in node.inputs for node in graph.nodes.values()) > 1]
+    assert shared
+    for name in shared:
+        x = values[name]
+        v = taylor.gaussian_directions(np.random.default_rng(1), 1, x.size)[0]
+        h = taylor.ladder_steps(max(float(np.abs(x).max()), 1.0))[::4]
+        for via in [n for n, node in graph.nodes.items() if name in node.inputs]:
+            lad = taylor.ladder(graph, values, name, np.zeros(x.size), v, h, via=via)
+            for k, step in enumerate(h):
+                node = graph.nodes[via]
+                moved = node.fn.forward(*[x + step * v.reshape(x.shape) if i == name else values[i]
+                                          for i in node.inputs])
+                want = float(_plain_downstream(graph, values, via, moved)[graph.loss].reshape(-1)[0]) - loss
+                assert lad.r_plus[k] == pytest.approx(want, rel=1e-7, abs=1e-12 * (abs(loss) + 1), nan_ok=True), \
+                    (name, via, k)
 
 
 # ---- networks ------------------------------------------------------------------------------
