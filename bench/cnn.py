@@ -12,7 +12,8 @@ softmax cross-entropy, 69,197 elements in all (5,362 of them parameters):
   (d) like for like with (c): gradverify's check of the parameters only (`--nodes`).
 
 Each time is the median of --repeats runs (default 3); every ratio is between medians of this one
-invocation.
+invocation. The process keeps freed memory as the `gradverify` command's does (glibc's mmap and
+trim thresholds, `cli._keep_freed_memory`): the three columns run under the same allocator.
 
     python bench/cnn.py                 # prints the markdown rows for bench/RESULTS.md
     python bench/cnn.py --repeats 1     # quicker, noisier
@@ -38,6 +39,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from gradverify import checker, config  # noqa: E402
 from gradverify.checker import Settings  # noqa: E402
+from gradverify.cli import _keep_freed_memory as keep_freed_memory  # noqa: E402
 from gradverify.numeric.estimate import WORKERS  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"
@@ -89,6 +91,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each timing; the median is reported")
     ap.add_argument("--naive-sample", type=int, default=200, help="elements per node timed by the naive loop")
     args = ap.parse_args()
+    keep_freed_memory()  # as the CLI's process runs (glibc's thresholds), for all three alike
     cfg = config.load(CONFIG)
     with threadpool_limits(1):  # as the CLI runs
         checker.run(cfg, Settings(nodes=("loss",)))  # warm up imports and caches

@@ -518,3 +518,29 @@ def test_a_command_leaves_the_garbage_collector_as_the_caller_set_it(runner, tmp
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_command_keeps_freed_memory_unless_the_user_set_glibc_thresholds(monkeypatch):
+    """`gradverify` (cli.run) sets glibc's mmap threshold to 32 MB and trim threshold to 256 MB
+    before a check (bench/process.py: a third of a CNN check's process was page faults on
+    memory mapped afresh); thresholds set in the environment win, and nothing is set then."""
+    import ctypes
+
+    from gradverify import cli
+    calls: list = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(var, raising=False)
+    cli._keep_freed_memory()
+    assert calls == [(-3, 32 * 2**20), (-1, 256 * 2**20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    calls.clear()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    cli._keep_freed_memory()
+    assert calls == []
