@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import gradverify  # noqa: E402
+from gradverify.cli import _keep_freed_memory as keep_freed_memory  # noqa: E402
 
 
 def mlp(n: int, d: int, widths: list[int], c: int) -> dict:
@@ -78,7 +79,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     r = ap.parse_args().repeat
-    print(f"numpy {np.__version__}; median of {r}; in process (`gradverify.check`); "
+    keep_freed_memory()  # as the `gradverify` command's process runs (glibc's thresholds)
+    print(f"numpy {np.__version__}; median of {r}; in process (`gradverify.check`, freed memory kept as the "
+          "command keeps it); "
           f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
     print("| network | elements | full check | work limit (MACs ×2 at numpy's rate) | check / limit |")
     print("|---|---|---|---|---|")

@@ -160,35 +160,41 @@ def _occurrence(j: np.ndarray) -> np.ndarray:
 
 
 def aligned_axis(op: PythonOp, slot: int, xs, out: np.ndarray) -> int | None:
-    """The axis a of input `slot` whose slice j moves only the output's slice j along its axis 1,
-    probed on two random slices (each perturbed alone and together: the output must change
-    nowhere else, and each slice alike in both calls, bit for bit); None if no axis does."""
+    """The axis a of input `slot` whose slice j moves only the output's slice j along its axis 1
+    (None if no axis does), probed by group testing over every pair of slices: each slice gets
+    a random move of its own, and for each bit of the slice index one call moves the slices
+    whose bit is 1, another those whose bit is 0. Every slice not moved in a call must come out
+    as in the plain pass, and every moved slice alike in all the calls that move it, bit for
+    bit. Two slices differ in some bit, so a coupling from either into the other shows: 2·⌈log₂ L⌉
+    calls for all L² pairs."""
     x = xs[slot][0]
     length = out.shape[2]
     rng = np.random.default_rng(0)
+    bits = max(int(length - 1).bit_length(), 1)
+    member = (np.arange(length)[None, :] >> np.arange(bits)[:, None]) & 1 == 1  # (bits, L)
+    moved = np.concatenate([member, ~member])  # (2·bits, L): the slices each call moves
     for axis in [a for a in range(x.ndim) if x.shape[a] == length and length >= 2][::-1]:
-        j1, j2 = (int(j) for j in rng.choice(length, 2, replace=False))
         scale = 1e-3 * (float(np.abs(x).max(initial=0.0)) + 1.0)
-        moves = np.zeros((2,) + x.shape)  # copy 0 moves slice j1; copy 1 the same and slice j2
-        for copy, j in ((0, j1), (1, j2)):
-            at = (copy,) + (slice(None),) * axis + (j,)
-            moves[at] = rng.normal(size=moves[at].shape) * scale
-        moves[1] += moves[0]
+        step = np.moveaxis(rng.normal(size=x.shape) * scale, axis, 0)  # one move per slice
+        moves = np.moveaxis(moved.reshape(moved.shape + (1,) * (x.ndim - 1)) * step[None], 1, axis + 1)
         try:
             new = op.forward(*[x[None] + moves if k == slot else v for k, v in enumerate(xs)])
         except UserCodeError:
             return None
-        if new.shape[1:] == out.shape[1:] and _separable(new, out[0], j1, j2):
+        if new.shape[1:] == out.shape[1:] and _separable(new, out[0], moved):
             return axis
     return None
 
 
-def _separable(new: np.ndarray, plain: np.ndarray, j1: int, j2: int) -> bool:
-    """new[0]: slice j1 moved, new[1]: slices j1 and j2 (along output axis 1 = core axis 0 of
-    plain's (N, L, …)): everything else as plain, and slice j1 the same in both."""
-    rest = np.ones(plain.shape[1], bool)
-    rest[[j1, j2]] = False
-    one, both = np.swapaxes(new[0], 0, 1), np.swapaxes(new[1], 0, 1)
-    base = np.swapaxes(plain, 0, 1)
-    return (np.array_equal(one[rest], base[rest]) and np.array_equal(one[j2], base[j2])
-            and np.array_equal(both[rest], base[rest]) and np.array_equal(both[j1], one[j1]))
+def _separable(new: np.ndarray, plain: np.ndarray, moved: np.ndarray) -> bool:
+    """new (calls, N, L, …) from the calls that moved the slices `moved` (calls, L): each slice
+    not moved as in plain (N, L, …), each moved one the same in every call that moved it."""
+    by_slice = np.swapaxes(new, 1, 2)  # (calls, L, N, …)
+    base = np.swapaxes(plain, 0, 1)[None]
+    if not np.array_equal(by_slice[~moved], np.broadcast_to(base, by_slice.shape)[~moved]):
+        return False
+    for j in range(moved.shape[1]):
+        outs = by_slice[moved[:, j], j]
+        if not all(np.array_equal(outs[0], o) for o in outs[1:]):
+            return False
+    return True

@@ -514,7 +514,7 @@ def test_separable_weight_is_checked_in_fewer_calls_with_the_same_numbers():
     fwd, bwd = _affine(calls=calls)
     rep = gradverify.check_op(fwd, bwd, x, w, b, seed=3)
     assert rep.ok
-    assert len(calls) < 100, len(calls)  # 80 here: probes, checks, x by samples, w and b by slices
+    assert len(calls) < 130, len(calls)  # 100 here: probes (12 for w), checks, x by samples, w and b by slices
     R = np.random.default_rng([3, Project.STREAM]).normal(size=(6, 64))
     np.testing.assert_allclose(rep.node("w").numeric, (x.T @ R).reshape(-1), rtol=1e-12)
     np.testing.assert_allclose(rep.node("b").numeric, R.sum(axis=0), rtol=1e-12)
@@ -525,11 +525,10 @@ def test_separable_weight_is_checked_in_fewer_calls_with_the_same_numbers():
 @pytest.mark.parametrize("seed", range(4))
 def test_a_coupling_the_probes_may_miss_gives_no_false_verdict(honest, src, seed):
     """Column src of w also moves column 5 of out: a slice shortcut would give w[:, src] too
-    little and w[:, 5] too much. The probes perturb columns 5 and 7 and compare w[0, 0], w[1, 7]
-    and w[3, 7] with their own calls: they see src = 0 and miss src = 3. Then the failing
-    elements are estimated again one call per copy, which passes them, and the node is
-    estimated again without the shortcut: a right backward passes, one missing the coupling
-    fails at w[:, src] alone."""
+    little and w[:, 5] too much. The probe moves every pair of columns apart in some call and
+    sees it (before it moved two random columns, and missed src = 3); behind it, every call's
+    unmoved columns must not change, and failing elements are estimated again one call per copy.
+    A right backward passes, one missing the coupling fails at w[:, src] alone."""
     import gradverify
     x, w, b = _affine_inputs(seed)
     fwd, bwd = _affine(coupling=2.0, src=src)
@@ -556,9 +555,9 @@ def affine_backward(dout, cache):  # forgets that coupling: dw[:, 3] is wrong
 
 @pytest.mark.parametrize("sample,seed", [(4, 0), (6, 2), (8, 1), (12, 1), (12, 3), (16, 5)])
 def test_a_sampled_wrong_element_behind_a_missed_coupling_still_fails(tmp_path, sample, seed):
-    """A sample may hold no element whose estimate the missed coupling spoils (none of column 5),
-    so no element fails for the recheck to look at: each call of the slice shortcut must itself
-    show that it changed a slice none of its copies moved (column 5), and the shortcut go off.
+    """A sample may hold no element whose estimate a missed coupling spoils (none of column 5),
+    so no element fails for the recheck to look at: the probe (every pair of columns) and each
+    call of the slice shortcut (a slice none of its copies moved must not change) must see it.
     Every sampled w[:, 3] is wrong, and fails."""
     import gradverify
     (tmp_path / "coupled.py").write_text(COUPLED_BAD)
@@ -581,3 +580,77 @@ def test_a_boolean_output_is_a_mask_of_numbers():
                               lambda dout, cache: (np.zeros((6, 4)), np.zeros((4, 8))),
                               rng.normal(size=(6, 4)), rng.normal(size=(4, 8)))
     assert all(n.numeric.max(initial=0) == 0 for n in rep.nodes if n.name in ("x", "w"))
+
+
+def _coupled_into_six(kind: str):
+    """An affine whose column 6 also gets 2·Σ w[:, 3] ("swap") or 2·(Σ w[:, 3] − Σ w[:, 2])
+    ("cancel": with equal steps, moving both columns at once cancels), and two backwards: one
+    right, one wrong ("swap": the term credited to the receiving column 6; "cancel": forgotten)."""
+    def forward(x, w, b):
+        out = x @ w + b
+        out[:, 6] += 2.0 * (w[:, 3].sum() - (w[:, 2].sum() if kind == "cancel" else 0.0))
+        return out, (x, w)
+
+    def backward(dout, cache, right: bool):
+        x, w = cache
+        dw, extra = x.T @ dout, 2.0 * dout[:, 6].sum()
+        if right:
+            dw[:, 3] += extra
+            if kind == "cancel":
+                dw[:, 2] -= extra
+        elif kind == "swap":
+            dw[:, 6] += extra
+        return dout @ w.T, dw, dout.sum(axis=0)
+    return forward, backward
+
+
+@pytest.mark.parametrize("kind", ["swap", "cancel"])
+@pytest.mark.parametrize("right", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_coupling_within_one_call_is_found_by_the_probe(kind, right, seed):
+    """Every call of the slice shortcut moves one element of each column in a full check, so a
+    coupling between columns never shows as an unmoved column changing there, and its effect can
+    cancel (equal steps, opposite signs) or land on the receiving copy, mirroring a backward
+    that credits it there. The probe moves every pair of columns apart in some call (group
+    testing over the bits of the column index), sees the coupling and keeps the shortcut off:
+    the verdicts are those of one call per copy."""
+    import gradverify
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.normal(size=(6, 4)), rng.uniform(-0.9, 0.9, size=(4, 8)), rng.normal(size=8)
+    fwd, bwd = _coupled_into_six(kind)
+    rep = gradverify.check_op(fwd, lambda d, c: bwd(d, c, right), x, w, b, seed=seed)
+    assert rep.ok == right, rep.table()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_probe_that_missed_a_coupling_is_caught_among_many_kinks(monkeypatch, seed):
+    """The last net under the probe (forced here to accept w's columns although column 3 also
+    moves column 6): failing elements are estimated again one call per copy. Here 64 elements of
+    w sit on relu's kink (row 0 of x @ w is 0) and fail a central difference before kink
+    detection either way; the recheck spreads over up to 64 of the failing elements and
+    compares estimates, so it reaches the spoiled columns 3 and 6 and turns the shortcut off:
+    w is KINK, as with one call per copy, not FAIL."""
+    import gradverify
+    from gradverify import userpush
+    monkeypatch.setattr(userpush, "aligned_axis", lambda op, slot, xs, out: xs[slot].ndim - 2)
+
+    def forward(x, w, b):
+        z = x @ w
+        out = np.maximum(z, 0) + b
+        out[:, 6] += 2.0 * w[:, 3].sum()
+        return out, (x, w, z)
+
+    def backward(dout, cache):
+        x, w, z = cache
+        dz = dout * (z > 0)
+        dw = x.T @ dz
+        dw[:, 3] += 2.0 * dout[:, 6].sum()
+        return dz @ w.T, dw, dout.sum(axis=0)
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(6, 4))
+    x[0] = [1.0, 0.0, 0.0, -1.0]
+    w = rng.uniform(-0.9, 0.9, size=(4, 32))
+    w[3] = w[0]
+    rep = gradverify.check_op(forward, backward, x, w, rng.normal(size=32), seed=seed, method="central")
+    assert rep.node("w").status == "kink" and not (rep.node("w").statuses == "fail").any()

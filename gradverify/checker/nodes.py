@@ -41,20 +41,21 @@ def check_node(run: Run, name: str, indices=None, problem: str | None = None,
 
 
 #: failing elements estimated again without the user ops' shortcuts (at most this many)
-RECHECK = 8
+RECHECK = 64
 
 
 def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimate:
     """A user's op may have taken this node's copies in fewer calls than one per copy (userpush:
-    probes and a comparison on the first chunk allowed it). Failing elements are estimated again
-    with one call per copy; if one of them then passes, the shortcut misread the op (a coupling
-    the probes missed): shortcuts go off for good and the whole node is estimated again."""
+    probes and checks on every call allowed it). Failing elements (up to RECHECK, evenly spread)
+    are estimated again with one call per copy; if an estimate moves by more than the two error
+    bars, the shortcut misread the op (a coupling the probes missed): shortcuts go off for good
+    and the whole node is estimated again."""
     ops = [op for n in run.graph.downstream(name) if (op := run.graph.nodes[n].fn).shortcuts]
     if not ops:
         return est
     s = run.settings
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
-    bad = np.flatnonzero(compare(a, est, run.tolerance(est.method), run.tolerance("kink")).statuses == "fail")
+    bad = np.flatnonzero(compare(a, est, run.tolerance(est.method), run.tolerance("kink")).statuses != "pass")
     if not bad.size:
         return est
     pick = bad[np.unique(np.linspace(0, bad.size - 1, RECHECK).astype(int))]
@@ -62,7 +63,10 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
         op.shortcuts = False
     again = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, est.index[pick], s.max_memory,
                              trusted=run.trusted)
-    if np.all(compare(a[pick], again, run.tolerance(again.method), run.tolerance("kink")).statuses == "fail"):
+    old, new = est.numeric[pick], again.numeric
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(old - new) > 2 * (est.error[pick] + again.error) + 1e-12 * np.fmax(np.abs(old), np.abs(new))
+    if not np.any(moved | (np.isnan(old) != np.isnan(new))):
         for op in ops:
             op.shortcuts = True
         return est
