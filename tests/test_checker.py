@@ -173,6 +173,23 @@ def test_nonfinite_numeric_marks_the_element_only(tmp_path):
     assert checker.run(config.load(f)).node("p").status == "pass"  # the complex step has no such trouble
 
 
+def test_a_stencil_leaving_the_domain_is_tried_again_at_smaller_steps(tmp_path):
+    """p[0, 0] = 1e-7 below central differences' step (6e-6): x − h is a negative probability
+    and its log NaN, although the loss is finite. The element is estimated again at h/16, h/256
+    (inside the domain), and passes, with the complex step's value (a second method); at
+    p = 1e-300 no step is small enough, and it stays nonfinite (the test above)."""
+    f = tmp_path / "g.yaml"
+    f.write_text("values: {p: [[1.0e-7, 1.0], [0.5, 0.5]]}\nlabels: [0, 1]\ngraph:\n"
+                 "- {name: n, op: neg_log_pick, inputs: [p]}\n- {name: s, op: sum, inputs: [n]}\nloss: s\n")
+    central = checker.run(config.load(f), Settings(method="central")).node("p")
+    assert central.statuses.tolist() == ["pass"] * 4
+    complex_step = checker.run(config.load(f)).node("p")
+    assert complex_step.numeric[0] == pytest.approx(-1e7, rel=1e-12)  # d(−log p)/dp = −1/p, by hand
+    # h/256 = 2.3e-8 is a quarter of p: a truncation error of h²/(3p²) ≈ 2%, inside the error bar
+    assert np.all(np.abs(central.numeric - complex_step.numeric) <= central.error)
+    assert central.error[0] < 0.1 * 1e7
+
+
 @pytest.mark.parametrize("settings", [Settings(), Settings(max_memory=1), Settings(sample=5),
                                       Settings(fast=True), Settings(method="richardson")],
                          ids=["full", "one-at-a-time", "sampled", "fast", "richardson"])

@@ -271,12 +271,36 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     if parts is None:
         parts = estimate_all(prober, m, index, rel_step, loss, how[3], max_memory, progress)
     numeric, error, crossings, left, right, gap, gap_error = parts
+    if m.name != "complex" and np.isfinite(loss):
+        inside_domain(prober, m, index, rel_step, loss, max_memory, (numeric, error, crossings, left, right))
     if screen:
         gap, gap_error = np.zeros(len(index)), np.zeros(len(index))
         if kinks_along_directions(prober, loss, max_finite(np.abs(numeric))):
             gap, gap_error = _gaps(prober, m, index, loss, numeric, max_memory)
     return Estimate(index, numeric, error, crossings > 0, left, right, m.name, rel_step, crossings,
                     gap if gaps else None, gap_error if gaps else None)
+
+
+#: a difference stencil that leaves the function's domain (a probability stepped below 0, then
+#: its log: NaN where the loss itself is finite) is tried again at smaller steps, each
+#: DOMAIN_SHRINK times the last, at most DOMAIN_RETRIES times
+DOMAIN_RETRIES, DOMAIN_SHRINK = 3, 1 / 16
+
+
+def inside_domain(prober: Prober, m: Method, index: np.ndarray, rel_step: float, loss: float,
+                  max_memory: int, parts: tuple[np.ndarray, ...]) -> None:
+    """Elements whose difference estimate is NaN or Inf while the loss is finite, estimated
+    again at smaller steps until it is finite (each with its own, larger, error bar); the ones
+    that stay non-finite stay so. `parts`: (derivative, error bar, crossings, left, right),
+    updated in place."""
+    for k in range(1, DOMAIN_RETRIES + 1):
+        bad = np.flatnonzero(~np.isfinite(parts[0]))
+        if not bad.size:
+            return
+        again = estimate_all(prober, m, index[bad], rel_step * DOMAIN_SHRINK ** k, loss, False, max_memory)
+        ok = np.isfinite(again[0])
+        for arr, new in zip(parts, again[:5]):
+            arr[bad[ok]] = new[ok]
 
 
 def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, loss: float,
