@@ -191,7 +191,8 @@ class Graph:
             res = push_ray(op, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
             if res is not None:
                 return res
-        mine = {i: v.materialize() if isinstance(v, Ray) else v for i, v in mine.items()}
+        if any(isinstance(v, Ray) for v in mine.values()):  # no rule for the ray: its copies
+            mine = {i: v.materialize() if isinstance(v, Ray) else v for i, v in mine.items()}
         if len(slots) == 1 and isinstance(mine[node.inputs[slots[0]]], Delta):
             res = push(op, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
             if res is not None:
@@ -249,6 +250,4 @@ def _nbytes(v) -> int:
 
 
 def as_dense(v, base: np.ndarray) -> np.ndarray:
-    if isinstance(v, Ray):
-        v = v.materialize()
     return v.dense(base) if isinstance(v, Delta) else v
