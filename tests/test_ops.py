@@ -285,3 +285,27 @@ def test_kink_distance_rows_default_follows_kink_distance():
     op = ops.ReLU()
     xr = np.array([[-1.0, 0.0, 2.0], [3.0, -4.0, 0.5]])
     np.testing.assert_array_equal(op.kink_distance_rows(xr, np.array([0, 2])), xr)
+
+
+@pytest.mark.parametrize("dtypes", [(np.complex128, np.float64), (np.float64, np.complex128),
+                                    (np.complex64, np.float32), (np.float64, np.float64)])
+@pytest.mark.parametrize("pure_imaginary", [False, True])
+def test_cmatmul_is_numpys_product(dtypes, pure_imaginary, rng):
+    """complexmath.cmatmul (a complex side's parts through real products; the imaginary part
+    alone where the real part is 0, as in a complex step's change) against numpy's own a @ b,
+    batched and broadcast as matmul does."""
+    from gradverify.ops.complexmath import cmatmul
+
+    def draw(shape, dtype):
+        v = rng.normal(size=shape)
+        if np.issubdtype(dtype, np.complexfloating):
+            v = (0 if pure_imaginary else v) + 1j * rng.normal(size=shape)
+        return v.astype(dtype)
+
+    a, b = draw((5, 3, 4), dtypes[0]), draw((4, 6), dtypes[1])
+    got, want = cmatmul(a, b), a @ b
+    assert got.dtype == want.dtype and got.shape == want.shape
+    tol = 1e-5 if want.dtype in (np.complex64, np.float32) else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if pure_imaginary and np.iscomplexobj(got):
+        assert not got.real.any()

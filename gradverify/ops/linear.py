@@ -8,6 +8,7 @@ import numpy as np
 
 from ..delta import Delta, Kind, Structure
 from .base import Op, core_axes, expand_to, per_copy, register, unbroadcast
+from .complexmath import cmatmul
 
 
 @register
@@ -18,7 +19,7 @@ class MatMul(Op):
     linear = True  # Δout is linear in one input's Δ
 
     def forward(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return x @ w
+        return cmatmul(x, w)
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
         # d(x w) = dx w + x dw  =>  dx = g wᵀ,  dw = xᵀ g
@@ -33,18 +34,18 @@ class MatMul(Op):
             if d.kind is Kind.ELEM:  # Δw[r, j] = v:  Δout[:, j] = x[:, r] v, a column
                 return Delta.col(d.at[:, 1], x[:, d.at[:, 0]].T * d.vals[:, None], shape)
             if d.kind is Kind.COL:  # Δw[:, j] = v:  Δout[:, j] = x v
-                return Delta.col(d.at, d.vals @ x.T, shape)
+                return Delta.col(d.at, cmatmul(d.vals, x.T), shape)
             if d.kind is Kind.ROW:  # Δw[r] = v:  Δout = x[:, r] ⊗ v, everything
                 return Delta.full(x[:, d.at].T[:, :, None] * d.vals[:, None, :], shape)
-            return Delta.full(x @ d.vals, shape)
+            return Delta.full(cmatmul(x, d.vals), shape)
         # x + Δx:  Δout = Δx w
         if d.kind is Kind.ELEM:  # Δx[i, r] = v:  Δout[i] = v w[r], a row
             return Delta.row(d.at[:, 0], d.vals[:, None] * w[d.at[:, 1]], shape)
         if d.kind is Kind.ROW:  # Δx[i] = v:  Δout[i] = v w
-            return Delta.row(d.at, d.vals @ w, shape)
+            return Delta.row(d.at, cmatmul(d.vals, w), shape)
         if d.kind is Kind.COL:  # Δx[:, r] = v:  Δout = v ⊗ w[r], everything
             return Delta.full(d.vals[:, :, None] * w[d.at][:, None, :], shape)
-        return Delta.full(d.vals @ w, shape)
+        return Delta.full(cmatmul(d.vals, w), shape)
 
 
 @register
