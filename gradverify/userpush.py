@@ -163,20 +163,23 @@ def aligned_axis(op: PythonOp, slot: int, xs, out: np.ndarray) -> int | None:
     """The axis a of input `slot` whose slice j moves only the output's slice j along its axis 1
     (None if no axis does), probed by group testing over every pair of slices: each slice gets
     a random move of its own, and for each bit of the slice index one call moves the slices
-    whose bit is 1, another those whose bit is 0. Every slice not moved in a call must come out
-    as in the plain pass, and every moved slice alike in all the calls that move it, bit for
-    bit. Two slices differ in some bit, so a coupling from either into the other shows: 2·⌈log₂ L⌉
-    calls for all L² pairs."""
+    whose bit is 1, another those whose bit is 0, each once forward and once backward. Every
+    slice not moved in a call must come out as in the plain pass, and every moved slice alike in
+    all the calls that move it the same way, bit for bit. Two slices differ in some bit, so a
+    coupling from either into the other shows: 4·⌈log₂ L⌉ calls for all L² pairs."""
     x = xs[slot][0]
     length = out.shape[2]
     rng = np.random.default_rng(0)
     bits = max(int(length - 1).bit_length(), 1)
     member = (np.arange(length)[None, :] >> np.arange(bits)[:, None]) & 1 == 1  # (bits, L)
-    moved = np.concatenate([member, ~member])  # (2·bits, L): the slices each call moves
+    moved = np.concatenate([member, ~member] * 2)  # (4·bits, L): the slices each call moves
+    sign = np.repeat([1.0, -1.0], 2 * bits)  # every call once each way: a coupling through a tie
+    # (a max of slices sitting level) shows on one side only
     for axis in [a for a in range(x.ndim) if x.shape[a] == length and length >= 2][::-1]:
         scale = 1e-3 * (float(np.abs(x).max(initial=0.0)) + 1.0)
         step = np.moveaxis(rng.normal(size=x.shape) * scale, axis, 0)  # one move per slice
-        moves = np.moveaxis(moved.reshape(moved.shape + (1,) * (x.ndim - 1)) * step[None], 1, axis + 1)
+        moves = (moved * sign[:, None]).reshape(moved.shape + (1,) * (x.ndim - 1)) * step[None]
+        moves = np.moveaxis(moves, 1, axis + 1)
         try:
             new = op.forward(*[x[None] + moves if k == slot else v for k, v in enumerate(xs)])
         except UserCodeError:
@@ -187,14 +190,17 @@ def aligned_axis(op: PythonOp, slot: int, xs, out: np.ndarray) -> int | None:
 
 
 def _separable(new: np.ndarray, plain: np.ndarray, moved: np.ndarray) -> bool:
-    """new (calls, N, L, …) from the calls that moved the slices `moved` (calls, L): each slice
-    not moved as in plain (N, L, …), each moved one the same in every call that moved it."""
+    """new (calls, N, L, …) from the calls that moved the slices `moved` (calls, L), the first
+    half forward and the second backward: each slice not moved as in plain (N, L, …), each moved
+    one the same in every call that moved it the same way."""
     by_slice = np.swapaxes(new, 1, 2)  # (calls, L, N, …)
     base = np.swapaxes(plain, 0, 1)[None]
     if not np.array_equal(by_slice[~moved], np.broadcast_to(base, by_slice.shape)[~moved]):
         return False
-    for j in range(moved.shape[1]):
-        outs = by_slice[moved[:, j], j]
-        if not all(np.array_equal(outs[0], o) for o in outs[1:]):
-            return False
+    half = len(moved) // 2
+    for way in (slice(0, half), slice(half, None)):
+        for j in range(moved.shape[1]):
+            outs = by_slice[way][moved[way, j], j]
+            if not all(np.array_equal(outs[0], o) for o in outs[1:]):
+                return False
     return True

@@ -190,6 +190,19 @@ def test_a_stencil_leaving_the_domain_is_tried_again_at_smaller_steps(tmp_path):
     assert central.error[0] < 0.1 * 1e7
 
 
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_an_error_bar_whose_wider_stencil_leaves_the_domain_is_tried_again(method):
+    """log x near 0 with a right backward (1/x): for x between h and 2h the estimate is finite
+    but its error bar, from the 2h stencil, is NaN; for x far below h only a step thousands of
+    times smaller stays inside. Both are tried again at smaller steps until the estimate and its
+    error bar are finite, and pass."""
+    import gradverify
+    x = np.array([[5e-7, 9e-6, 3e-6, 0.5], [2e-8, 1e-3, 0.25, 0.75]])
+    rep = gradverify.check_op(lambda v: (np.log(v), v), lambda dout, v: dout / v, x, method=method)
+    node = rep.node("v")  # check_op names an input after the forward's parameter
+    assert rep.ok and np.all(np.isfinite(node.error)), (node.statuses, node.error)
+
+
 @pytest.mark.parametrize("settings", [Settings(), Settings(max_memory=1), Settings(sample=5),
                                       Settings(fast=True), Settings(method="richardson")],
                          ids=["full", "one-at-a-time", "sampled", "fast", "richardson"])

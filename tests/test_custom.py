@@ -654,3 +654,29 @@ def test_a_probe_that_missed_a_coupling_is_caught_among_many_kinks(monkeypatch, 
     w[3] = w[0]
     rep = gradverify.check_op(forward, backward, x, w, rng.normal(size=32), seed=seed, method="central")
     assert rep.node("w").status == "kink" and not (rep.node("w").statuses == "fail").any()
+
+
+@pytest.mark.parametrize("row,rows", [(4, 8), (6, 8), (4, 16), (6, 16)])
+def test_a_coupling_through_a_tie_is_found_by_moving_both_ways(row, rows):
+    """out = x @ w + 3·max(w[row, :]) with w[row, :] = 0, a tie: a move that lowers the tied
+    entries changes nothing, one that raises one moves every column. A probe moving one way only
+    can miss the coupling; the shortcut then moves the whole row at once and reads each copy's
+    3·Σ dout off its own column, exactly what a backward adding 3·dout.sum(0) to the whole row
+    (no argmax) computes. The probe moves every slice both ways, sees the coupling, and that
+    backward fails, as it does with one call per copy."""
+    import gradverify
+
+    def forward(x, w):
+        return x @ w + 3.0 * np.max(w[row, :]), (x, w)
+
+    def backward(dout, cache):
+        x, w = cache
+        dw = x.T @ dout
+        dw[row, :] += 3.0 * dout.sum(axis=0)  # wrong: belongs to dw[row, argmax], summed over columns
+        return dout @ w.T, dw
+
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(6, rows)), rng.normal(size=(rows, 2))
+    w[row] = 0.0
+    rep = gradverify.check_op(forward, backward, x, w, method="central")
+    assert not rep.ok and list(rep.node("w").statuses.reshape(rows, 2)[row]) == ["fail", "fail"]

@@ -282,23 +282,23 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
 
 
 #: a difference stencil that leaves the function's domain (a probability stepped below 0, then
-#: its log: NaN where the loss itself is finite) is tried again at smaller steps, each
-#: DOMAIN_SHRINK times the last, at most DOMAIN_RETRIES times
-DOMAIN_RETRIES, DOMAIN_SHRINK = 3, 1 / 16
+#: its log: NaN where the loss itself is finite; its error bar's wider stencil too) is tried
+#: again at smaller steps, each DOMAIN_SHRINK times the last, at most DOMAIN_RETRIES times
+DOMAIN_RETRIES, DOMAIN_SHRINK = 6, 1 / 16
 
 
 def inside_domain(prober: Prober, m: Method, index: np.ndarray, rel_step: float, loss: float,
                   max_memory: int, parts: tuple[np.ndarray, ...]) -> None:
-    """Elements whose difference estimate is NaN or Inf while the loss is finite, estimated
-    again at smaller steps until it is finite (each with its own, larger, error bar); the ones
-    that stay non-finite stay so. `parts`: (derivative, error bar, crossings, left, right),
-    updated in place."""
+    """Elements whose difference estimate or its error bar is NaN or Inf while the loss is
+    finite, estimated again at smaller steps until both are finite (each with its own, larger,
+    error bar); the ones that stay non-finite stay so. `parts`: (derivative, error bar,
+    crossings, left, right), updated in place."""
     for k in range(1, DOMAIN_RETRIES + 1):
-        bad = np.flatnonzero(~np.isfinite(parts[0]))
+        bad = np.flatnonzero(~(np.isfinite(parts[0]) & np.isfinite(parts[1])))
         if not bad.size:
             return
         again = estimate_all(prober, m, index[bad], rel_step * DOMAIN_SHRINK ** k, loss, False, max_memory)
-        ok = np.isfinite(again[0])
+        ok = np.isfinite(again[0]) & np.isfinite(again[1])
         for arr, new in zip(parts, again[:5]):
             arr[bad[ok]] = new[ok]
 
