@@ -156,7 +156,9 @@ class PythonOp(Op):
         self.row_push: dict[int, bool] = {}  # input slot -> may its changed rows go alone? (push)
         self.slice_axis: dict[int, int | None] = {}  # input slot -> its axis aligned with out's 1
         self.slices_checked: set[int] = set()  # input slots whose slice push met the dense copies
-        self.shortcuts = True  # userpush may push changes in fewer calls (off: one call per copy)
+        # userpush may push changes in fewer calls (off: one call per copy); never for the
+        # subclasses (several outputs, losses, models), which the checker then need not recheck
+        self.shortcuts = type(self) is PythonOp
 
     @property
     def label(self):
