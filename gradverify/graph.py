@@ -13,6 +13,7 @@ import numpy as np
 from .delta import Delta, Ray, push, push_ray, push_rows
 from .errors import ConfigError, KeyPath
 from .ops import BadGradient, Op
+from .span import Span
 
 
 @dataclass
@@ -91,12 +92,14 @@ class Graph:
     parts: tuple[str, ...] = ()
     hints: dict[str, str] = field(default_factory=dict)
     _downstream: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _spans: dict[str, bool] = field(default_factory=dict, repr=False)  # spans_onward, per node
 
     def add(self, node: Node) -> Node:
         if node.name in self.nodes:
             raise ConfigError(f"node name {node.name!r} is used twice", node.key)
         self.nodes[node.name] = node
         self._downstream.clear()
+        self._spans.clear()
         return node
 
     def finish(self) -> None:
@@ -106,6 +109,7 @@ class Graph:
         order = topological_order({n: self.nodes[n].inputs for n in ops_first})
         self.nodes = {n: self.nodes[n] for n in order}
         self._downstream.clear()
+        self._spans.clear()
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -122,6 +126,20 @@ class Graph:
                     reach.add(n)
             self._downstream[name] = [n for n in self.nodes if n in reach and n != name]
         return self._downstream[name]
+
+    def spans_onward(self, name: str) -> bool:
+        """Does a `span.Span` at node `name` pay: every consumer takes it as its first and only
+        input, and every path of such consumers ends at one that turns it into a Delta."""
+        if name not in self._spans:
+            cons = self.consumers(name)
+            self._spans[name] = bool(cons) and all(self._takes_span(name, c) for c in cons)
+        return self._spans[name]
+
+    def _takes_span(self, name: str, consumer: str) -> bool:
+        node = self.nodes[consumer]
+        role = node.fn.span_role
+        return node.inputs[:1] == (name,) and node.inputs.count(name) == 1 and \
+            (role == "end" or (role == "through" and self.spans_onward(consumer)))
 
     def reaches_loss(self, name: str) -> bool:
         return name == self.loss or self.loss in self.downstream(name)
@@ -193,6 +211,12 @@ class Graph:
                 return res
         if any(isinstance(v, Ray) for v in mine.values()):  # no rule for the ray: its copies
             mine = {i: v.materialize() if isinstance(v, Ray) else v for i, v in mine.items()}
+        if len(slots) == 1:
+            spanned = self._push_span(name, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
+            if spanned is not None:
+                return spanned
+        if any(isinstance(v, Span) for v in mine.values()):  # no rule for the span: its copies
+            mine = {i: v.materialize() if isinstance(v, Span) else v for i, v in mine.items()}
         if len(slots) == 1 and isinstance(mine[node.inputs[slots[0]]], Delta):
             res = push(op, slots[0], mine[node.inputs[slots[0]]], xs, values[name], kink)
             if res is not None:
@@ -206,6 +230,17 @@ class Graph:
         if on_kink is not None and op.kinked:
             on_kink(name, op.kink_distance(*dense), op.kink_distance(*xs))
         return op.forward(*dense)
+
+    def _push_span(self, name: str, slot: int, v, xs: list, out: np.ndarray, kink) -> Span | Delta | None:
+        """Node `name`'s change as a Span (span.py), or the Delta that ends one, where its op
+        has the rule and what follows takes it; else None."""
+        op = self.nodes[name].fn
+        if isinstance(v, Span):
+            if op.span_role == "end" or (op.span_role == "through" and self.spans_onward(name)):
+                return op.push_span(slot, v, xs, out, kink)
+        elif isinstance(v, Delta) and op.span_role == "start" and self.spans_onward(name):
+            return op.push_span(slot, v, xs, out, kink)
+        return None
 
     def propagate(self, values: dict[str, np.ndarray], changed: dict,
                   on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
@@ -236,7 +271,7 @@ class Graph:
         if self.loss not in live:
             raise ValueError("the loss is not downstream of the changed nodes")
         loss = live[self.loss]
-        if isinstance(loss, Ray):
+        if isinstance(loss, (Ray, Span)):
             loss = loss.materialize()
         if isinstance(loss, Delta):
             return loss.vals.reshape(-1)  # the change itself, never rounded against the loss
@@ -246,8 +281,12 @@ class Graph:
 def _nbytes(v) -> int:
     if isinstance(v, Ray):
         return v.d.vals.nbytes
+    if isinstance(v, Span):
+        return v.nbytes
     return v.vals.nbytes if isinstance(v, Delta) else getattr(v, "nbytes", 0)
 
 
 def as_dense(v, base: np.ndarray) -> np.ndarray:
+    if isinstance(v, Span):
+        v = v.materialize()
     return v.dense(base) if isinstance(v, Delta) else v

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind, Ray, Structure
+from ..span import Span
 from . import farkinks
 from .base import Op, finite_number, register
 from .complexmath import cexp
@@ -99,6 +100,30 @@ class ReLU(Op):
         if d.kind is Kind.FULL:
             return Delta.full(change.reshape(d.vals.shape), d.shape)
         return d.with_vals(change.reshape(d.vals.shape))
+
+    span_role = "through"
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Span | None:
+        """relu(x + Δ) − relu(x) = Δ·[x > 0] when no copy's real part reaches 0 from any x (a
+        Span's copies move real values by rounding only): the shared directions, every copy's
+        rest and the fixes masked once, and the off side silent (every copy's change there is
+        exactly 0). None where some x lies within that reach of 0."""
+        x = xs[0]
+        _, smallest = self._plain.get(x, _plain_sides)
+        if not isinstance(d, Span) or np.iscomplexobj(x) or not np.isfinite(smallest) \
+                or d.real_reach + farkinks.allowance(x, d.dtype) >= smallest:
+            return None
+        mask = (x[0] > 0).astype(x.dtype)
+        flat = mask.reshape(-1)
+        rest = d.rest
+        if rest is not None:
+            at = flat[d.rest_flat()] if rest.kind is Kind.ELEM else mask[rest.at]
+            rest = rest.with_vals(rest.vals * at)
+        if on_kink is not None:  # no place within reach of 0: nothing crossed
+            farkinks.report(on_kink, d.k, np.zeros((d.k, 0)), np.zeros((1, 0)))
+        silent = flat == 0 if d.silent is None else d.silent | (flat == 0)
+        return d.moved(d.basis * mask, d.groups, rest, d.pos, d.fix * flat[d.pos], d.shape, silent=silent)
 
     def push_ray(self, slot: int, ray: Ray, xs: Sequence[np.ndarray], out: np.ndarray,
                  on_kink: Any) -> Ray | None:

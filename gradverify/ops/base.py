@@ -59,6 +59,11 @@ class Op:
         shortcuts = False                  a user's op pushing copies in fewer calls than one each
                                            (userpush); the checker turns it off if a recheck
                                            of failing elements without it disagrees
+        span_role = None                   "start" (makes a `span.Span` of a Delta: batchnorm),
+                                           "through" (a Span in, a Span out: relu, max pooling,
+                                           flatten) or "end" (a Span in, a Delta out: matmul)
+        push_span(slot, d, xs, out, on_kink)  the rule for that role, or None (the copies
+                                           are materialised)
     """
 
     name: str = "op"
@@ -70,6 +75,7 @@ class Op:
     row_separable: bool = False
     linear: bool = False
     shortcuts: bool = False
+    span_role: str | None = None
 
     # Typed (*xs: Any, **kw: Any) so that a subclass may name its inputs: forward(self, x, w).
 
@@ -114,6 +120,14 @@ class Op:
         or None: `linear` ops push its shared changes, the rest materialise the copies. An op
         with kinks tells on_kink one distance per copy, (k, 1), against a plain one of (1, 1):
         the sign differs where the copy crosses a kink."""
+        return None
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Any:
+        """Per `span_role`: a Span of a Delta in input `slot` ("start"), the Span of out for a
+        Span there ("through"), or out's change as a Delta ("end"); None: no rule this time (the
+        copies are materialised). An op with kinks tells on_kink the places it recomputed, as
+        push_kinked does."""
         return None
 
     @property

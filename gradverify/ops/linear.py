@@ -3,10 +3,12 @@ how a sparse change goes through them (`push`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..delta import Delta, Kind, Structure
+from ..span import Span
 from .base import Op, core_axes, expand_to, per_copy, register, unbroadcast
 from .complexmath import cmatmul
 
@@ -46,6 +48,36 @@ class MatMul(Op):
         if d.kind is Kind.COL:  # Δx[:, r] = v:  Δout = v ⊗ w[r], everything
             return Delta.full(d.vals[:, :, None] * w[d.at][:, None, :], shape)
         return Delta.full(cmatmul(d.vals, w), shape)
+
+    span_role = "end"
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Delta | None:
+        """x changed by a Span:  Δout = Σ_j Σ_g coef[:, j, g] · (basis_j's columns in group g) w
+        + rest w + fixes w. The products basis_j[:, cols_g] w[cols_g] are made once for all
+        copies (m·G of them, N×H each), and the copies' change is coef @ those."""
+        w = xs[1][0]
+        if slot != 0 or not isinstance(d, Span) or len(d.shape) != 2 or w.ndim != 2:
+            return None
+        (n, cols), h, k = d.shape, w.shape[1], d.k
+        m, groups = d.basis.shape[0], d.coef.shape[2]
+        order = np.argsort(d.groups, kind="stable")
+        present, starts = np.unique(d.groups[order], return_index=True)
+        shared = np.zeros((m, groups, n, h), dtype=np.result_type(d.basis, w))
+        for j in range(m):
+            terms = d.basis[j][:, order, None] * w[order][None]  # (N, D, H)
+            shared[j, present] = np.add.reduceat(terms, starts, axis=1).transpose(1, 0, 2)
+        vals = cmatmul(d.coef.reshape(k, m * groups), shared.reshape(m * groups, n * h)).reshape(k, n, h)
+        rows, rest = np.arange(k), d.rest
+        if rest is not None and rest.kind is Kind.ELEM:  # Δx[i, r] = v: v w[r] in row i
+            vals[rows, rest.at[:, 0]] += rest.vals[:, None] * w[rest.at[:, 1]]
+        elif rest is not None:  # Δx[i] = v: v w in row i
+            vals[rows, rest.at] += cmatmul(rest.vals, w)
+        if d.pos.size:  # fix i at (row p_i, column c_i): fix_i w[c_i] in row p_i
+            prow, pcol = np.divmod(d.pos, cols)
+            spread = (prow[:, None] == np.arange(n))[:, :, None] * w[pcol][:, None, :]  # (P, N, H)
+            vals += cmatmul(d.fix, spread.reshape(len(d.pos), n * h)).reshape(k, n, h)
+        return Delta.full(vals, out.shape[1:])
 
 
 @register

@@ -8,10 +8,12 @@ takes |x - μ|² and so is not complex-analytic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..delta import Delta, Kind
+from ..span import Span, complex_only, span_or_none
 from .base import Op, register, unbroadcast
 
 
@@ -121,12 +123,14 @@ class _Norm:
         var_eps = (xc * xc).mean(axis=axes, keepdims=True) + self.eps
         return xc, var_eps, xc / np.sqrt(var_eps)
 
-    def _push_element(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+    def _element_change(self, d: Delta, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
         """Element (n, c, …) of x changed by v: only channel c's m entries and statistics move.
         With the plain μ, σ², inv = 1/sqrt(σ² + eps) and the changed ones (′):
             Δμ = v/m,  Δσ² = (2 (x_e - μ) v + v²)/m - Δμ²,  r = 1 + Δσ²/(σ² + eps),
             inv′/inv - 1 = r^(-1/2) - 1 = -(r - 1) / (sqrt(r) (1 + sqrt(r)))   (no cancellation)
-            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ),  δ = v at e only."""
+            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ),  δ = v at e only.
+        Returns the plain xhat, c (k,) and the per-copy numbers a = γ (inv′/inv - 1),
+        b = γ inv′ Δμ and own = γ inv′ v:  out′ - out = a·xhat - b  in channel c, + own at e."""
         x, gamma = xs[0], xs[1][0]
         xc, var_eps, xhat = self._plain(x)
         c, m = d.at[:, 1], x[0].size // x.shape[2]
@@ -134,18 +138,24 @@ class _Norm:
         dmu = d.vals / m
         dvar = (2 * xc[0][tuple(d.at.T)] * d.vals + d.vals * d.vals) / m - dmu * dmu
         scale, inv_new = _rescale(dvar / var_c, var_c)
-        chans = np.swapaxes(xhat[0], 0, 1)[c]  # (k, N, …), C-contiguous
         g = gamma[c]
-        vals = np.multiply(_per_copy(g * scale, chans), chans, order="C")
-        vals -= _per_copy(g * inv_new * dmu, chans)
-        vals[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += g * inv_new * d.vals
-        return Delta.col(c, vals, x.shape[1:])
+        return xhat, c, g * scale, g * inv_new * dmu, g * inv_new * d.vals
 
-    def _push_row(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+    def _push_element(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+        """Element (n, c, …) changed: channel c of out, a·xhat - b, and own at the element."""
+        xhat, c, a, b, own = self._element_change(d, xs)
+        chans = np.swapaxes(xhat[0], 0, 1)[c]  # (k, N, …), C-contiguous
+        vals = np.multiply(_per_copy(a, chans), chans, order="C")
+        vals -= _per_copy(b, chans)
+        vals[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += own
+        return Delta.col(c, vals, xs[0].shape[1:])
+
+    def _row_change(self, d: Delta, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
         """Row n of x changed by δ (k, C, …) (a convolved image): every channel's statistics
         move, so all of out does, but by a per-channel rescaling of the plain xhat plus δ at row
-        n (the _push_element formulas, summed over the row's entries of each channel):
-            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ)   (FULL)."""
+        n (the _element_change formulas, summed over the row's entries of each channel):
+            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ).
+        Returns the plain xhat and a, b (k, C) and own (k, C, …) as _element_change does."""
         x, gamma = xs[0], xs[1][0]
         xc, var_eps, xhat = self._plain(x)
         m = x[0].size // x.shape[2]
@@ -155,13 +165,46 @@ class _Norm:
         dvar = (2 * cross + (d.vals * d.vals).sum(axis=rest)) / m - dmu * dmu
         var_c = var_eps.reshape(1, -1)  # (1, C)
         scale, inv_new = _rescale(dvar / var_c, var_c)
-        spread = (slice(None), None, slice(None)) + (None,) * len(rest)  # (k, C) -> (k, 1, C, 1, …)
+        own = (gamma * inv_new)[(slice(None), slice(None)) + (None,) * len(rest)] * d.vals
+        return xhat, gamma * scale, gamma * inv_new * dmu, own
+
+    def _push_row(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
+        """Row n changed: all of out, a·xhat - b per channel, and own at row n (FULL)."""
+        xhat, a, b, own = self._row_change(d, xs)
+        spread = (slice(None), None, slice(None)) + (None,) * (own.ndim - 2)  # (k, C) -> (k, 1, C, 1, …)
         # (k, N, C, …), C-ordered (numpy's default would follow the broadcast operands' strides,
         # and the copies' kink distances downstream are read flat): in place from here on
-        vals = np.multiply((gamma * scale)[spread], xhat, order="C")
-        vals -= (gamma * inv_new * dmu)[spread]
-        vals[np.arange(d.k), d.at] += (gamma * inv_new)[(slice(None), slice(None)) + (None,) * len(rest)] * d.vals
-        return Delta.full(vals, x.shape[1:])
+        vals = np.multiply(a[spread], xhat, order="C")
+        vals -= b[spread]
+        vals[np.arange(d.k), d.at] += own
+        return Delta.full(vals, xs[0].shape[1:])
+
+    span_role: str | None = "start"
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Span | None:
+        """A changed element or row under a complex step, as a Span: basis (xhat, 1), coef (a,
+        -b) per channel, own as the copies' rest. Only where the shared part is small against a
+        row (2·C ≤ a quarter of a row's entries: a spatial batchnorm), else push's dense change."""
+        x = xs[0]
+        if slot != 0 or not isinstance(d, Delta) or not self.per_channel or x.ndim not in (3, 5) \
+                or not complex_only(d) or 8 * x.shape[2] > x[0][0].size:
+            return None
+        shape, rows, chans = x.shape[1:], np.arange(d.k), x.shape[2]
+        if d.kind is Kind.ELEM:
+            xhat, c, a, b, own = self._element_change(d, xs)
+            coef = np.zeros((d.k, 2, chans), dtype=np.result_type(a, b))
+            coef[rows, 0, c], coef[rows, 1, c] = a, -b
+            rest = Delta.elem(d.at, own, shape)
+        elif d.kind is Kind.ROW:
+            xhat, a, b, own = self._row_change(d, xs)
+            coef, rest = np.stack([a, -b], axis=1), Delta.row(d.at, own, shape)
+        else:
+            return None
+        groups = np.repeat(np.arange(chans), x[0][0].size // chans)
+        span = Span(np.stack([xhat[0], np.ones(shape)]), groups, coef, rest, np.zeros(0, np.intp),
+                    np.zeros((d.k, 0)), shape)
+        return span_or_none(span, x)
 
     @property
     def label(self) -> str:

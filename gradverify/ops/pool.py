@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind
+from ..span import Span
 from . import farkinks
 from .base import Op, register, unbroadcast
 from .conv import add_windows, out_size, positive_int, windows
@@ -256,6 +257,67 @@ class MaxPool2d(_Pool, Op):
         if d.kind is Kind.FULL:
             return Delta.full(change.reshape((k,) + shape), shape)
         return Delta.col(d.at, change.reshape((k, shape[0]) + shape[2:]), shape)
+
+    span_role = "through"
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Span | None:
+        """Away from ties every window's change is its plain maximum's (a Span's copies move
+        real values by rounding only): the shared directions, rests and fixes gathered at the
+        maxima once. The windows within reach of a tie are computed for every copy as forward
+        does, reported to on_kink, and enter as fixes (exact − gathered), but for those whose
+        entries are all silent (no copy moves them: the maximum stays, nothing is crossed). None
+        with overlapping windows (an entry may top several) or too many near windows."""
+        x = xs[0]
+        if not isinstance(d, Span) or x.ndim != 5 or self.stride < self.size:
+            return None
+        pw = self._plain.get(x, lambda a: plain_windows(a, self.size, self.stride))
+        if not pw.finite:
+            return None
+        near = pw.margin <= 2 * d.real_reach + farkinks.allowance(x, d.dtype)
+        if d.silent is not None:  # a window no copy moves keeps its maximum, tie or not
+            near &= ~d.silent[pw.entries].all(axis=1)
+        near = np.flatnonzero(near)
+        if near.size > farkinks.NEAR_SHARE * pw.margin.size:
+            return None
+        shape, r = out.shape[1:], d.row_size
+        groups = d.groups[pw.top % r].reshape(shape[0], -1)
+        if not np.all(groups == groups[:1]):  # a window's entries in several groups
+            return None
+        owner = np.full(x[0].size, -1, np.intp)  # the window each entry tops (stride ≥ size: one)
+        owner[pw.top] = np.arange(pw.top.size)
+        keep = owner[d.pos] >= 0
+        dvals = d.at(pw.entries[near].reshape(-1)).reshape(d.k, near.size, self.size ** 2)  # (k, P, s²)
+        win = x.reshape(-1)[pw.entries[near]][None] + dvals
+        gathered = dvals[:, np.arange(near.size), np.argmax(pw.entries[near] == pw.top[near, None], axis=1)]
+        new_top, new_dist = _max_and_margin(win, scratch=True)
+        exact = new_top[..., 0] - out.reshape(-1)[near]
+        if on_kink is not None:
+            farkinks.report(on_kink, d.k, new_dist, pw.dist[near][None])
+        basis = d.basis.reshape(d.basis.shape[0], -1)[:, pw.top].reshape((-1,) + shape)
+        pos = np.concatenate([owner[d.pos[keep]], near])
+        fix = np.concatenate([d.fix[:, keep], exact - gathered], axis=1)
+        silent = None
+        if d.silent is not None:  # a far window's output moves as its maximum; a near one's may
+            silent = d.silent[pw.top]
+            silent[near] = False
+        return d.moved(basis, groups[0], self._span_rest(d, pw, owner, shape), pos, fix, shape,
+                       new_fix=exact - gathered, silent=silent)
+
+    @staticmethod
+    def _span_rest(d: Span, pw: PlainWindows, owner: np.ndarray, shape: tuple[int, ...]) -> Delta | None:
+        """A Span's rest at the windows' maxima: an element counts where it is its window's
+        maximum (else no window's output moves with it), a row is gathered at its maxima."""
+        rest = d.rest
+        if rest is None:
+            return None
+        if rest.kind is Kind.ELEM:
+            win = owner[d.rest_flat()]
+            idx = np.stack(np.unravel_index(np.maximum(win, 0), shape), axis=1)
+            return Delta.elem(idx, np.where(win >= 0, rest.vals, 0), shape)
+        tops = (pw.top % d.row_size).reshape(shape[0], -1)[rest.at]  # (k, windows of a row)
+        vals = np.take_along_axis(rest.vals.reshape(d.k, -1), tops, axis=1)
+        return Delta.row(rest.at, vals.reshape((d.k,) + shape[1:]), shape)
 
     def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
         """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..delta import Delta, Kind
+from ..span import Span
 from .base import Op, register, unbroadcast
 
 
@@ -52,6 +53,21 @@ class Flatten(Op):
             return None
         flat = np.ravel_multi_index(tuple(d.at[:, 1:].T), xs[0].shape[2:])
         return Delta.elem(np.stack([d.at[:, 0], flat], axis=1), d.vals, out.shape[1:])
+
+    span_role = "through"
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Span | None:
+        # the same entries renumbered: the row-major positions (groups, fixes) stay as they are
+        if not isinstance(d, Span) or xs[0].ndim < 3:
+            return None
+        shape, rest = out.shape[1:], d.rest
+        if rest is not None and rest.kind is Kind.ELEM:
+            flat = np.ravel_multi_index(tuple(rest.at[:, 1:].T), xs[0].shape[2:])
+            rest = Delta.elem(np.stack([rest.at[:, 0], flat], axis=1), rest.vals, shape)
+        elif rest is not None:
+            rest = Delta.row(rest.at, rest.vals.reshape(d.k, -1), shape)
+        return d.moved(d.basis.reshape((-1,) + shape), d.groups, rest, d.pos, d.fix, shape, silent=d.silent)
 
 
 @register
