@@ -32,6 +32,9 @@ def _elements(rng, shape, k, complex_=False):
 PUSH_CASES = [
     (ops.Conv2d(pad=1), 0, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)]),
     (ops.Conv2d(stride=2), 0, [(2, 2, 6, 5), (3, 2, 2, 2)]),
+    (ops.Conv2d(pad=1), 1, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)]),
+    (ops.Conv2d(stride=2, pad=1), 1, [(2, 2, 6, 5), (3, 2, 2, 2)]),
+    (ops.Conv2d(pad=1), 2, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)]),
     (ops.SpatialBatchNorm(), 0, [(3, 4, 3, 2), (4,), (4,)]),
     (ops.SpatialBatchNorm(), 1, [(3, 4, 3, 2), (4,), (4,)]),
     (ops.SpatialBatchNorm(), 2, [(3, 4, 3, 2), (4,), (4,)]),
@@ -71,6 +74,18 @@ def test_channel_change_through_pool_and_relu_equals_dense(rng):
         res = delta.push(op, 0, d, [x], out, on_kink=lambda dist, plain: None)
         assert res is not None and res.kind == "col"
         np.testing.assert_allclose(res.dense(np.zeros_like(out)), _dense_change(op, 0, d, [x]), atol=1e-12)
+
+
+def test_changed_channel_through_flatten_is_a_block_of_every_row(rng):
+    """A changed channel (a conv filter's weight moved, after batchnorm, relu and pooling)
+    flattens to a block of columns in every row: the same values as flattening the dense copies."""
+    from gradverify import delta
+    x = rng.normal(size=(1, 2, 3, 2, 2))
+    d = delta.Delta.col(np.array([2, 0]), rng.normal(size=(2, 2, 2, 2)) * 1e-20j, (2, 3, 2, 2))
+    op = ops.Flatten()
+    res = delta.push(op, 0, d, [x], op.forward(x))
+    assert res is not None and res.kind == "full"
+    np.testing.assert_array_equal(res.dense(op.forward(x)), op.forward(d.dense(x)))
 
 
 def test_pooled_element_at_a_tie_is_seen_as_a_kink():

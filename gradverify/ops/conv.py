@@ -115,8 +115,17 @@ class Conv2d(Op):
         # A changed pixel (n, c, i, j) changes image n's output alone (a row of out), and there
         # only the term it enters: Δout[n, f, p, q] = w[f, c, di, dj] · v wherever
         # stride·p + di = i + pad (and q, dj alike) for a kernel offset (di, dj) in range.
-        if slot != 0 or d.kind is not Kind.ELEM or xs[0].ndim != 5:
+        if d.kind is not Kind.ELEM or xs[0].ndim != 5:
             return None
+        if slot == 1:  # w[f, c, i, j] + v: channel f of every image, by v · xpad[:, c] at offset (i, j)
+            f, c, i, j = d.at.T
+            win = windows(np.pad(xs[0][0], ((0, 0),) * 2 + ((self.pad, self.pad),) * 2), *xs[1].shape[-2:],
+                          self.stride)  # (N, C, Ho, Wo, kh, kw)
+            vals = win[:, c, :, :, i, j]  # (k, N, Ho, Wo): the indexed axes come first
+            return Delta.col(f, vals * d.vals[:, None, None, None], out.shape[1:])
+        if slot == 2:  # b[f] + v: channel f of every image, by v
+            shape = (d.k, out.shape[1]) + out.shape[3:]
+            return Delta.col(d.at[:, 0], np.broadcast_to(d.vals[:, None, None, None], shape).copy(), out.shape[1:])
         w, s, ho, wo = xs[1][0], self.stride, out.shape[-2], out.shape[-1]
         n, c, i, j = d.at.T
         vals = np.zeros((d.k, w.shape[0], ho, wo), dtype=np.result_type(w, d.vals, out))

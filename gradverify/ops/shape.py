@@ -48,7 +48,12 @@ class Flatten(Op):
         return (g.reshape(g.shape[:1] + x.shape[1:]),)
 
     def push(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray) -> Delta | None:
-        # the same entries, renumbered: element (n, i1, …, ik) is element (n, flat(i1, …, ik))
+        # the same entries, renumbered: element (n, i1, …, ik) is element (n, flat(i1, …, ik));
+        # a changed channel (n, c, …) is a block of columns of every row, written out whole
+        if d.kind is Kind.COL and xs[0].ndim >= 4:
+            vals = np.zeros((d.k, xs[0].shape[1], xs[0].shape[2], d.vals[0, 0].size), dtype=d.vals.dtype)
+            vals[np.arange(d.k), :, d.at] = d.vals.reshape(d.k, d.vals.shape[1], -1)
+            return Delta.full(vals.reshape((d.k,) + out.shape[1:]), out.shape[1:])
         if d.kind is not Kind.ELEM or xs[0].ndim < 3:
             return None
         flat = np.ravel_multi_index(tuple(d.at[:, 1:].T), xs[0].shape[2:])
