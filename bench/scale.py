@@ -8,7 +8,11 @@ at numpy's throughput for the same products measured in this run (a (N, H) @ (H,
 median of 5). It is a floor nothing can beat, not a target every op can reach.
 
 The scaling table: the whole in-process check of an MLP (ReLU, softmax cross-entropy, L2) as the
-batch N, the width H and the depth L grow, median of `--repeat` runs each.
+batch N, the width H and the depth L grow, median of `--repeat` runs each, with the least work
+of each (`least_macs`, general in the depth) and the rate the check achieves against it: the
+least work itself grows faster than the elements with depth (an early weight's change is dense
+through every later layer), so time per element cannot stay flat there; a flat rate is the
+check keeping pace with its work.
 
     python bench/scale.py
 """
@@ -39,18 +43,30 @@ def mlp(n: int, d: int, widths: list[int], c: int) -> dict:
             "regularization": 0.001, "layers": layers}
 
 
-def least_macs(n: int, d: int, h: int, c: int) -> float:
-    """Multiply-adds a perfect sparse propagation needs for every element of n×d → h → c."""
-    per_node = {
-        "x": (n * d, h + h * c + c),
-        "w1": (d * h, n + n * c + n * c),
-        "b1": (h, n + n * c + n * c),
-        "hidden": (2 * n * h, c + c),  # the first layer's output and its ReLU
-        "w2": (h * c, n + n * c),
-        "b2": (c, n + n * c),
-        "logits": (4 * n * c, c),  # logits and the softmax's nodes: one row of c each
-    }
-    return float(sum(count * work for count, work in per_node.values()))
+def least_macs(n: int, d: int, widths: list[int], c: int) -> float:
+    """Multiply-adds a perfect sparse propagation needs for every element of an MLP
+    n×d → widths… → c (relu between layers, softmax cross-entropy). Sizes s = [d, *widths, c],
+    layers 0…L. A changed weight or bias of layer l moves one column of its output (n products),
+    the next layer by a rank-one change (n·s[l+2]), every later one densely (n·s[m]·s[m+1]), and
+    the loss (n·c); an element of x or of a hidden layer's output moves one row, s[l+1] products
+    and a row through every later layer, and the loss (c); the logits and softmax nodes one row
+    of c each."""
+    s = [d, *widths, c]
+    top = len(s) - 2  # the last layer's index
+
+    def column(i: int) -> int:  # a changed column of layer i's output, to the loss
+        rest = n * s[i + 2] if i < top else 0
+        return n + rest + sum(n * s[m] * s[m + 1] for m in range(i + 2, top + 1)) + n * c
+
+    def row(i: int) -> int:  # a changed element of layer i's input (x for i = 0), to the loss
+        return sum(s[m] * s[m + 1] for m in range(i, top + 1)) - s[i] * s[i + 1] + s[i + 1] + c
+
+    total = n * d * row(0) + 4 * n * c * c
+    for i in range(top + 1):
+        total += (s[i] * s[i + 1] + s[i + 1]) * column(i)
+        if i < top:
+            total += 2 * n * s[i + 1] * row(i + 1)
+    return float(total)
 
 
 def macs_per_second(n: int, h: int, c: int) -> float:
@@ -87,17 +103,22 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for n, d, h, c in ((64, 128, 256, 10), (128, 784, 512, 10)):
         t, elements, status = median_check(mlp(n, d, [h], c), r)
-        limit = 2 * least_macs(n, d, h, c) / macs_per_second(n, h, c)
+        limit = 2 * least_macs(n, d, [h], c) / macs_per_second(n, h, c)
         print(f"| {n}×{d}→{h}→{c} | {elements:,} | {t:.2f} s ({status}) | {limit:.3f} s | {t / limit:.0f}× |")
-    print("\n| scaling | elements | full check | seconds per 1,000 elements |")
-    print("|---|---|---|---|")
+    big = macs_per_second(512, 512, 512) / 1e9
+    print(f"\nThe rate column: the least work (MACs ×2, as above) over the check's time. For scale, numpy's "
+          f"rate on a 512×512 @ 512×512 product here: {big:.1f} GMAC/s per thread (the check runs two).\n")
+    print("| scaling | elements | full check | seconds per 1,000 elements | least work (MACs ×2) | rate |")
+    print("|---|---|---|---|---|---|")
     cases = [("batch N", (n, 64, [128], 10)) for n in (16, 32, 64)]
     cases += [("width H", (32, 64, [h], 10)) for h in (64, 128, 256)]
     cases += [("depth L", (32, 64, [64] * depth, 10)) for depth in (1, 2, 4, 8)]
     for what, (n, d, widths, c) in cases:
         t, elements, _ = median_check(mlp(n, d, widths, c), r)
+        work = 2 * least_macs(n, d, widths, c)
         label = f"{what}: {n}×{d}→{'→'.join(map(str, widths))}→{c}"
-        print(f"| {label} | {elements:,} | {t:.2f} s | {1000 * t / elements:.3f} |")
+        print(f"| {label} | {elements:,} | {t:.2f} s | {1000 * t / elements:.3f} | {work / 1e9:.2f} G | "
+              f"{work / t / 1e9:.1f} GMAC/s |")
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ class Graph:
         if isinstance(v, Span):
             if op.span_role == "end" or (op.span_role == "through" and self.spans_onward(name)):
                 return op.push_span(slot, v, xs, out, kink)
-        elif isinstance(v, Delta) and op.span_role == "start" and self.spans_onward(name):
+        elif isinstance(v, Delta) and op.span_from_delta and self.spans_onward(name):
             return op.push_span(slot, v, xs, out, kink)
         return None
 

@@ -107,7 +107,7 @@ class ReLU(Op):
                   on_kink: Any) -> Span | None:
         """relu(x + Δ) − relu(x) = Δ·[x > 0] when no copy's real part reaches 0 from any x (a
         Span's copies move real values by rounding only): the shared directions, every copy's
-        rest and the fixes masked once, and the off side silent (every copy's change there is
+        own changes and the fixes masked once, and the off side silent (every copy's change there is
         exactly 0). None where some x lies within that reach of 0."""
         x = xs[0]
         _, smallest = self._plain.get(x, _plain_sides)
@@ -116,14 +116,11 @@ class ReLU(Op):
             return None
         mask = (x[0] > 0).astype(x.dtype)
         flat = mask.reshape(-1)
-        rest = d.rest
-        if rest is not None:
-            at = flat[d.rest_flat()] if rest.kind is Kind.ELEM else mask[rest.at]
-            rest = rest.with_vals(rest.vals * at)
         if on_kink is not None:  # no place within reach of 0: nothing crossed
             farkinks.report(on_kink, d.k, np.zeros((d.k, 0)), np.zeros((1, 0)))
         silent = flat == 0 if d.silent is None else d.silent | (flat == 0)
-        return d.moved(d.basis * mask, d.groups, rest, d.pos, d.fix * flat[d.pos], d.shape, silent=silent)
+        return d.moved(d.basis * mask, d.groups, d.own_pos, d.own * flat[d.own_pos], d.pos, d.fix * flat[d.pos],
+                       d.shape, silent=silent)
 
     def push_ray(self, slot: int, ray: Ray, xs: Sequence[np.ndarray], out: np.ndarray,
                  on_kink: Any) -> Ray | None:

@@ -59,11 +59,13 @@ class Op:
         shortcuts = False                  a user's op pushing copies in fewer calls than one each
                                            (userpush); the checker turns it off if a recheck
                                            of failing elements without it disagrees
-        span_role = None                   "start" (makes a `span.Span` of a Delta: batchnorm),
-                                           "through" (a Span in, a Span out: relu, max pooling,
-                                           flatten) or "end" (a Span in, a Delta out: matmul)
-        push_span(slot, d, xs, out, on_kink)  the rule for that role, or None (the copies
-                                           are materialised)
+        span_from_delta = False            push_span may turn a Delta into a `span.Span` (conv2d:
+                                           a pixel's patch; batchnorm: its shared directions)
+        span_role = None                   what it does with a Span: "through" (a Span out:
+                                           batchnorm, relu, max pooling, flatten) or "end" (a
+                                           Delta out: matmul)
+        push_span(slot, d, xs, out, on_kink)  the rule for those, or None (the copies are
+                                           materialised)
     """
 
     name: str = "op"
@@ -75,6 +77,7 @@ class Op:
     row_separable: bool = False
     linear: bool = False
     shortcuts: bool = False
+    span_from_delta: bool = False
     span_role: str | None = None
 
     # Typed (*xs: Any, **kw: Any) so that a subclass may name its inputs: forward(self, x, w).
@@ -124,10 +127,10 @@ class Op:
 
     def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
                   on_kink: Any) -> Any:
-        """Per `span_role`: a Span of a Delta in input `slot` ("start"), the Span of out for a
-        Span there ("through"), or out's change as a Delta ("end"); None: no rule this time (the
-        copies are materialised). An op with kinks tells on_kink the places it recomputed, as
-        push_kinked does."""
+        """A Span of out for a Delta in input `slot` (`span_from_delta`), or for a Span there
+        (`span_role` "through"), or out's change as a Delta for a Span ("end"); None: no rule
+        this time (the copies are materialised). An op with kinks tells on_kink the places it
+        recomputed, as push_kinked does."""
         return None
 
     @property

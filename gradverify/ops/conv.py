@@ -7,10 +7,12 @@ are batched matmuls over B; only the kh·kw window offsets are looped over, neve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..delta import Delta, Kind
+from ..span import Span
 from .base import Op, register, unbroadcast
 
 
@@ -119,7 +121,8 @@ class Conv2d(Op):
             return None
         if slot == 1:  # w[f, c, i, j] + v: channel f of every image, by v · xpad[:, c] at offset (i, j)
             f, c, i, j = d.at.T
-            win = windows(np.pad(xs[0][0], ((0, 0),) * 2 + ((self.pad, self.pad),) * 2), *xs[1].shape[-2:],
+            kh, kw = xs[1].shape[-2:]
+            win = windows(np.pad(xs[0][0], ((0, 0),) * 2 + ((self.pad, self.pad),) * 2), kh, kw,
                           self.stride)  # (N, C, Ho, Wo, kh, kw)
             vals = win[:, c, :, :, i, j]  # (k, N, Ho, Wo): the indexed axes come first
             return Delta.col(f, vals * d.vals[:, None, None, None], out.shape[1:])
@@ -137,6 +140,28 @@ class Conv2d(Op):
                 ok = np.flatnonzero(on_p & (q % s == 0) & (q >= 0) & (q < s * wo))
                 vals[ok, :, p[ok] // s, q[ok] // s] += w[:, c[ok], di, dj].T * d.vals[ok, None]
         return Delta.row(n, vals, out.shape[1:])
+
+    span_from_delta = True
+
+    def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
+                  on_kink: Any) -> Span | None:
+        """A changed pixel under a complex step as the kh·kw·F entries it enters (push's
+        terms, as each copy's own changes of a Span with no shared part), for a batchnorm to
+        take up without the dense row. Offsets that fall outside out hold 0."""
+        if slot != 0 or not isinstance(d, Delta) or d.kind is not Kind.ELEM or xs[0].ndim != 5 \
+                or not np.iscomplexobj(d.vals):
+            return None
+        w, s, (nf, ho, wo) = xs[1][0], self.stride, out.shape[2:]
+        n, c, i, j = d.at.T
+        p = i[:, None, None] + self.pad - np.arange(w.shape[2])[:, None]  # (k, kh, 1)
+        q = j[:, None, None] + self.pad - np.arange(w.shape[3])  # (k, 1, kw)
+        ok = (p % s == 0) & (p >= 0) & (p < s * ho) & (q % s == 0) & (q >= 0) & (q < s * wo)
+        at = np.where(ok, (p // s) * wo + q // s, 0)  # (k, kh, kw): the output pixel of each offset
+        pos = (n * nf)[:, None, None, None] * (ho * wo) + np.arange(nf) * (ho * wo) + at[..., None]
+        vals = np.moveaxis(w[:, c], 0, -1) * np.where(ok, d.vals[:, None, None], 0)[..., None]  # (k, kh, kw, F)
+        k = d.k
+        return Span(np.zeros((0,) + out.shape[1:]), np.repeat(np.arange(nf), ho * wo), np.zeros((k, 0, nf)),
+                    pos.reshape(k, -1), vals.reshape(k, -1), np.zeros(0, np.intp), np.zeros((k, 0)), out.shape[1:])
 
     @property
     def label(self) -> str:

@@ -54,7 +54,7 @@ class MatMul(Op):
     def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
                   on_kink: Any) -> Delta | None:
         """x changed by a Span:  Δout = Σ_j Σ_g coef[:, j, g] · (basis_j's columns in group g) w
-        + rest w + fixes w. The products basis_j[:, cols_g] w[cols_g] are made once for all
+        + own changes w + fixes w. The products basis_j[:, cols_g] w[cols_g] are made once for all
         copies (m·G of them, N×H each), and the copies' change is coef @ those."""
         w = xs[1][0]
         if slot != 0 or not isinstance(d, Span) or len(d.shape) != 2 or w.ndim != 2:
@@ -68,11 +68,14 @@ class MatMul(Op):
             terms = d.basis[j][:, order, None] * w[order][None]  # (N, D, H)
             shared[j, present] = np.add.reduceat(terms, starts, axis=1).transpose(1, 0, 2)
         vals = cmatmul(d.coef.reshape(k, m * groups), shared.reshape(m * groups, n * h)).reshape(k, n, h)
-        rows, rest = np.arange(k), d.rest
-        if rest is not None and rest.kind is Kind.ELEM:  # Δx[i, r] = v: v w[r] in row i
-            vals[rows, rest.at[:, 0]] += rest.vals[:, None] * w[rest.at[:, 1]]
-        elif rest is not None:  # Δx[i] = v: v w in row i
-            vals[rows, rest.at] += cmatmul(rest.vals, w)
+        vals = vals.astype(np.result_type(d.dtype, w), copy=False)
+        prow, pcol = np.divmod(d.own_pos, cols)  # own change Δx[i, r] = v: v w[r] in row i
+        terms = d.own[:, :, None] * w[pcol]  # (k, Q, H)
+        row = prow[np.arange(k), np.argmax(d.own != 0, axis=1)]  # a copy's first own change's row
+        if np.all((prow == row[:, None]) | (d.own == 0)):  # each copy's own changes in one row (a patch)
+            vals[np.arange(k), row] += terms.sum(axis=1)
+        else:
+            np.add.at(vals, (np.arange(k)[:, None], prow), terms)
         if d.pos.size:  # fix i at (row p_i, column c_i): fix_i w[c_i] in row p_i
             prow, pcol = np.divmod(d.pos, cols)
             spread = (prow[:, None] == np.arange(n))[:, :, None] * w[pcol][:, None, :]  # (P, N, H)

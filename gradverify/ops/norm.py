@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind
-from ..span import Span, complex_only, span_or_none
+from ..span import Span, complex_only, own_points, span_or_none, sum_by
 from .base import Op, register, unbroadcast
 
 
@@ -179,32 +179,52 @@ class _Norm:
         vals[np.arange(d.k), d.at] += own
         return Delta.full(vals, xs[0].shape[1:])
 
-    span_role: str | None = "start"
+    span_from_delta = True
+    span_role: str | None = "through"
 
     def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
                   on_kink: Any) -> Span | None:
-        """A changed element or row under a complex step, as a Span: basis (xhat, 1), coef (a,
-        -b) per channel, own as the copies' rest. Only where the shared part is small against a
-        row (2·C ≤ a quarter of a row's entries: a spatial batchnorm), else push's dense change."""
+        """A changed element or row under a complex step (or a conv's patches: a Span of own
+        changes alone), as a Span: basis (xhat, 1), coef (a, -b) per channel, the changed
+        entries' own terms as each copy's own changes. Only where the shared part is small
+        against a row (2·C ≤ a quarter of a row's entries: a spatial batchnorm), else push's
+        dense change."""
         x = xs[0]
-        if slot != 0 or not isinstance(d, Delta) or not self.per_channel or x.ndim not in (3, 5) \
-                or not complex_only(d) or 8 * x.shape[2] > x[0][0].size:
+        if slot != 0 or not self.per_channel or x.ndim not in (3, 5) or 8 * x.shape[2] > x[0][0].size:
             return None
-        shape, rows, chans = x.shape[1:], np.arange(d.k), x.shape[2]
-        if d.kind is Kind.ELEM:
-            xhat, c, a, b, own = self._element_change(d, xs)
-            coef = np.zeros((d.k, 2, chans), dtype=np.result_type(a, b))
-            coef[rows, 0, c], coef[rows, 1, c] = a, -b
-            rest = Delta.elem(d.at, own, shape)
-        elif d.kind is Kind.ROW:
-            xhat, a, b, own = self._row_change(d, xs)
-            coef, rest = np.stack([a, -b], axis=1), Delta.row(d.at, own, shape)
+        if isinstance(d, Span) and not d.basis.shape[0] and not d.pos.size and np.iscomplexobj(d.own):
+            pos, vals = d.own_pos, d.own
+        elif isinstance(d, Delta) and complex_only(d) and (points := own_points(d)) is not None:
+            pos, vals = points
         else:
             return None
-        groups = np.repeat(np.arange(chans), x[0][0].size // chans)
-        span = Span(np.stack([xhat[0], np.ones(shape)]), groups, coef, rest, np.zeros(0, np.intp),
-                    np.zeros((d.k, 0)), shape)
+        xhat, a, b, own = self._points_change(pos, vals, xs)
+        groups = np.repeat(np.arange(x.shape[2]), x[0][0].size // x.shape[2])
+        span = Span(np.stack([xhat[0], np.ones(x.shape[1:])]), groups, np.stack([a, -b], axis=1), pos, own,
+                    np.zeros(0, np.intp), np.zeros((len(pos), 0)), x.shape[1:])
         return span_or_none(span, x)
+
+    def _points_change(self, pos: np.ndarray, vals: np.ndarray,
+                       xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Entries at flat positions pos (k, Q) changed by vals (k, Q) (padding: value 0): the
+        _row_change formulas per channel, summed over each copy's entries in it,
+            Δμ = Σδ/m,  Δσ² = (2 Σ (x - μ) δ + Σ δ²)/m - Δμ²,
+        giving xhat, a and b (k, C) and each entry's own term γ inv′ δ (k, Q)."""
+        x, gamma = xs[0], xs[1][0]
+        xc, var_eps, xhat = self._plain(x)
+        chans, m = x.shape[2], x[0].size // x.shape[2]
+        chan = (pos // (x[0][0].size // chans)) % chans  # (k, Q)
+        at = np.arange(len(pos))[:, None] * chans + chan  # (copy, channel), flat
+
+        def per_channel(v: np.ndarray) -> np.ndarray:  # Σ over each copy's entries in a channel
+            return sum_by(at, v, len(pos) * chans).reshape(len(pos), chans)
+
+        dmu = per_channel(vals) / m
+        dvar = per_channel((2 * xc.reshape(-1)[pos] + vals) * vals) / m - dmu * dmu
+        var_c = var_eps.reshape(1, -1)
+        scale, inv_new = _rescale(dvar / var_c, var_c)
+        own = (gamma * inv_new)[np.arange(len(pos))[:, None], chan] * vals
+        return xhat, gamma * scale, gamma * inv_new * dmu, own
 
     @property
     def label(self) -> str:

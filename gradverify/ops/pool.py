@@ -263,11 +263,12 @@ class MaxPool2d(_Pool, Op):
     def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
                   on_kink: Any) -> Span | None:
         """Away from ties every window's change is its plain maximum's (a Span's copies move
-        real values by rounding only): the shared directions, rests and fixes gathered at the
-        maxima once. The windows within reach of a tie are computed for every copy as forward
-        does, reported to on_kink, and enter as fixes (exact − gathered), but for those whose
-        entries are all silent (no copy moves them: the maximum stays, nothing is crossed). None
-        with overlapping windows (an entry may top several) or too many near windows."""
+        real values by rounding only): the shared directions, own changes and fixes gathered at
+        the maxima once (an own change elsewhere in its window moves nothing). The windows
+        within reach of a tie are computed for every copy as forward does, reported to on_kink,
+        and enter as fixes (exact − gathered), but for those whose entries are all silent (no
+        copy moves them: the maximum stays, nothing is crossed). None with overlapping windows
+        (an entry may top several) or too many near windows."""
         x = xs[0]
         if not isinstance(d, Span) or x.ndim != 5 or self.stride < self.size:
             return None
@@ -294,30 +295,17 @@ class MaxPool2d(_Pool, Op):
         exact = new_top[..., 0] - out.reshape(-1)[near]
         if on_kink is not None:
             farkinks.report(on_kink, d.k, new_dist, pw.dist[near][None])
-        basis = d.basis.reshape(d.basis.shape[0], -1)[:, pw.top].reshape((-1,) + shape)
+        m = d.basis.shape[0]
+        basis = d.basis.reshape(m, x[0].size)[:, pw.top].reshape((m,) + shape)
         pos = np.concatenate([owner[d.pos[keep]], near])
         fix = np.concatenate([d.fix[:, keep], exact - gathered], axis=1)
         silent = None
         if d.silent is not None:  # a far window's output moves as its maximum; a near one's may
             silent = d.silent[pw.top]
             silent[near] = False
-        return d.moved(basis, groups[0], self._span_rest(d, pw, owner, shape), pos, fix, shape,
+        win = owner[d.own_pos]  # an own change moves its window where it is the maximum, else none
+        return d.moved(basis, groups[0], np.maximum(win, 0), np.where(win >= 0, d.own, 0), pos, fix, shape,
                        new_fix=exact - gathered, silent=silent)
-
-    @staticmethod
-    def _span_rest(d: Span, pw: PlainWindows, owner: np.ndarray, shape: tuple[int, ...]) -> Delta | None:
-        """A Span's rest at the windows' maxima: an element counts where it is its window's
-        maximum (else no window's output moves with it), a row is gathered at its maxima."""
-        rest = d.rest
-        if rest is None:
-            return None
-        if rest.kind is Kind.ELEM:
-            win = owner[d.rest_flat()]
-            idx = np.stack(np.unravel_index(np.maximum(win, 0), shape), axis=1)
-            return Delta.elem(idx, np.where(win >= 0, rest.vals, 0), shape)
-        tops = (pw.top % d.row_size).reshape(shape[0], -1)[rest.at]  # (k, windows of a row)
-        vals = np.take_along_axis(rest.vals.reshape(d.k, -1), tops, axis=1)
-        return Delta.row(rest.at, vals.reshape((d.k,) + shape[1:]), shape)
 
     def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
         """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows

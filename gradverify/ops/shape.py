@@ -63,16 +63,12 @@ class Flatten(Op):
 
     def push_span(self, slot: int, d: Any, xs: Sequence[np.ndarray], out: np.ndarray,
                   on_kink: Any) -> Span | None:
-        # the same entries renumbered: the row-major positions (groups, fixes) stay as they are
+        # the same entries: their row-major positions (groups, own changes, fixes) stay as they are
         if not isinstance(d, Span) or xs[0].ndim < 3:
             return None
-        shape, rest = out.shape[1:], d.rest
-        if rest is not None and rest.kind is Kind.ELEM:
-            flat = np.ravel_multi_index(tuple(rest.at[:, 1:].T), xs[0].shape[2:])
-            rest = Delta.elem(np.stack([rest.at[:, 0], flat], axis=1), rest.vals, shape)
-        elif rest is not None:
-            rest = Delta.row(rest.at, rest.vals.reshape(d.k, -1), shape)
-        return d.moved(d.basis.reshape((-1,) + shape), d.groups, rest, d.pos, d.fix, shape, silent=d.silent)
+        shape = out.shape[1:]
+        return d.moved(d.basis.reshape(d.basis.shape[:1] + shape), d.groups, d.own_pos, d.own, d.pos, d.fix, shape,
+                       silent=d.silent)
 
 
 @register
