@@ -157,6 +157,30 @@ def test_float32_side_by_side():
     assert rep.nodes[0].rtol == checker.FLOAT32_TOLERANCE[0]
 
 
+def test_float32_fast_and_blame_estimate_on_the_float64_rerun(monkeypatch):
+    """--fast's directions and elements, and blame's per-edge estimates, perturb the float64
+    re-run of a float32 network (as the full check does), not its float32 values."""
+    text = SMOOTH.read_text().replace("seed: 3", "seed: 3\ndtype: float32")
+    seen = []
+    real_estimate, real_directional = numeric.estimate, numeric.directional
+
+    def spy(fn):
+        def wrapped(graph, values, name, *args, **kw):
+            seen.append(values[name].dtype)
+            return fn(graph, values, name, *args, **kw)
+        return wrapped
+
+    monkeypatch.setattr(numeric, "estimate", spy(real_estimate))
+    monkeypatch.setattr(numeric, "directional", spy(real_directional))
+    rep = checker.run(config.parse(text, file="smooth32.yaml"), Settings(fast=True))
+    assert rep.status == "pass" and seen and all(dt == np.float64 for dt in seen)
+    from gradverify.checker import blame
+    run = checker.prepare(config.parse(text, file="smooth32.yaml"))
+    seen.clear()
+    blame.edge_disagrees(run, "l1_tanh", "w2_out", np.arange(3))
+    assert seen == [np.float64]
+
+
 def test_sweep_shapes():
     """The V of forward differences, the complex step's flat floor."""
     p = checker.prepare(config.load(SMOOTH))

@@ -42,7 +42,7 @@ def edge_disagrees(run: Run, name: str, consumer: str, positions) -> bool:
     share = sum(np.asarray(g, dtype=np.float64) for i, g in zip(node.inputs, gs) if i == name)
     share = np.asarray(share).reshape(-1)[positions]
     s = run.settings
-    est = numeric.estimate(run.graph, run.values, name, s.method, s.step, positions, s.max_memory,
+    est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, positions, s.max_memory,
                            via=consumer, trusted=run.trusted)
     judged = compare(share, est, run.tolerance(est.method), run.tolerance("kink"))
     return bool((judged.statuses == "fail").any())

@@ -169,7 +169,7 @@ def check_node_fast(run: Run, name: str) -> NodeResult:
     rtol, atol = run.tolerance(numeric.node_method(run.graph, name, s.method, run.trusted))
 
     def judge(vs: np.ndarray):
-        d, err, kink, _ = numeric.directional(run.graph, run.values, name, vs, s.method, run.trusted)
+        d, err, kink, _ = numeric.directional(run.graph, run.nvalues, name, vs, s.method, run.trusted)
         want = vs @ a
         scale = np.abs(vs) @ np.abs(a)  # Σ|v_i a_i|: what rounding in vᵀa is relative to
         off = np.abs(want - d)
@@ -187,7 +187,7 @@ def check_node_fast(run: Run, name: str) -> NodeResult:
                                           FAST_MAX_SUSPECTS)
         count += judged
     index = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=np.intp)
-    est = numeric.estimate(run.graph, run.values, name, s.method, s.step, index, s.max_memory,
+    est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, index, s.max_memory,
                            trusted=run.trusted)
     res = node_result(run, name, est, total=total, mode="directional", directions=count,
                       directional_error=worst)
