@@ -65,7 +65,9 @@ class Span:
 
     @property
     def nbytes(self) -> int:
-        return self.basis.nbytes + self.coef.nbytes + self.fix.nbytes + self.own.nbytes + self.own_pos.nbytes
+        """The bytes the copies hold: the shared basis is one node's size whatever k is, like the
+        plain pass's values, and is not counted (chunks are sized from bytes per copy)."""
+        return self.coef.nbytes + self.fix.nbytes + self.own.nbytes + self.own_pos.nbytes
 
     def materialize(self) -> Delta:
         """The copies' own changes, one dense FULL Delta (k, *shape); a ROW where every copy's
