@@ -303,3 +303,17 @@ def test_checks_with_spans_equal_checks_without(config_name, monkeypatch):
     for a, b in zip(with_spans.nodes, without.nodes):
         assert a.statuses.tolist() == b.statuses.tolist(), a.name
         np.testing.assert_allclose(a.numeric, b.numeric, rtol=1e-10, atol=1e-12 * max(np.abs(b.analytic).max(), 1e-300))
+
+
+def test_conv_patches_with_real_parts_are_not_a_span(rng):
+    """A change with real parts beyond rounding (a large complex step through a nonlinear op
+    before the conv) may move a relu input across 0 or a maximum past a tie: no Span, the
+    dense pushes decide (as for a batchnorm's)."""
+    op = ops.Conv2d(pad=1)
+    xs = [rng.normal(size=(1, 2, 3, 5, 5)), rng.normal(size=(1, 4, 3, 3, 3))]
+    out = op.forward(*xs)
+    idx = np.array([3, 40])
+    step = delta.elements(idx, np.array([1e-20j, 2e-20j]), (2, 3, 5, 5))
+    assert isinstance(op.push_span(0, step, xs, out, None), Span)
+    moved = delta.elements(idx, np.array([1e-7 + 1e-3j, 2e-20j]), (2, 3, 5, 5))
+    assert op.push_span(0, moved, xs, out, None) is None

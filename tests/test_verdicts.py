@@ -328,3 +328,25 @@ def test_a_float32_network_with_a_wrong_backward_still_fails(tmp_path):
     rep = gradverify.check(cfg)
     assert rep.exit_code == 1 and rep.node("bn").status == "fail"
     assert not any("float32 rounding" in note for n in rep.nodes for note in n.notes)
+
+
+def test_a_batchnorm_output_of_exactly_zero_before_relu_is_a_kink(tmp_path):
+    """x's mean is one of its entries: the batchnorm's output there is exactly 0, relu's kink.
+    Under the complex step the perturbed copies' real part there is not exactly 0 (h²-sized
+    terms of the variance): the crossing is still counted from the plain pass's 0, so those
+    elements are KINKs (between the one-sided derivatives), not FAILs as before."""
+    cfg = tmp_path / "zero.yaml"
+    cfg.write_text("values:\n  x: [[[[1.0, 2.0, 3.0, 2.0]]], [[[2.0, 4.0, 1.0, 1.0]]]]\n"
+                   "  gamma: [1.0]\n  beta: [0.0]\n  w: {shape: [4, 3], init: normal, std: 0.5}\n"
+                   "inputs: [x]\nlabels: [0, 2]\ngraph:\n"
+                   "  - {name: bn, op: spatial_batchnorm, inputs: [x, gamma, beta]}\n"
+                   "  - {name: relu, op: relu, inputs: [bn]}\n"
+                   "  - {name: flat, op: flatten, inputs: [relu]}\n"
+                   "  - {name: scores, op: matmul, inputs: [flat, w]}\n"
+                   "  - {name: p, op: softmax, inputs: [scores]}\n"
+                   "  - {name: nll, op: neg_log_pick, inputs: [p]}\n"
+                   "  - {name: loss, op: batch_mean, inputs: [nll]}\nloss: loss\n")
+    for method in ("complex", "central"):
+        rep = gradverify.check(str(cfg), method=method)
+        assert rep.exit_code == 0 and rep.node("x").status == "kink", (method, rep.node("x").statuses)
+        assert rep.node("bn").status == "kink"

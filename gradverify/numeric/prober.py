@@ -28,8 +28,12 @@ def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | 
     if dist.shape[0] != points * copies:
         return None
     d = dist.reshape(points, copies, -1)
-    if mode == "complex":  # exactly on the kink, and moved by the imaginary step
-        hit = (d.real == 0) & (d.imag != 0)
+    if mode == "complex":  # on the kink, and moved by the imaginary step. On it: the copy's
+        # distance or the plain pass's is exactly 0. A complex evaluation may leave a rounding-
+        # or h²-sized real part where the plain pass sits exactly on the kink (a batchnorm's exact
+        # zeros, a tie after gelu's complex form): that copy is on the kink all the same
+        plain_real = np.broadcast_to(np.real(plain), dist.shape).reshape(points, copies, -1)
+        hit = ((d.real == 0) | (plain_real == 0)) & (d.imag != 0)
     else:  # a stencil point on another side of the kink than x itself
         side = np.sign(np.broadcast_to(np.real(plain), dist.shape)).reshape(points, copies, -1)
         hit = np.sign(d.real) != side

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind
-from ..span import Span
+from ..span import Span, span_or_none
 from .base import Op, register, unbroadcast
 
 
@@ -160,8 +160,9 @@ class Conv2d(Op):
         pos = (n * nf)[:, None, None, None] * (ho * wo) + np.arange(nf) * (ho * wo) + at[..., None]
         vals = np.moveaxis(w[:, c], 0, -1) * np.where(ok, d.vals[:, None, None], 0)[..., None]  # (k, kh, kw, F)
         k = d.k
-        return Span(np.zeros((0,) + out.shape[1:]), np.repeat(np.arange(nf), ho * wo), np.zeros((k, 0, nf)),
+        span = Span(np.zeros((0,) + out.shape[1:]), np.repeat(np.arange(nf), ho * wo), np.zeros((k, 0, nf)),
                     pos.reshape(k, -1), vals.reshape(k, -1), np.zeros(0, np.intp), np.zeros((k, 0)), out.shape[1:])
+        return span_or_none(span, out)  # real parts of rounding size only (a large step's are not)
 
     @property
     def label(self) -> str:
