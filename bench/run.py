@@ -3,14 +3,17 @@
   (a) gradverify's full check: every element of every node (input, parameters, intermediates);
   (b) a naive loop: central differences, one element at a time, a full forward pass each
       (cs231n's eval_numerical_gradient), over the same elements;
+  (b') the same loop recomputing only what lies downstream of the perturbed node, against the
+      whole `gradverify check` process (start-up included, median of 3);
   (c) torch.autograd.gradcheck over the parameters alone, when torch is installed
       (`pip install -e ".[bench]"`; the CPU build torch==2.13.0), at ONE thread, against
       gradverify's full check also at one thread (one chunk at a time, BLAS single-threaded):
       the same thread count on both sides (torch at 2 threads here took 2-6× as long as at 1).
 
-Times are wall-clock seconds; ratios are against (a) in the same run. gradverify runs as its CLI
-does (two chunks of copies in two threads, BLAS single-threaded); the naive loop gets BLAS's
-default threads. Where a baseline would take
+Times are wall-clock seconds, (a) the median of 3; ratios are against (a) in the same run. The
+process keeps freed memory as the `gradverify` command does; gradverify runs as its CLI does (two
+chunks of copies in two threads, BLAS single-threaded); the naive loops get BLAS's default
+threads. Where a baseline would take
 too long, it is timed on a seeded sample of elements per node and extrapolated by node size (the
 table says so). Peak memory of (a) is numpy's peak allocation under tracemalloc, in a second,
 untimed run, and the peak resident size of a whole `gradverify check` process.
@@ -38,6 +41,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from gradverify import checker, config  # noqa: E402
 from gradverify.checker import Settings  # noqa: E402
+from gradverify.cli import _keep_freed_memory as keep_freed_memory  # noqa: E402
 
 NETWORKS = [("notebook (seed.yaml)", "seed.yaml"), ("64×128→256→10 (bench_medium.yaml)", "bench_medium.yaml"),
             ("128×784→512→10 (bench_large.yaml)", "bench_large.yaml")]
@@ -94,6 +98,53 @@ def naive(cfg, per_node: int | None, seed: int = 0):
             (naive_loss(p.graph, p.values, name, up) - naive_loss(p.graph, p.values, name, down)) / (2 * h)
         total_time += (time.perf_counter() - t) * size / len(idx)
     return total_time, extrapolated
+
+
+def downstream_loss(graph, values, name, new_value, after) -> float:
+    """A forward pass that recomputes only the nodes downstream of `name` (`after`, in the
+    graph's order), reading every other node from the plain pass."""
+    vals = dict(values)
+    vals[name] = new_value
+    for n in after:
+        node = graph.nodes[n]
+        vals[n] = node.op.forward(*(vals[i] for i in node.inputs))
+    return float(np.real(vals[graph.loss]).reshape(-1)[0])
+
+
+def downstream(cfg, per_node: int | None, seed: int = 0):
+    """(b') The same central differences, each recomputing only what lies downstream of the
+    perturbed node (issue 14's baseline for the whole process). Returns (seconds, extrapolated)."""
+    p = checker.prepare(cfg)
+    rng = np.random.default_rng(seed)
+    total_time, extrapolated = 0.0, False
+    for name in p.graph.nodes:
+        base, after = p.values[name], p.graph.downstream(name)
+        size = base[0].size
+        idx = np.arange(size)
+        if per_node is not None and size > per_node:
+            idx = rng.choice(size, per_node, replace=False)
+            extrapolated = True
+        t = time.perf_counter()
+        for i in idx:
+            h = 1e-6 * max(abs(base.flat[i]), 1.0)
+            up, down = base.copy(), base.copy()
+            up.flat[i] += h
+            down.flat[i] -= h
+            (downstream_loss(p.graph, p.values, name, up, after)
+             - downstream_loss(p.graph, p.values, name, down, after)) / (2 * h)
+        total_time += (time.perf_counter() - t) * size / len(idx)
+    return total_time, extrapolated
+
+
+def process_seconds(file: str, repeats: int = 3) -> float:
+    """A whole `gradverify check FILE -q` process, start-up included (median of `repeats`)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "gradverify", "check", str(ROOT / "configs" / file), "-q"],
+                       stdout=subprocess.DEVNULL, check=False, cwd=ROOT)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
 
 
 # ---- (c) torch.autograd.gradcheck ---------------------------------------------------------
@@ -165,53 +216,69 @@ def startup_seconds() -> float:
     return best
 
 
+def median_timed(fn, *args, repeats: int = 3):
+    """(median seconds, last result) of `repeats` calls."""
+    runs = [timed(fn, *args) for _ in range(repeats)]
+    return sorted(t for t, _ in runs)[len(runs) // 2], runs[-1][1]
+
+
+def measure(label: str, file: str, naive_sample: int) -> dict:
+    """Every column of one network's row."""
+    cfg = config.load(ROOT / "configs" / file)
+    with threadpool_limits(1):  # as the CLI runs
+        checker.run(cfg, Settings(nodes=("loss",)))  # warm up imports and caches
+        t_full, rep = median_timed(checker.run, cfg, Settings())
+        row = {"label": label, "full": t_full, "status": rep.status,
+               "elements": sum(n.total for n in rep.nodes),
+               "params": sum(n.total for n in rep.nodes if n.kind == "parameter"),
+               "mem": peak_mb(checker.run, cfg, Settings()),
+               "fast": timed(checker.run, cfg, Settings(fast=True))[0], "one": one_thread(cfg),
+               "sample": timed(checker.run, cfg, Settings(sample=100))[0]}
+    per_node = None if row["elements"] <= 10_000 else naive_sample
+    row["naive"], row["extrapolated"] = naive(cfg, per_node)
+    row["downstream"] = downstream(cfg, per_node)[0]
+    row["process"] = process_seconds(file)
+    row["torch"] = torch_gradcheck(cfg) if row["params"] <= 50_000 else None
+    row["rss"] = process_rss_mb(file)
+    return row
+
+
+def print_row(r: dict) -> None:
+    naive_txt = f"{r['naive']:.1f} s" + (" (extrapolated)" if r["extrapolated"] else "")
+    if r["torch"] is None:
+        torch_txt, ratio_t = "not run (too slow at this size)" if r["params"] > 50_000 else "torch not installed", "—"
+    else:
+        t_torch, ok, n, version = r["torch"]
+        torch_txt = f"{t_torch:.2f} s (torch {version}, {n:,} params, {'pass' if ok else 'FAIL'})"
+        ratio_t = f"{t_torch / r['one']:.1f}×"
+    print(f"| {r['label']} | {r['elements']:,} ({r['params']:,}) | {r['full']:.2f} s ({r['status']}) | "
+          f"{r['mem']:.0f} / {r['rss']:.0f} | {r['fast']:.2f} s | {r['sample']:.2f} s | {naive_txt} | "
+          f"{r['naive'] / r['full']:.1f}× | {r['process']:.2f} s | {r['downstream']:.1f} s | "
+          f"{r['downstream'] / r['process']:.1f}× | {r['one']:.2f} s | {torch_txt} | {ratio_t} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the notebook and medium networks only")
     ap.add_argument("--naive-sample", type=int, default=200,
-                    help="elements per node for the naive loop on networks over 10,000 elements "
+                    help="elements per node for the naive loops on networks over 10,000 elements "
                          "(extrapolated by node size)")
     args = ap.parse_args()
-    nets = NETWORKS[:2] if args.quick else NETWORKS
+    keep_freed_memory()  # as the `gradverify` command's process runs (glibc's thresholds)
     rows = []
-    for label, file in nets:
-        cfg = config.load(ROOT / "configs" / file)
-        with threadpool_limits(1):  # as the CLI runs
-            checker.run(cfg, Settings(nodes=("loss",)))  # warm up imports and caches
-            t_full, rep = timed(checker.run, cfg, Settings())
-            elements = sum(n.total for n in rep.nodes)
-            params = sum(n.total for n in rep.nodes if n.kind == "parameter")
-            mem = peak_mb(checker.run, cfg, Settings())
-            t_fast, _ = timed(checker.run, cfg, Settings(fast=True))
-            t_one = one_thread(cfg)
-            t_sample, _ = timed(checker.run, cfg, Settings(sample=100))
-        per_node = None if elements <= 10_000 else args.naive_sample
-        t_naive, extrapolated = naive(cfg, per_node)
-        torch_res = torch_gradcheck(cfg) if params <= 50_000 else None
-        rss = process_rss_mb(file)
-        rows.append((label, elements, params, t_full, (mem, rss), t_fast, t_sample, t_naive, extrapolated,
-                     torch_res, rep.status, t_one))
+    for label, file in (NETWORKS[:2] if args.quick else NETWORKS):
+        rows.append(measure(label, file, args.naive_sample))
         print(f"done: {label}", file=sys.stderr)
-
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}.  Run: {time.strftime('%Y-%m-%d')}, `python bench/run.py"
           f"{' --quick' if args.quick else ''}`.\n")
     print("| network | elements (params) | gradverify full | peak MiB: numpy / process | --fast | "
-          "--sample 100 | naive loop | naive / full | gradverify full, 1 thread | "
-          "torch gradcheck, 1 thread (params only) | torch / gradverify, both 1 thread |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (label, elements, params, t_full, mem, t_fast, t_sample, t_naive, extrapolated, torch_res,
-         status, t_one) in rows:
-        naive_txt = f"{t_naive:.1f} s" + (" (extrapolated)" if extrapolated else "")
-        if torch_res is None:
-            torch_txt, ratio_t = "not run (too slow at this size)" if params > 50_000 else "torch not installed", "—"
-        else:
-            t_torch, ok, n, version = torch_res
-            torch_txt = f"{t_torch:.2f} s (torch {version}, {n:,} params, {'pass' if ok else 'FAIL'})"
-            ratio_t = f"{t_torch / t_one:.1f}×"
-        print(f"| {label} | {elements:,} ({params:,}) | {t_full:.2f} s ({status}) | {mem[0]:.0f} / {mem[1]:.0f} | "
-              f"{t_fast:.2f} s | {t_sample:.2f} s | {naive_txt} | {t_naive / t_full:.1f}× | "
-              f"{t_one:.2f} s | {torch_txt} | {ratio_t} |")
+          "--sample 100 | naive loop | naive / full | whole process | downstream loop | "
+          "downstream / process | gradverify full, 1 thread | torch gradcheck, 1 thread (params only) | "
+          "torch / gradverify, both 1 thread |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print_row(r)
     print(f"\nThe whole `gradverify check configs/seed.yaml` process, start-up included: "
           f"{startup_seconds():.2f} s (best of 3).")
 
