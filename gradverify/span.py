@@ -147,19 +147,23 @@ def own_points(d: Delta) -> tuple[np.ndarray, np.ndarray] | None:
         return np.ravel_multi_index(tuple(d.at.T), d.shape)[:, None], d.vals[:, None]
     if d.kind is not Kind.ROW:
         return None
-    k, r = d.k, int(np.prod(d.shape[1:], dtype=np.int64))
-    vals = d.vals.reshape(k, r)
-    nonzero = vals.imag != 0 if np.iscomplexobj(vals) else vals != 0
-    if np.iscomplexobj(vals):
-        nonzero |= vals.real != 0
+    r = int(np.prod(d.shape[1:], dtype=np.int64))
+    cols = np.broadcast_to(np.arange(r), (d.k, r))
+    return packed(d.at[:, None] * r + cols, d.vals.reshape(d.k, r), d.at * r)
+
+
+def packed(pos: np.ndarray, vals: np.ndarray, pad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each copy's nonzero entries of (pos, vals) (k, Q) first, in order, the rest dropped: as
+    few columns as the copy with most needs, padded with value 0 at position pad[b]."""
+    nonzero = vals != 0  # a complex value is 0 only when both its parts are
     copy, col = np.nonzero(nonzero)  # row-major: each copy's entries together, in order
-    counts = np.bincount(copy, minlength=k)
+    counts = np.bincount(copy, minlength=len(vals))
     rank = np.arange(copy.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(d.at[:, None] * r, max(int(counts.max(initial=0)), 1), axis=1)  # padding: the row's start
-    own = np.zeros(pos.shape, dtype=vals.dtype)
-    pos[copy, rank] = d.at[copy] * r + col
-    own[copy, rank] = vals[copy, col]
-    return pos, own
+    out_pos = np.repeat(pad[:, None], max(int(counts.max(initial=0)), 1), axis=1)
+    out = np.zeros(out_pos.shape, dtype=vals.dtype)
+    out_pos[copy, rank] = pos[copy, col]
+    out[copy, rank] = vals[copy, col]
+    return out_pos, out
 
 
 def complex_only(d: Delta) -> bool:

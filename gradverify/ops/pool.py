@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..delta import Delta, Kind
-from ..span import Span
+from ..span import Span, packed
 from . import farkinks
 from .base import Op, register, unbroadcast
 from .conv import add_windows, out_size, positive_int, windows
@@ -304,8 +304,9 @@ class MaxPool2d(_Pool, Op):
             silent = d.silent[pw.top]
             silent[near] = False
         win = owner[d.own_pos]  # an own change moves its window where it is the maximum, else none
-        return d.moved(basis, groups[0], np.maximum(win, 0), np.where(win >= 0, d.own, 0), pos, fix, shape,
-                       new_fix=exact - gathered, silent=silent)
+        rows = d.own_pos[:, 0] // d.row_size * (pw.top.size // shape[0])  # padding: the copy's row
+        own_pos, own = packed(np.maximum(win, 0), np.where(win >= 0, d.own, 0), rows)
+        return d.moved(basis, groups[0], own_pos, own, pos, fix, shape, new_fix=exact - gathered, silent=silent)
 
     def _push_element(self, d: Delta, x: np.ndarray, out: np.ndarray, on_kink: Any) -> Delta:
         """Element (n, c, i, j) lies in window (i // stride, j // stride), or in none (the rows
