@@ -77,13 +77,21 @@ def naive_loss(graph, values, name, new_value) -> float:
     return float(vals[graph.loss][0])
 
 
-def naive(cfg, per_node: int | None, seed: int = 0):
-    """Central differences element by element. Returns (seconds, elements covered, extrapolated)."""
+def naive(cfg, per_node: int | None, seed: int = 0, recompute=None):
+    """Central differences element by element, each evaluation a forward pass: the whole graph
+    (naive_loss), or with `recompute="downstream"` only what lies downstream of the perturbed
+    node (downstream_loss). Returns (seconds, extrapolated)."""
     p = checker.prepare(cfg)
     rng = np.random.default_rng(seed)
     total_time, extrapolated = 0.0, False
     for name in p.graph.nodes:
-        base = p.values[name]
+        base, after = p.values[name], p.graph.downstream(name)
+
+        def loss(value, name=name, after=after):
+            if recompute == "downstream":
+                return downstream_loss(p.graph, p.values, name, value, after)
+            return naive_loss(p.graph, p.values, name, value)
+
         size = base[0].size
         idx = np.arange(size)
         if per_node is not None and size > per_node:
@@ -95,45 +103,21 @@ def naive(cfg, per_node: int | None, seed: int = 0):
             up, down = base.copy(), base.copy()
             up.flat[i] += h
             down.flat[i] -= h
-            (naive_loss(p.graph, p.values, name, up) - naive_loss(p.graph, p.values, name, down)) / (2 * h)
+            (loss(up) - loss(down)) / (2 * h)
         total_time += (time.perf_counter() - t) * size / len(idx)
     return total_time, extrapolated
 
 
 def downstream_loss(graph, values, name, new_value, after) -> float:
-    """A forward pass that recomputes only the nodes downstream of `name` (`after`, in the
-    graph's order), reading every other node from the plain pass."""
+    """(b') A forward pass that recomputes only the nodes downstream of `name` (`after`, in the
+    graph's order), reading every other node from the plain pass (issue 14's baseline for the
+    whole process)."""
     vals = dict(values)
     vals[name] = new_value
     for n in after:
         node = graph.nodes[n]
         vals[n] = node.op.forward(*(vals[i] for i in node.inputs))
     return float(np.real(vals[graph.loss]).reshape(-1)[0])
-
-
-def downstream(cfg, per_node: int | None, seed: int = 0):
-    """(b') The same central differences, each recomputing only what lies downstream of the
-    perturbed node (issue 14's baseline for the whole process). Returns (seconds, extrapolated)."""
-    p = checker.prepare(cfg)
-    rng = np.random.default_rng(seed)
-    total_time, extrapolated = 0.0, False
-    for name in p.graph.nodes:
-        base, after = p.values[name], p.graph.downstream(name)
-        size = base[0].size
-        idx = np.arange(size)
-        if per_node is not None and size > per_node:
-            idx = rng.choice(size, per_node, replace=False)
-            extrapolated = True
-        t = time.perf_counter()
-        for i in idx:
-            h = 1e-6 * max(abs(base.flat[i]), 1.0)
-            up, down = base.copy(), base.copy()
-            up.flat[i] += h
-            down.flat[i] -= h
-            (downstream_loss(p.graph, p.values, name, up, after)
-             - downstream_loss(p.graph, p.values, name, down, after)) / (2 * h)
-        total_time += (time.perf_counter() - t) * size / len(idx)
-    return total_time, extrapolated
 
 
 def process_seconds(file: str, repeats: int = 3) -> float:
@@ -236,7 +220,7 @@ def measure(label: str, file: str, naive_sample: int) -> dict:
                "sample": timed(checker.run, cfg, Settings(sample=100))[0]}
     per_node = None if row["elements"] <= 10_000 else naive_sample
     row["naive"], row["extrapolated"] = naive(cfg, per_node)
-    row["downstream"] = downstream(cfg, per_node)[0]
+    row["downstream"] = naive(cfg, per_node, recompute="downstream")[0]
     row["process"] = process_seconds(file)
     row["torch"] = torch_gradcheck(cfg) if row["params"] <= 50_000 else None
     row["rss"] = process_rss_mb(file)
