@@ -340,6 +340,7 @@ def node_view(result: NodeResult, limit: int | None = None, sort: str = "status"
         parts.append(plain(f"hint: {result.diagnosis}", style="red"))
     if result.problem:
         parts.append(plain(result.problem, style="bold red"))
+    parts += [plain("note: " + note, style=STYLE["undecided"]) for note in result.notes]
     if result.taylor is not None:
         t = result.taylor
         line = Text("Taylor test: order ")

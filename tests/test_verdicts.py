@@ -350,3 +350,34 @@ def test_a_batchnorm_output_of_exactly_zero_before_relu_is_a_kink(tmp_path):
         rep = gradverify.check(str(cfg), method=method)
         assert rep.exit_code == 0 and rep.node("x").status == "kink", (method, rep.node("x").statuses)
         assert rep.node("bn").status == "kink"
+
+
+def test_float32_only_code_in_a_users_backward_still_fails(tmp_path):
+    """Through your code the float64 re-run cannot vouch for float32: a backward that runs
+    otherwise in float32 (here 1% off, only when its gradient is float32) is a FAIL, exit 1,
+    and the note says the float64 re-run passes (so `dtype: float64` tells rounding from such
+    code); the same code without the float32 branch passes."""
+    (tmp_path / "f32ops.py").write_text(
+        "import numpy as np\n"
+        "def act_forward(x):\n    return np.tanh(x), x\n"
+        "def act_backward(dout, x):\n"
+        "    dx = dout * (1 - np.tanh(x) ** 2)\n"
+        "    return dx * 1.01 if dx.dtype == np.float32 else dx\n")
+    cfg = tmp_path / "net32.yaml"
+    cfg.write_text("dtype: float32\nseed: 3\ninputs: {shape: [8, 6], init: normal, std: 1.0}\n"
+                   "labels: {classes: 4}\nlayers:\n"
+                   "  - {weights: {shape: [6, 12], init: normal, std: 0.5}, bias: {shape: [12], init: normal, std: 0.2},"
+                   " activation: f32ops.py:act}\n"
+                   "  - {weights: {shape: [12, 4], init: normal, std: 0.5},"
+                   " bias: {shape: [4], init: normal, std: 0.2}}\n")
+    rep = gradverify.check(str(cfg))
+    assert rep.exit_code == 1 and rep.node("w1").status == "fail"
+    assert any("pass when the same backward runs in float64" in note and "f32ops.py" in note
+               for note in rep.node("w1").notes)
+    res = CliRunner().invoke(app, ["node", "w1", "--config", str(cfg)])
+    assert res.exit_code == 1 and "note: " in res.output and "float64" in res.output
+    (tmp_path / "f32ops.py").write_text(
+        "import numpy as np\n"
+        "def act_forward(x):\n    return np.tanh(x), x\n"
+        "def act_backward(dout, x):\n    return dout * (1 - np.tanh(x) ** 2)\n")
+    assert gradverify.check(str(cfg)).exit_code == 0

@@ -117,7 +117,7 @@ def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None 
         a64 = np.asarray(run.grads64[name], dtype=np.float64).reshape(-1)[est.index]
         in64 = compare(a64, est, (m.rtol, m.atol), numeric.KINK_TOLERANCE)
         extra["float64_rel_error"] = max_finite(in64.rel_error)
-        judged, rounded = _float32_rounding(name, a, a64, est, judged, (rtol, atol), in64)
+        judged, rounded = _float32_rounding(run, name, a, a64, est, judged, (rtol, atol), in64)
     node = run.graph.nodes[name]
     extra.setdefault("line", run.line(name))
     notes, undecided = _undecided(name, a, est, judged, atol, extra.get("mode", "full"))
@@ -131,22 +131,33 @@ def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None 
                       **extra)
 
 
-def _float32_rounding(name: str, a: np.ndarray, a64: np.ndarray, est: numeric.Estimate, judged,
-                      tolerance: tuple[float, float], in64: Comparison) -> tuple[Comparison, tuple[str, ...]]:
+def _float32_rounding(run: Run, name: str, a: np.ndarray, a64: np.ndarray, est: numeric.Estimate,
+                      judged: Comparison, tolerance: tuple[float, float],
+                      in64: Comparison) -> tuple[Comparison, tuple[str, ...]]:
     """A float32 network's elements that FAIL only in float32: the same backward, run in float64
-    on the same values, passes at float32's tolerance. Their miss is float32's rounding of a
-    right backward (a gradient that is a small difference of large terms: a conv's weights before
-    a batchnorm), not a wrong gradient: they PASS, and a note says so. (A backward wrong only in
-    float32, by code that depends on the dtype, would pass with them: the note names them.)"""
+    on the same values, passes at float32's tolerance. Where every backward on the way from the
+    loss is gradverify's own (dtype-agnostic code), their miss is float32's rounding of a right
+    gradient — a small difference of large terms, a conv's weights before a batchnorm — and they
+    PASS, with a note. Through your code it may as well be code that runs otherwise in float32
+    (a cast, a float16 round trip): they stay FAILs, and the note says what the float64 re-run
+    found."""
     passes64 = compare(a64, est, tolerance, numeric.KINK_TOLERANCE).statuses == "pass"
     rounding = (judged.statuses == "fail") & passes64 & ~est.kink & np.isfinite(a)
     if not rounding.any():
         return judged, ()
+    count, worst = int(rounding.sum()), float(np.max(np.abs(a - a64)[rounding]))
+    in64_err = f"{max_finite(in64.rel_error[rounding]):.1e}"
+    users = [run.graph.nodes[n].source for n in run.graph.downstream(name)
+             if run.graph.nodes[n].source is not None]
+    if users:
+        return judged, (f"{count} failing element(s) of {name} pass when the same backward runs in "
+                        f"float64 (relative error {in64_err}; float32 moves them by up to "
+                        f"{worst:.1e}): float32 rounding of a right gradient, or code of yours "
+                        f"({users[0]}) that runs otherwise in float32; dtype: float64 tells them apart",)
     statuses = np.where(rounding, "pass", judged.statuses).astype(judged.statuses.dtype)
-    worst = float(np.max(np.abs(a - a64)[rounding]))
-    note = (f"{int(rounding.sum())} element(s) of {name} miss only by float32 rounding: the same "
-            f"backward in float64 passes (float32 moves them by up to {worst:.1e}, in float64 "
-            f"{max_finite(in64.rel_error[rounding]):.1e} relative error); they pass")
+    note = (f"{count} element(s) of {name} miss only by float32 rounding: the same backward in "
+            f"float64 passes (float32 moves them by up to {worst:.1e}, in float64 {in64_err} "
+            "relative error); they pass")
     return replace(judged, statuses=statuses), (note,)
 
 
