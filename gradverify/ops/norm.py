@@ -123,61 +123,34 @@ class _Norm:
         var_eps = (xc * xc).mean(axis=axes, keepdims=True) + self.eps
         return xc, var_eps, xc / np.sqrt(var_eps)
 
-    def _element_change(self, d: Delta, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Element (n, c, …) of x changed by v: only channel c's m entries and statistics move.
-        With the plain μ, σ², inv = 1/sqrt(σ² + eps) and the changed ones (′):
-            Δμ = v/m,  Δσ² = (2 (x_e - μ) v + v²)/m - Δμ²,  r = 1 + Δσ²/(σ² + eps),
-            inv′/inv - 1 = r^(-1/2) - 1 = -(r - 1) / (sqrt(r) (1 + sqrt(r)))   (no cancellation)
-            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ),  δ = v at e only.
-        Returns the plain xhat, c (k,) and the per-copy numbers a = γ (inv′/inv - 1),
-        b = γ inv′ Δμ and own = γ inv′ v:  out′ - out = a·xhat - b  in channel c, + own at e."""
-        x, gamma = xs[0], xs[1][0]
-        xc, var_eps, xhat = self._plain(x)
-        c, m = d.at[:, 1], x[0].size // x.shape[2]
-        var_c = var_eps[0].reshape(-1)[c]  # (k,)
-        dmu = d.vals / m
-        dvar = (2 * xc[0][tuple(d.at.T)] * d.vals + d.vals * d.vals) / m - dmu * dmu
-        scale, inv_new = _rescale(dvar / var_c, var_c)
-        g = gamma[c]
-        return xhat, c, g * scale, g * inv_new * dmu, g * inv_new * d.vals
-
     def _push_element(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
-        """Element (n, c, …) changed: channel c of out, a·xhat - b, and own at the element."""
-        xhat, c, a, b, own = self._element_change(d, xs)
+        """Element (n, c, …) changed: only channel c of out moves, a·xhat - b there, and the
+        element's own term (`_points_change`)."""
+        points = own_points(d)
+        assert points is not None  # an element always is one point
+        pos, vals = points
+        xhat, a, b, own = self._points_change(pos, vals, xs)
+        rows, c = np.arange(d.k), d.at[:, 1]
         chans = np.swapaxes(xhat[0], 0, 1)[c]  # (k, N, …), C-contiguous
-        vals = np.multiply(_per_copy(a, chans), chans, order="C")
-        vals -= _per_copy(b, chans)
-        vals[(np.arange(d.k), d.at[:, 0]) + tuple(d.at[:, 2:].T)] += own
-        return Delta.col(c, vals, xs[0].shape[1:])
-
-    def _row_change(self, d: Delta, xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Row n of x changed by δ (k, C, …) (a convolved image): every channel's statistics
-        move, so all of out does, but by a per-channel rescaling of the plain xhat plus δ at row
-        n (the _element_change formulas, summed over the row's entries of each channel):
-            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ).
-        Returns the plain xhat and a, b (k, C) and own (k, C, …) as _element_change does."""
-        x, gamma = xs[0], xs[1][0]
-        xc, var_eps, xhat = self._plain(x)
-        m = x[0].size // x.shape[2]
-        rest = tuple(range(2, d.vals.ndim))  # the axes after the channel in δ (k, C, …)
-        dmu = d.vals.sum(axis=rest) / m  # (k, C)
-        cross = (xc[0][d.at] * d.vals).sum(axis=rest)
-        dvar = (2 * cross + (d.vals * d.vals).sum(axis=rest)) / m - dmu * dmu
-        var_c = var_eps.reshape(1, -1)  # (1, C)
-        scale, inv_new = _rescale(dvar / var_c, var_c)
-        own = (gamma * inv_new)[(slice(None), slice(None)) + (None,) * len(rest)] * d.vals
-        return xhat, gamma * scale, gamma * inv_new * dmu, own
+        out = np.multiply(_per_copy(a[rows, c], chans), chans, order="C")
+        out -= _per_copy(b[rows, c], chans)
+        out[(rows, d.at[:, 0]) + tuple(d.at[:, 2:].T)] += own[:, 0]
+        return Delta.col(c, out, xs[0].shape[1:])
 
     def _push_row(self, d: Delta, xs: Sequence[np.ndarray]) -> Delta:
-        """Row n changed: all of out, a·xhat - b per channel, and own at row n (FULL)."""
-        xhat, a, b, own = self._row_change(d, xs)
-        spread = (slice(None), None, slice(None)) + (None,) * (own.ndim - 2)  # (k, C) -> (k, 1, C, 1, …)
+        """Row n changed by δ (k, C, …) (a convolved image): every channel's statistics move, so
+        all of out does, by a·xhat - b per channel, plus the row's own terms (FULL)."""
+        points = own_points(d)
+        assert points is not None  # a row always is its entries
+        pos, vals = points
+        xhat, a, b, own = self._points_change(pos, vals, xs)
+        spread = (slice(None), None, slice(None)) + (None,) * (xhat.ndim - 3)  # (k, C) -> (k, 1, C, 1, …)
         # (k, N, C, …), C-ordered (numpy's default would follow the broadcast operands' strides,
         # and the copies' kink distances downstream are read flat): in place from here on
-        vals = np.multiply(a[spread], xhat, order="C")
-        vals -= b[spread]
-        vals[np.arange(d.k), d.at] += own
-        return Delta.full(vals, xs[0].shape[1:])
+        out = np.multiply(a[spread], xhat, order="C")
+        out -= b[spread]
+        np.add.at(out.reshape(d.k, -1), (np.arange(d.k)[:, None], pos), own)
+        return Delta.full(out, xs[0].shape[1:])
 
     span_from_delta = True
     span_role: str | None = "through"
@@ -206,10 +179,14 @@ class _Norm:
 
     def _points_change(self, pos: np.ndarray, vals: np.ndarray,
                        xs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Entries at flat positions pos (k, Q) changed by vals (k, Q) (padding: value 0): the
-        _row_change formulas per channel, summed over each copy's entries in it,
-            Δμ = Σδ/m,  Δσ² = (2 Σ (x - μ) δ + Σ δ²)/m - Δμ²,
-        giving xhat, a and b (k, C) and each entry's own term γ inv′ δ (k, Q)."""
+        """Entries at flat positions pos (k, Q) changed by vals δ (k, Q) (padding: value 0): only
+        the statistics of the channels they are in move. Per copy and channel, with the plain μ,
+        σ², inv = 1/sqrt(σ² + eps) and the changed ones (′), over the channel's m entries:
+            Δμ = Σδ/m,  Δσ² = (2 Σ (x - μ) δ + Σ δ²)/m - Δμ²,  r = 1 + Δσ²/(σ² + eps),
+            inv′/inv - 1 = r^(-1/2) - 1 = -(r - 1) / (sqrt(r) (1 + sqrt(r)))   (no cancellation)
+            out′ - out = γ xhat (inv′/inv - 1) + γ inv′ (δ - Δμ) = a·xhat - b + own,
+        giving the plain xhat, a = γ (inv′/inv - 1) and b = γ inv′ Δμ (k, C), and each entry's
+        own term γ inv′ δ (k, Q)."""
         x, gamma = xs[0], xs[1][0]
         xc, var_eps, xhat = self._plain(x)
         chans, m = x.shape[2], x[0].size // x.shape[2]
