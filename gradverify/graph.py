@@ -244,13 +244,17 @@ class Graph:
 
     def propagate(self, values: dict[str, np.ndarray], changed: dict,
                   on_kink: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
-                  stats: dict | None = None) -> np.ndarray:
+                  stats: dict | None = None, cuts: dict | None = None) -> np.ndarray:
         """How much the loss changes, (B,), when the nodes in `changed` are replaced by perturbed
         copies (a Delta, or dense copies (B, *shape)): only the nodes downstream of them are
         recomputed, sparse changes are pushed through the ops that allow it, the rest is read
         from `values`. `on_kink(name, distance, plain_distance)` sees the kink distances of
         every op with kinks on the way. `stats["peak_bytes"]` records the most bytes the perturbed
-        copies held at once."""
+        copies held at once.
+
+        `cuts` {node: ∇L + i·bound} (numeric/cuts.py, complex steps only): a change reaching such
+        a node stops there, and adds i·⟨∇L, Im change⟩ to the loss's change (the loss beyond it,
+        linearized); `stats["cut_error"]` then gets Σ|Im change|·bound per copy."""
         live = dict(changed)
         todo = set()
         for name in changed:
@@ -260,22 +264,60 @@ class Graph:
         for pos, name in enumerate(order):
             for i in self.nodes[name].inputs:
                 last_use[i] = pos
+        absorbed: list[tuple[np.ndarray, np.ndarray]] = []
         for pos, name in enumerate(order):
-            live[name] = self.apply(name, live, values, on_kink)
-            if stats is not None:
-                held = sum(_nbytes(v) for v in live.values())
-                stats["peak_bytes"] = max(stats.get("peak_bytes", 0), held)
+            if cuts is None or any(i in live for i in self.nodes[name].inputs):
+                live[name] = self.apply(name, live, values, on_kink)
+                if stats is not None:
+                    held = sum(_nbytes(v) for v in live.values())
+                    stats["peak_bytes"] = max(stats.get("peak_bytes", 0), held)
+                if cuts is not None and name in cuts and not isinstance(live[name], Span):  # a Span
+                    # goes on to the matmul that ends it: cheaper than its copies made dense here
+                    absorbed.append(linear_change(live.pop(name), values[name], cuts[name]))
             for i in self.nodes[name].inputs:  # drop what no later node reads: bounded memory
                 if last_use.get(i) == pos and i != self.loss and i not in changed:
                     live.pop(i, None)
+        if cuts is not None:
+            return self._cut_total(live, values, absorbed, stats)
         if self.loss not in live:
             raise ValueError("the loss is not downstream of the changed nodes")
-        loss = live[self.loss]
+        return self._loss_change(live[self.loss], values)
+
+    def _loss_change(self, loss, values: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(loss, (Ray, Span)):
             loss = loss.materialize()
         if isinstance(loss, Delta):
             return loss.vals.reshape(-1)  # the change itself, never rounded against the loss
         return loss - values[self.loss]
+
+    def _cut_total(self, live: dict, values: dict, absorbed: list, stats: dict | None) -> np.ndarray:
+        """The loss's change with cuts: what reached the loss, plus every cut's ⟨∇L, change⟩."""
+        if self.loss not in live and not absorbed:
+            raise ValueError("the loss is not downstream of the changed nodes")
+        total = self._loss_change(live[self.loss], values) if self.loss in live else 0
+        error = 0
+        for change, err in absorbed:
+            total, error = total + change, error + err
+        if stats is not None:
+            stats["cut_error"] = error
+        return np.asarray(total)
+
+
+def linear_change(v, base: np.ndarray, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """i·⟨∇L, Im change⟩ per copy for a node's change `v` under a complex step (a Delta, Ray, Span
+    or dense copies of a node whose plain value is `base`; the step reads only the imaginary
+    part), and its error Σ|Im change|·bound. `packed` = ∇L + i·bound, (1, *shape): one gather
+    serves both."""
+    if isinstance(v, (Ray, Span)):
+        v = v.materialize()
+    if isinstance(v, Delta):
+        moved, at = np.imag(v.vals), v.gather(packed)
+    else:
+        moved, at = np.imag(v - base), np.broadcast_to(packed, v.shape)
+    k = moved.shape[0]
+    moved, at = moved.reshape(k, -1), at.reshape(k, -1)
+    return (1j * np.einsum("kn,kn->k", moved, at.real),
+            np.einsum("kn,kn->k", np.abs(moved), at.imag))
 
 
 def _nbytes(v) -> int:

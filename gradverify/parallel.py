@@ -263,8 +263,9 @@ def run_piece(key: str, blob: bytes, name: str, how: tuple, index):
     from .numeric.methods import METHODS
     from .numeric.prober import Prober
 
-    method, rel_step, loss, gaps, max_memory = how
+    method, rel_step, loss, gaps, max_memory, cuts = how
     with usercode.session(), blas_single_thread(), np.errstate(all="ignore"):
         graph, values = _payload(key, blob)
         prober = Prober(graph, values, name)
+        prober.cuts = cuts  # the cuts beyond it, as in the checking process (numeric/cuts.py)
         return estimate_all(prober, METHODS[method], np.asarray(index), rel_step, loss, gaps, max_memory)

@@ -70,7 +70,7 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
                "downstream); it may take a while. To check less: --sample K (K elements per node), "
                "--nodes PATTERN, or --fast (directional)")
     results = {}
-    for name in names:
+    for name in reversed(names):  # nearest the loss first: their estimates are the cuts upstream
         start = time.perf_counter()
         if s.method == "taylor":
             res = check_node_taylor(run_, name)
@@ -82,6 +82,7 @@ def run_prepared(run_: Run, notify=None, progress=None) -> Report:
         if s.taylor and res.taylor is None:  # --taylor: the second opinion, in its own column
             res = replace(res, taylor=taylor_of(run_, name))
         results[name] = replace(res, seconds=time.perf_counter() - start)
+    results = {n: results[n] for n in names}
     results = reference.attach(run_, results)  # a forward unlike its reference: FAIL, blamed
     results, blame = assign_blame(run_, results)
     if s.method == "taylor":

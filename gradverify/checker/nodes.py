@@ -34,7 +34,7 @@ def check_node(run: Run, name: str, indices=None, problem: str | None = None,
         indices = np.sort(_node_rng(run, name).choice(total, s.sample, replace=False))
         mode = "sampled"
     est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, indices, s.max_memory,
-                           trusted=run.trusted, progress=progress)
+                           trusted=run.trusted, progress=progress, cuts=run.cuts)
     est = _recheck_shortcuts(run, name, est)
     est = _opaque_kinks(run, name, est)
     return node_result(run, name, est, problem, total=total, mode=mode)

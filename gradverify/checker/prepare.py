@@ -13,6 +13,7 @@ from ..build import build, unused_nodes
 from ..config import Config
 from ..errors import GradverifyError, NumericalError
 from ..graph import Graph
+from ..numeric import cuts
 from ..results import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Run:
     #: dominate the numeric estimate), whose own backward is `grads64`
     numeric_values: dict | None = None
     grads64: dict | None = None
+    #: the numeric gradients complex steps may stop at (numeric/cuts.py), shared by its nodes
+    cuts: numeric.Cuts | None = None
 
     @property
     def nvalues(self) -> dict:
@@ -127,4 +130,5 @@ def _prepare(config: Config, settings: Settings, graph: Graph | None) -> Run:
                   for n in unused_nodes(graph))
     return Run(graph, values, grads, problems, trusted, notes, settings, tolerances(config, settings),
                config.dtype, config.source.file, config.seed,
-               lambda key: config.source.locate(key)[0], values64, grads64)
+               lambda key: config.source.locate(key)[0], values64, grads64,
+               numeric.Cuts(graph, values64 or values) if cuts.ENABLED else None)

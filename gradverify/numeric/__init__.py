@@ -4,9 +4,11 @@ or finite differences through the graph), never from derivative rules.
 * `methods`: the table of methods (estimator, step, cost, tolerances, how each is printed);
 * `prober`: perturbed copies of a node pushed to the loss, and the kinks they cross;
 * `estimate`: element-by-element estimates with error bars and kinks, in chunks on the cores;
+* `cuts`: the loss beyond a node linearized by that node's estimate, so complex steps stop there;
 * `directional`: derivatives along directions, and bisection to the bad elements (`--fast`);
 * `sweep`: every method at every step, for `gradverify sweep`.
 """
+from .cuts import Cuts
 from .directional import bisect, directional
 from .estimate import WORKERS, Estimate, detect_kinks, estimate, usable_cores
 from .methods import (
@@ -25,7 +27,7 @@ from .methods import (
 from .prober import Prober, complex_probe, crossings, node_method
 from .sweep import SWEEP_METHODS, SWEEP_STEPS, sweep
 
-__all__ = ["AUTO", "CHOICES", "EPS", "FLOAT32_TOLERANCE", "KINK_TOLERANCE", "METHODS", "ONE_SIDED_RULE",
+__all__ = ["AUTO", "Cuts", "CHOICES", "EPS", "FLOAT32_TOLERANCE", "KINK_TOLERANCE", "METHODS", "ONE_SIDED_RULE",
            "ONE_SIDED_STEP", "SWEEP_METHODS", "SWEEP_STEPS", "WORKERS", "Estimate", "Method",
            "Prober", "bisect", "complex_probe", "crossings", "detect_kinks", "directional",
            "estimate", "node_method", "one_sided", "step_problem", "sweep", "usable_cores"]

@@ -20,7 +20,8 @@ from .. import delta, parallel
 from ..graph import Graph
 from ..parallel import usable_cores
 from ..results import max_finite
-from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
+from .cuts import Cuts
+from .methods import COMPLEX_EXACT_BELOW, EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
 from .prober import Prober, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
@@ -248,24 +249,52 @@ def map_chunks(run: Callable[[int, int], int], starts: range, k: int, workers: i
 def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
              step: float | None = None, indices: np.ndarray | None = None,
              max_memory: int = 256 * 2**20, via: str | None = None,
-             trusted: frozenset = frozenset(), progress=None) -> Estimate:
+             trusted: frozenset = frozenset(), progress=None, cuts: Cuts | None = None) -> Estimate:
     """Numeric d loss / d `name` for the flat element indices `indices` (all by default).
 
     values: the plain forward pass, {node: (1, *shape)}. step: relative step overriding the
     method's. via: only this consumer of `name` sees the perturbation. trusted: custom op nodes
     whose complex probe passed. progress(done, total) hears after each chunk. Inside
     parallel.offloading(), a node whose perturbations pass through a user's op is estimated in
-    pieces on the executor's workers."""
+    pieces on the executor's workers. cuts: one check's numeric/cuts.py, where complex steps
+    stop at the nodes beyond whose estimates are known (and this node's is kept for others)."""
     m = METHODS[node_method(graph, name, method, trusted)]
     rel_step = step if step is not None else m.step
     prober = Prober(graph, values, name, via)
-    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
+    linear = cuts is not None and cuts.serves(graph, values) and m.name == "complex" \
+        and rel_step < COMPLEX_EXACT_BELOW and via is None
+    if linear:
+        assert cuts is not None
+        known = cuts.known(name, index)
+        if known is not None and known.step == rel_step:
+            return known
+        prober.cuts = _cuts_beyond(cuts, graph, values, name, len(index), max_memory)
+    est = _estimate(prober, m, index, rel_step, max_memory, progress)
+    if linear:
+        assert cuts is not None
+        cuts.keep(name, est)
+    return est
+
+
+def _cuts_beyond(cuts: Cuts, graph: Graph, values: dict, name: str, n: int, max_memory: int) -> dict:
+    """The cuts beyond `name`, estimating first those worth it for n elements (Cuts.wanted)."""
+    for cut in cuts.wanted(name, n):
+        cuts.keep(cut, estimate(graph, values, cut, "complex", None, None, max_memory, cuts=cuts))
+    return cuts.beyond(name)
+
+
+def _estimate(prober: Prober, m: Method, index: np.ndarray, rel_step: float, max_memory: int,
+              progress) -> Estimate:
+    """`estimate` for a prober ready to run: in chunks here or on the offloading workers, then
+    retried inside the domain and screened for kinks where its method and code call for it."""
+    graph, values, name, via = prober.graph, prober.values, prober.name, prober.via
+    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     gaps = prober.opaque and len(index) <= OPAQUE_KINK_SCAN
     screen = gaps and len(index) > SCREEN_FROM  # the gaps only if the directions call for them
     offload = parallel.current() if prober.opaque and via is None and len(index) >= OFFLOAD_FROM else None
     parts = None
-    how = (m.name, rel_step, loss, gaps and not screen, max_memory)
+    how = (m.name, rel_step, loss, gaps and not screen, max_memory, prober.cuts)
     if offload is not None:
         parts = offload.map(graph, values, name, how, index, progress)
     if parts is None:

@@ -120,6 +120,10 @@ def complex_step(prober: Prober, idx, x, scale, rel_step, loss):
         steps.append(2 * h)
     if prober.underflow_risk or tiny.any():
         steps.append(h * UNDERFLOW_PROBE)
+    if len(steps) == 1 and prober.cuts:  # linear in the step: may stop at the cuts
+        f, crossed, carried = prober.run_linear(idx, x + 1j * h)
+        d = f[0].imag / h
+        return d, 4 * EPS * np.abs(d) + carried / h, crossed
     f, crossed = prober.run(idx, [x + 1j * s for s in steps], mode="complex")
     d = f[0].imag / h
     err = 4 * EPS * np.abs(d)

@@ -79,14 +79,23 @@ class Prober:
         #: numbers (estimate.kink_gap), so the last run's loss changes are kept for reuse
         self.opaque = any(graph.nodes[n].fn.opaque for n in path[1:] if graph.nodes[n].op is not None)
         self._last = threading.local()  # per thread: chunks of one node run on several
+        #: the cuts beyond this node (numeric/cuts.py), {node: ∇L + i·bound}, set by estimate
+        #: where a complex step may stop at them; run_linear uses them
+        self.cuts: dict | None = None
 
-    def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real"):
+    def run_linear(self, idx: np.ndarray, point: np.ndarray):
+        """`run` at one complex point x + ih, stopping at the cuts: returns (1, k) loss changes,
+        (k,) kink counts, and (k,) the error the cuts' own error bars carry into Im f."""
+        return self.run(idx, [point], mode="complex", cuts=self.cuts)
+
+    def run(self, idx: np.ndarray, points: list[np.ndarray], mode: str = "real", cuts: dict | None = None):
         """How the loss changes at each point: points[j][r] replaces element idx[r]. Returns
         (J, k) loss changes and (k,) counts: how many kinks the copies of row r cross (an op's
-        kinks at several positions count one each)."""
+        kinks at several positions count one each); with `cuts` (run_linear), also the cuts'
+        error per copy."""
         k, J = len(idx), len(points)
         if not self.reaches:
-            return np.zeros((J, k)), np.zeros(k, int)
+            return (np.zeros((J, k)), np.zeros(k, int)) + ((np.zeros(k),) if cuts is not None else ())
         x = np.tile(self.base[idx], J)
         change = np.concatenate(points) - x  # exact: fl(x + m·h) - x
         d = delta.elements(np.tile(idx, J), change, self.shape)
@@ -103,11 +112,13 @@ class Prober:
             else:
                 changed = {self.via: self.graph.apply(self.via, {self.name: d}, self.values, on_kink)}
             stats: dict = {}
-            loss_change = self.graph.propagate(self.values, changed, on_kink, stats)
+            loss_change = self.graph.propagate(self.values, changed, on_kink, stats, cuts or None)
         per_copy = stats.get("peak_bytes", 0) / (J * k)
         self.stats["per_copy"] = max(self.stats.get("per_copy", 0.0), per_copy)
         f = np.asarray(loss_change).reshape(J, k)
         self._last.run = (points, f)
+        if cuts is not None:
+            return f, crossed, np.broadcast_to(stats.get("cut_error", 0.0), (k,))
         return f, crossed
 
     @property

@@ -1,0 +1,134 @@
+"""The loss beyond a node, linearized by that node's own numeric gradient: a perturbation is
+pushed only as far as the first node whose estimate is known.
+
+Under the complex step a copy of the network differs from the plain pass by an imaginary part of
+order h = 1e-20 (its real parts by h², far below rounding), so the loss beyond any node N is
+linear in N's change to rounding:
+
+    Im L(N + iΔ) = ⟨∇_N L, Δ⟩ + O(h³).
+
+∇_N L is exactly what the check estimates for N itself, by the complex step through the forward
+code. Once it is known, a copy of a node A upstream needs to travel only as far as N: its loss
+change is ⟨∇_N L, Im ΔN⟩, with ΔN made by the forward code of the ops between A and N. Every
+number still comes from forward code; the chain rule only adds them up (no op's derivative rule
+is used, so a wrong backward cannot leak into the numeric side).
+
+A node N is a *cut* when this holds exactly: every op beyond N is a built-in (complex-analytic,
+deterministic) and none sits on a kink in the plain pass (a copy moved by iΔ keeps its real
+parts, so it crosses no kink there), the plain values beyond N are far from underflow, and N's
+estimate covers all its elements, finite, with no kink crossed. N's own error bar travels with
+it: a copy's loss change gains Σ|Im ΔN|·(N's error bar + 4ε·|∇_N L|) (Graph.propagate).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..graph import Graph
+from .methods import EPS
+from .prober import UNDERFLOW_BELOW, underflow_risk
+
+if TYPE_CHECKING:
+    from .estimate import Estimate
+
+#: checks stop their complex steps at cuts; off, every copy travels to the loss (tests and
+#: bench/ compare the two)
+ENABLED = True
+
+#: a kink op beyond a cut must have every plain kink distance above this: a complex step leaves
+#: real parts within ~h² = 1e-40 of the plain pass, which cannot reach a kink this far away
+KINK_CLEARANCE = 1e-30
+
+
+#: a cut's estimate must be this exact (its error bars against its largest entry): the complex
+#: step's are ~1e-15; one whose error bar had to be widened (an underflow probe at a probability
+#: of 1e-14, a step chosen by the user) would widen every error bar upstream of it
+CUT_ERROR = 1e-12
+
+
+class Cuts:
+    """The numeric gradients of one check's cut nodes, estimated once and shared by every node
+    upstream of them. Bound to one graph and one plain pass: a check of another loss (--split's
+    parts) or other values does not use them."""
+
+    def __init__(self, graph: Graph, values: dict) -> None:
+        self.graph, self.values = graph, values
+        self._eligible: dict[str, bool] = {}
+        self._full: dict[str, Estimate] = {}  # full complex-step estimates of eligible nodes
+        self._grads: dict[str, np.ndarray] = {}  # name -> ∇L + i·(its error bar + 4ε|∇L|)
+
+    def serves(self, graph: Graph, values: dict) -> bool:
+        return graph is self.graph and values is self.values
+
+    def eligible(self, name: str) -> bool:
+        """May `name` be a cut (everything beyond it built-in, off every kink, far from
+        underflow)? Its estimate must then still be finite and kink-free (`keep`)."""
+        if name not in self._eligible:
+            self._eligible[name] = self._eligible_now(name)
+        return self._eligible[name]
+
+    def _eligible_now(self, name: str) -> bool:
+        g = self.graph
+        node = g.nodes[name]
+        if node.op is None or name == g.loss or not g.reaches_loss(name):
+            return False
+        if np.asarray(self.values[name]).dtype.kind not in "fc":
+            return False
+        beyond = g.downstream(name)
+        for n in beyond:
+            op = g.nodes[n].op
+            if op is None or g.nodes[n].source is not None or op.opaque or not op.complex_safe:
+                return False
+            if op.kinked and self._near_kink(n):
+                return False
+        return not underflow_risk(self.values, [name] + beyond, UNDERFLOW_BELOW)
+
+    def _near_kink(self, name: str) -> bool:
+        node = self.graph.nodes[name]
+        with np.errstate(all="ignore"):
+            dist = node.fn.kink_distance(*[self.values[i] for i in node.inputs])
+        return dist is not None and not bool(np.all(np.abs(np.asarray(dist)) > KINK_CLEARANCE))
+
+    def wanted(self, name: str, n: int) -> list[str]:
+        """Cuts beyond `name` worth estimating now, for a node with `n` elements to estimate:
+        the eligible ones not yet known of at most n elements (a cut costs its own elements'
+        copies, each pushed no further than the next cut), nearest the loss first."""
+        sizes = {c: self.values[c][0].size for c in self.graph.downstream(name)}
+        return [c for c in reversed(list(sizes)) if c not in self._full and sizes[c] <= n and self.eligible(c)]
+
+    def keep(self, name: str, est: Estimate) -> None:
+        """Remember a full complex-step estimate of an eligible node; one finite everywhere and
+        crossing no kink becomes a cut."""
+        if not self.eligible(name) or est.method != "complex" or len(est.index) != self.values[name][0].size:
+            return
+        self._full[name] = est
+        grad, err = np.abs(est.numeric), est.error
+        ok = np.all(np.isfinite(grad)) and np.all(err <= CUT_ERROR * np.max(grad, initial=0.0)) \
+            and not np.any(est.kink)
+        if ok and (est.crossings is None or not np.any(est.crossings)):
+            order = np.argsort(est.index)
+            grad, err = est.numeric[order], est.error[order]
+            # the dot's own rounding: 4ε per term, on top of the estimate's error bar
+            self._grads[name] = (grad + 1j * (err + 4 * EPS * np.abs(grad))).reshape(self.values[name].shape)
+
+    def known(self, name: str, index: np.ndarray) -> Estimate | None:
+        """The kept estimate of `name` at the flat indices `index`, or None."""
+        est = self._full.get(name)
+        if est is None:
+            return None
+        pos = np.empty(len(est.index), dtype=np.intp)
+        pos[est.index] = np.arange(len(est.index))
+        sel = pos[np.asarray(index, dtype=np.intp)]
+        return replace(est, index=np.asarray(index, dtype=np.intp), numeric=est.numeric[sel], error=est.error[sel],
+                       kink=est.kink[sel], left=est.left[sel], right=est.right[sel],
+                       crossings=None if est.crossings is None else est.crossings[sel])
+
+    def beyond(self, name: str) -> dict[str, np.ndarray]:
+        """The cuts downstream of `name`: {node: ∇L + i·bound}, each (1, *shape) complex, where
+        bound = the estimate's error bar + 4ε·|∇L| (the rounding of the dot product)."""
+        return {c: self._grads[c] for c in self.graph.downstream(name) if c in self._grads}
+
+
+__all__ = ["CUT_ERROR", "Cuts", "ENABLED", "KINK_CLEARANCE"]

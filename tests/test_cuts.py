@@ -1,0 +1,192 @@
+"""Cuts (numeric/cuts.py): a complex step stops at the first node beyond whose numeric gradient is
+known, and adds ⟨∇L, change⟩ there.
+
+The numbers they give are checked against the same estimates without cuts (every copy pushed to
+the loss) and against central differences (a second method); the cut's own gradient is shown to
+be what the upstream estimate reads (changed by hand, the estimate moves by the amount worked out
+by hand); nodes beyond which the loss is not smooth and built-in are never cuts.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradverify import api, checker, config, numeric
+from gradverify.numeric import cuts as cuts_mod
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+ZOO = Path(__file__).resolve().parent.parent / "examples" / "zoo"
+
+
+def _prepared(name: str):
+    run = checker.prepare(config.load(CONFIGS / name))
+    return run, run.graph, run.nvalues
+
+
+def test_an_estimate_through_cuts_equals_one_without_and_central_differences():
+    """smooth.yaml's first-layer weight: with the cuts beyond it, without them (every copy to the
+    loss), and by central differences: the same numbers within each one's error bar."""
+    run, g, values = _prepared("smooth.yaml")
+    cut = numeric.Cuts(g, values)
+    with_cuts = numeric.estimate(g, values, "w1", cuts=cut)
+    # alone, only cuts no larger than w1's 72 elements pay: the 8×4 logits and the loss after them
+    assert {"l3_lin", "loss_data"} <= set(cut.beyond("w1")) and "w1_out" not in cut.beyond("w1")
+    plain = numeric.estimate(g, values, "w1")
+    central = numeric.estimate(g, values, "w1", method="central")
+    scale = np.abs(plain.numeric).max()
+    np.testing.assert_allclose(with_cuts.numeric, plain.numeric, rtol=0, atol=1e-14 * scale)
+    assert np.all(np.abs(with_cuts.numeric - central.numeric) <= central.error + with_cuts.error + 1e-12 * scale)
+    assert np.all(with_cuts.error < 1e-13 * scale)  # still the complex step's precision
+
+
+def test_the_estimate_reads_the_cuts_gradient():
+    """Add 1 to every entry of l3_lin's gradient (the cut nearest b3, by an add_bias): b3[j]
+    moves column j of l3_lin by the step in each of its 8 rows, so b3's estimate must move by
+    exactly 8 — and its error bar by 8 times the error bar put on the cut."""
+    run, g, values = _prepared("smooth.yaml")
+    cut = numeric.Cuts(g, values)
+    numeric.estimate(g, values, "l3_lin", cuts=cut)  # known now: b3's copies stop there
+    before = numeric.estimate(g, values, "b3", cuts=cut)
+    assert "l3_lin" in cut.beyond("b3")
+    packed = cut._grads["l3_lin"]  # ∇L + i·(its error bar)
+    rows = values["l3_lin"].shape[1]
+    assert rows == 8
+    cut._grads = {"l3_lin": packed + 1.0 + 1e-3j}
+    after = numeric.estimate(g, values, "b3", indices=np.arange(4), cuts=cut)
+    np.testing.assert_allclose(after.numeric - before.numeric, rows, rtol=1e-12)
+    assert np.all(after.error >= rows * 1e-3)
+
+
+@pytest.mark.parametrize("name, expected", [
+    # the notebook's ReLU sits exactly on its kink: nothing before it may be a cut; after it all
+    ("seed.yaml", {"x": False, "w1_out": False, "l1_lin": False, "l1_relu": True, "l2_lin": True,
+                   "exps": True, "loss_data": True, "loss": False}),
+    # a user's ReLU (code the engine cannot see inside): nothing before it; its own output is
+    # one (beyond it all is built-in)
+    ("seed_custom_relu.yaml", {"w1_out": False, "l1_lin": False, "l1_relu": True, "w2_out": True}),
+])
+def test_only_nodes_beyond_which_the_loss_is_smooth_built_in_code_are_cuts(name, expected):
+    run, g, values = _prepared(name)
+    cut = numeric.Cuts(g, values)
+    assert {n: cut.eligible(n) for n in expected} == expected
+
+
+def test_a_hinge_margin_of_exactly_zero_beyond_stops_cuts(tmp_path):
+    """scores → hinge margins with a margin of exactly 0: scores is no cut (a copy moving it
+    crosses the kink), the margins node after it is."""
+    f = tmp_path / "svm.yaml"
+    f.write_text("values: {x: [[2.0, 1.0], [0.5, -1.0]], w: [[1.0, 0.0], [0.0, 1.0]]}\n"
+                 "inputs: [x]\nlabels: [0, 0]\ngraph:\n"
+                 "- {name: s, op: matmul, inputs: [x, w]}\n"
+                 "- {name: m, op: hinge_margins, inputs: [s]}\n"
+                 "- {name: loss, op: sum, inputs: [m]}\nloss: loss\n")
+    run = checker.prepare(config.load(f))
+    cut = numeric.Cuts(run.graph, run.nvalues)
+    assert not cut.eligible("s") and cut.eligible("m")
+    report = api.check(str(f))
+    assert report.node("x").status == "kink"  # and the kink is still found through the cut at m
+
+
+def test_a_cut_whose_error_bar_was_widened_is_not_kept(tmp_path):
+    """A softmax output of 3e-14 gets the complex step's underflow probe, whose error bar is of
+    the size of the derivative itself: it would widen every error bar upstream, so it is no cut."""
+    f = tmp_path / "tiny.yaml"
+    f.write_text("values: {s: [[0.0, 31.0], [1.0, 0.0]]}\ninputs: [s]\nlabels: [0, 0]\ngraph:\n"
+                 "- {name: p, op: softmax, inputs: [s]}\n"
+                 "- {name: nl, op: neg_log_pick, inputs: [p]}\n"
+                 "- {name: loss, op: batch_mean, inputs: [nl]}\nloss: loss\n")
+    run = checker.prepare(config.load(f))
+    cut = numeric.Cuts(run.graph, run.nvalues)
+    assert cut.eligible("p")
+    est = numeric.estimate(run.graph, run.nvalues, "p", cuts=cut)
+    assert est.error.max() > cuts_mod.CUT_ERROR * np.abs(est.numeric).max()
+    assert "p" not in cut.beyond("s") and "nl" in cut.beyond("s")
+    assert api.check(str(f)).node("s").status == "pass"
+
+
+def _same_reports(a, b, rtol=1e-12):
+    assert a.exit_code == b.exit_code and [str(x) for x in a.blame] == [str(x) for x in b.blame]
+    for x, y in zip(a.nodes, b.nodes, strict=True):
+        assert x.statuses.tolist() == y.statuses.tolist(), x.name
+        scale = max(np.abs(y.numeric).max(initial=0), 1e-300)
+        close = np.abs(x.numeric - y.numeric) <= x.error + y.error + rtol * scale
+        assert np.all(close | ~np.isfinite(y.numeric)), x.name
+
+
+@pytest.mark.parametrize("path", [
+    CONFIGS / "seed.yaml", CONFIGS / "seed_custom_relu.yaml", CONFIGS / "smooth32.yaml",
+    CONFIGS / "skip.yaml", CONFIGS / "bench_medium.yaml", CONFIGS / "cnn_graph.yaml",
+    ZOO / "softmax_rowsum.yaml", ZOO / "relu_mask.yaml", ZOO / "svm_correct_class.yaml",
+    ZOO / "bias_mean.yaml",
+], ids=lambda p: p.stem)
+def test_checks_with_cuts_equal_checks_without(path, monkeypatch):
+    """Whole checks, correct and buggy networks: the same statuses, blame and exit code, and
+    every estimate within the two error bars (relative 1e-12 of the node)."""
+    with_cuts = api.check(str(path))
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = api.check(str(path))
+    _same_reports(with_cuts, without)
+
+
+def _random_net(seed: int) -> str:
+    """A random MLP of built-in ops, integer-valued half the time (ReLU inputs at exactly 0, ties
+    for max), with a softmax, hinge or squared-error loss."""
+    rng = np.random.default_rng(seed)
+    ints = seed % 2 == 0
+
+    def arr(*shape):
+        a = rng.integers(-2, 3, size=shape).astype(float) if ints else rng.normal(size=shape)
+        return a.tolist()
+
+    n, d, h, c = 3, 3, 4, 3
+    act = ["relu", "tanh", "leaky_relu", "abs", "gelu"][seed % 5]
+    loss = ["- {name: p, op: softmax, inputs: [s]}\n- {name: nl, op: neg_log_pick, inputs: [p]}\n"
+            "- {name: ld, op: batch_mean, inputs: [nl]}\n",
+            "- {name: hm, op: hinge_margins, inputs: [s]}\n- {name: ld, op: sum, inputs: [hm]}\n",
+            f"- {{name: r, op: sub_const, inputs: [s], attrs: {{targets: {arr(n, c)}}}}}\n"
+            "- {name: sq, op: square, inputs: [r]}\n- {name: ld, op: mean, inputs: [sq]}\n"][seed % 3]
+    return (f"values: {{x: {arr(n, d)}, w1: {arr(d, h)}, b1: {arr(h)}, w2: {arr(h, c)}}}\n"
+            f"inputs: [x]\nlabels: {rng.integers(0, c, size=n).tolist()}\ngraph:\n"
+            "- {name: m1, op: matmul, inputs: [x, w1]}\n- {name: a1, op: add_bias, inputs: [m1, b1]}\n"
+            f"- {{name: h1, op: {act}, inputs: [a1]}}\n- {{name: mx, op: max, inputs: [h1]}}\n"
+            "- {name: s, op: matmul, inputs: [h1, w2]}\n" + loss +
+            "- {name: mm, op: mean, inputs: [mx]}\n- {name: loss, op: add, inputs: [ld, mm]}\nloss: loss\n")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_networks_with_cuts_equal_without(seed, tmp_path, monkeypatch):
+    """Random networks, kinks on and off the plain pass: cuts change no status. An element whose
+    gradient is exactly 0 may come out as rounding-sized (below the floor) through a cut where
+    the full push cancelled exactly: that is the only difference allowed, and only there."""
+    f = tmp_path / "net.yaml"
+    f.write_text(_random_net(seed))
+    with_cuts = api.check(str(f))
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = api.check(str(f))
+    for x, y in zip(with_cuts.nodes, without.nodes, strict=True):
+        benign = (x.analytic == 0) & (np.abs(x.numeric) < 1e-13) & \
+            np.isin(x.statuses, ["pass", "floor"]) & np.isin(y.statuses, ["pass", "floor"])
+        assert np.all((x.statuses == y.statuses) | benign), x.name
+    assert with_cuts.exit_code == without.exit_code
+
+
+def test_one_node_alone_gets_the_numbers_of_the_whole_check():
+    """`gradverify node w1` (cuts estimated on demand, only those no larger than w1) and the
+    whole check (every cut known from the nodes checked before) agree on w1."""
+    cfg = config.load(CONFIGS / "smooth.yaml")
+    whole = checker.run(cfg).node("w1")
+    alone = checker.run_node(cfg, "w1").node("w1")
+    np.testing.assert_allclose(alone.numeric, whole.numeric, rtol=0, atol=1e-14 * np.abs(whole.numeric).max())
+    assert alone.statuses.tolist() == whole.statuses.tolist()
+
+
+def test_the_split_parts_do_not_use_the_whole_losss_cuts():
+    """--split checks each parameter against loss_data and loss_reg: another loss, so the cuts
+    (gradients of the whole loss) must not serve it. Its numbers equal a check without cuts."""
+    cfg = config.load(CONFIGS / "seed.yaml")
+    split = checker.run(cfg, checker.Settings(split=True))
+    parts = [r for r in split.nodes if r.of is not None]
+    assert parts and all(r.status in ("pass", "kink") for r in parts)
+    for r in parts:
+        if r.of == "loss_reg":  # 0.05·Σp²: by hand, 0.1·p
+            np.testing.assert_allclose(r.numeric, 0.1 * np.asarray(r.value, float), rtol=1e-12)
