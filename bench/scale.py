@@ -5,7 +5,13 @@ change must recompute downstream (a change to w1[i, j] moves column j of the fir
 outputs, then N·C products of the second layer; one to x[n, i] moves row n: H products, then H·C;
 and so on: `least_macs` below) times 2 (the complex step carries a real and an imaginary part),
 at numpy's throughput for the same products measured in this run (a (N, H) @ (H, C) matmul,
-median of 5). It is a floor nothing can beat, not a target every op can reach.
+median of 5). It is the floor of a check that pushes every element's change to the loss.
+
+A check through cuts (numeric/cuts.py) stops each change at the node right after it, so its
+floor is smaller and of another kind: `cut_entries` below, times 2 (a product to make each
+changed entry, a multiply-add against the cut's gradient), at numpy's rate for that kind of
+work (an elementwise product summed along rows, memory-bound, not a matmul), measured in the
+same run. Both floors and both ratios are printed.
 
 The scaling table: the whole in-process check of an MLP (ReLU, softmax cross-entropy, L2) as the
 batch N, the width H and the depth L grow, median of `--repeat` runs each, with the least work
@@ -69,6 +75,39 @@ def least_macs(n: int, d: int, widths: list[int], c: int) -> float:
     return float(total)
 
 
+def cut_entries(n: int, d: int, widths: list[int], c: int) -> float:
+    """Entries a check through cuts must make, summed over every element of the same MLP: each
+    element's change stops at the node right after it (numeric/cuts.py), so x[n, i] makes one row
+    of the first layer's output (s[1] entries), w_l[i, j] one column of its layer's output (n),
+    b_l[j] one column (n), a matmul's or add_bias's output element one entry of the next node, a
+    hidden ReLU's output element one row of the next layer's output (s[l+2]); the loss's own
+    nodes a row of c each; every weight one entry of the L2 penalty."""
+    s = [d, *widths, c]
+    top = len(s) - 2
+    total = n * d * s[1] + 4 * n * c * c
+    for i in range(top + 1):
+        total += (s[i] * s[i + 1] + s[i + 1]) * n + s[i] * s[i + 1]  # weights, bias; the L2 term
+        total += 2 * n * s[i + 1]  # w_out -> lin -> relu (or -> the loss's first node)
+        if i < top:
+            total += n * s[i + 1] * s[i + 2]  # a hidden unit -> a row of the next layer
+    return float(total)
+
+
+def rowdot_per_second(k: int = 8192, m: int = 256) -> float:
+    """numpy's rate for the work a cut does, one product per changed entry and one multiply-add
+    against the cut's gradient: an elementwise product of (k, m) arrays summed along rows, median
+    of 5 (einsum, as graph.linear_change)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(k, m)), rng.normal(size=(k, m))
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            np.einsum("kn,kn->k", a * b, b)
+        times.append((time.perf_counter() - t) / 10)
+    return k * m / statistics.median(times)
+
+
 def macs_per_second(n: int, h: int, c: int) -> float:
     a, b = np.random.default_rng(0).normal(size=(n, h)), np.random.default_rng(1).normal(size=(h, c))
     times = []
@@ -99,17 +138,23 @@ def main() -> None:
     print(f"numpy {np.__version__}; median of {r}; in process (`gradverify.check`, freed memory kept as the "
           "command keeps it); "
           f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
-    print("| network | elements | full check | work limit (MACs ×2 at numpy's rate) | check / limit |")
-    print("|---|---|---|---|---|")
+    print("| network | elements | full check | work limit (MACs ×2 at numpy's rate) | check / limit | "
+          "limit through cuts (entries ×2 at numpy's row-dot rate) | check / that limit |")
+    print("|---|---|---|---|---|---|---|")
+    rowdot = rowdot_per_second()
     for n, d, h, c in ((64, 128, 256, 10), (128, 784, 512, 10)):
         t, elements, status = median_check(mlp(n, d, [h], c), r)
         limit = 2 * least_macs(n, d, [h], c) / macs_per_second(n, h, c)
-        print(f"| {n}×{d}→{h}→{c} | {elements:,} | {t:.2f} s ({status}) | {limit:.3f} s | {t / limit:.0f}× |")
+        cut = 2 * cut_entries(n, d, [h], c) / rowdot
+        print(f"| {n}×{d}→{h}→{c} | {elements:,} | {t:.3f} s ({status}) | {limit:.3f} s | {t / limit:.1f}× | "
+              f"{cut:.3f} s | {t / cut:.1f}× |")
+    print(f"\nnumpy's row-dot rate here: {rowdot / 1e9:.2f} G entries/s (one thread).")
     big = macs_per_second(512, 512, 512) / 1e9
     print(f"\nThe rate column: the least work (MACs ×2, as above) over the check's time. For scale, numpy's "
           f"rate on a 512×512 @ 512×512 product here: {big:.1f} GMAC/s per thread (the check runs two).\n")
-    print("| scaling | elements | full check | seconds per 1,000 elements | least work (MACs ×2) | rate |")
-    print("|---|---|---|---|---|---|")
+    print("| scaling | elements | full check | seconds per 1,000 elements | least work to the loss (MACs ×2) | "
+          "rate against it | entries through cuts (×2) |")
+    print("|---|---|---|---|---|---|---|")
     cases = [("batch N", (n, 64, [128], 10)) for n in (16, 32, 64)]
     cases += [("width H", (32, 64, [h], 10)) for h in (64, 128, 256)]
     cases += [("depth L", (32, 64, [64] * depth, 10)) for depth in (1, 2, 4, 8)]
@@ -117,8 +162,8 @@ def main() -> None:
         t, elements, _ = median_check(mlp(n, d, widths, c), r)
         work = 2 * least_macs(n, d, widths, c)
         label = f"{what}: {n}×{d}→{'→'.join(map(str, widths))}→{c}"
-        print(f"| {label} | {elements:,} | {t:.2f} s | {1000 * t / elements:.3f} | {work / 1e9:.2f} G | "
-              f"{work / t / 1e9:.1f} GMAC/s |")
+        print(f"| {label} | {elements:,} | {t:.3f} s | {1000 * t / elements:.4f} | {work / 1e9:.2f} G | "
+              f"{work / t / 1e9:.1f} GMAC/s | {2 * cut_entries(n, d, widths, c) / 1e6:.1f} M |")
 
 
 if __name__ == "__main__":

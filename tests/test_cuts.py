@@ -190,3 +190,20 @@ def test_the_split_parts_do_not_use_the_whole_losss_cuts():
     for r in parts:
         if r.of == "loss_reg":  # 0.05·Σp²: by hand, 0.1·p
             np.testing.assert_allclose(r.numeric, 0.1 * np.asarray(r.value, float), rtol=1e-12)
+
+
+def test_a_users_step_is_never_carried_by_a_cut(monkeypatch):
+    """--method complex --step 5e-10 on logits of 1e6: h = 5e-10·|x| is large enough for
+    truncation there, so no estimate at a step of the user's becomes a cut (or stops at one):
+    the check equals the one without cuts, number for number."""
+    text = ("values: {x: [[1.0e6, 2.0e6], [-1.5e6, 5.0e5], [7.0e5, -3.0e5]], w: [[1.0, 1.0], [1.0, 1.0]],"
+            " b: [0.3, -0.2]}\ninputs: [x]\nlabels: [0, 1, 0]\ngraph:\n"
+            "- {name: m, op: matmul, inputs: [x, w]}\n- {name: n, op: add_bias, inputs: [m, b]}\n"
+            "- {name: p, op: softmax, inputs: [n]}\n- {name: nl, op: neg_log_pick, inputs: [p]}\n"
+            "- {name: loss, op: batch_mean, inputs: [nl]}\nloss: loss\n")
+    settings = checker.Settings(method="complex", step=5e-10)
+    with_cuts = checker.run(config.parse(text), settings)
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = checker.run(config.parse(text), settings)
+    for x, y in zip(with_cuts.nodes, without.nodes, strict=True):
+        assert x.statuses.tolist() == y.statuses.tolist() and np.array_equal(x.numeric, y.numeric), x.name

@@ -141,8 +141,10 @@ def _float32_rounding(run: Run, name: str, a: np.ndarray, a64: np.ndarray, est: 
     PASS, with a note. Through your code it may as well be code that runs otherwise in float32
     (a cast, a float16 round trip): they stay FAILs, and the note says what the float64 re-run
     found."""
-    passes64 = compare(a64, est, tolerance, numeric.KINK_TOLERANCE).statuses == "pass"
-    rounding = (judged.statuses == "fail") & passes64 & ~est.kink & np.isfinite(a)
+    # in float64 it passes, or both sides are below what the estimate resolves (a gradient that
+    # is 0 in exact arithmetic, as a bias's before a batchnorm, estimated as rounding-sized)
+    status64 = compare(a64, est, tolerance, numeric.KINK_TOLERANCE).statuses
+    rounding = (judged.statuses == "fail") & np.isin(status64, ("pass", "floor")) & ~est.kink & np.isfinite(a)
     if not rounding.any():
         return judged, ()
     count, worst = int(rounding.sum()), float(np.max(np.abs(a - a64)[rounding]))
@@ -154,10 +156,11 @@ def _float32_rounding(run: Run, name: str, a: np.ndarray, a64: np.ndarray, est: 
                         f"float64 (relative error {in64_err}; float32 moves them by up to "
                         f"{worst:.1e}): float32 rounding of a right gradient, or code of yours "
                         f"({users[0]}) that runs otherwise in float32; dtype: float64 tells them apart",)
-    statuses = np.where(rounding, "pass", judged.statuses).astype(judged.statuses.dtype)
+    statuses = np.where(rounding, status64, judged.statuses).astype(judged.statuses.dtype)
     note = (f"{count} element(s) of {name} miss only by float32 rounding: the same backward in "
             f"float64 passes (float32 moves them by up to {worst:.1e}, in float64 {in64_err} "
-            "relative error); they pass")
+            "relative error); they pass" + (" or, as in float64, are below the floor"
+                                           if np.any(status64[rounding] == "floor") else ""))
     return replace(judged, statuses=statuses), (note,)
 
 
@@ -179,9 +182,10 @@ def _undecided(name: str, a: np.ndarray, est: numeric.Estimate, judged, atol: fl
             notes.append(f"no element of {name} was checked: no verdict")
         return tuple(notes), mode != "directional"
     if np.all(judged.statuses == "floor"):
-        notes.append(f"every element of {name} is below what its estimate resolves (the error bars "
-                     "are as large as the values: float64 underflow or overflow on the way to the "
-                     "loss?); no verdict")
+        notes.append(f"every element of {name} is below what its estimate resolves (a gradient "
+                     "that is 0 in exact arithmetic, as a bias's before a batchnorm, or error bars as "
+                     "large as the values: float64 underflow or overflow on the way to the loss?); "
+                     "no verdict")
         return tuple(notes), True
     zero = bool(np.all(a == 0) and np.all(np.abs(est.numeric) <= atol + est.error))
     if zero:

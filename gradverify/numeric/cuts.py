@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..graph import Graph
-from .methods import EPS
+from .methods import EPS, METHODS
 from .prober import UNDERFLOW_BELOW, underflow_risk
 
 if TYPE_CHECKING:
@@ -101,7 +101,8 @@ class Cuts:
     def keep(self, name: str, est: Estimate) -> None:
         """Remember a full complex-step estimate of an eligible node; one finite everywhere and
         crossing no kink becomes a cut."""
-        if not self.eligible(name) or est.method != "complex" or len(est.index) != self.values[name][0].size:
+        if not self.eligible(name) or est.method != "complex" or est.step != METHODS["complex"].step \
+                or len(est.index) != self.values[name][0].size:
             return
         self._full[name] = est
         grad, err = np.abs(est.numeric), est.error

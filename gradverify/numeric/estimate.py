@@ -21,7 +21,7 @@ from ..graph import Graph
 from ..parallel import usable_cores
 from ..results import max_finite
 from .cuts import Cuts
-from .methods import COMPLEX_EXACT_BELOW, EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
+from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
 from .prober import Prober, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
@@ -262,8 +262,10 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     rel_step = step if step is not None else m.step
     prober = Prober(graph, values, name, via)
     index = np.arange(values[name][0].size) if indices is None else np.asarray(indices, dtype=np.intp)
+    # the complex step at its own h = 1e-20·max(|x|, 1) only: a step of the user's can be large
+    # for |x| (truncation), and a cut would carry that error to every node above it
     linear = cuts is not None and cuts.serves(graph, values) and m.name == "complex" \
-        and rel_step < COMPLEX_EXACT_BELOW and via is None
+        and rel_step == m.step and via is None
     if linear:
         assert cuts is not None
         known = cuts.known(name, index)
