@@ -42,7 +42,8 @@ def test_an_estimate_through_cuts_equals_one_without_and_central_differences():
 def test_the_estimate_reads_the_cuts_gradient():
     """Add 1 to every entry of l3_lin's gradient (the cut nearest b3, by an add_bias): b3[j]
     moves column j of l3_lin by the step in each of its 8 rows, so b3's estimate must move by
-    exactly 8 — and its error bar by 8 times the error bar put on the cut."""
+    exactly 8 — and its error bar by √8 times the error bar put on the cut (8 terms of 1e-3, in
+    quadrature)."""
     run, g, values = _prepared("smooth.yaml")
     cut = numeric.Cuts(g, values)
     numeric.estimate(g, values, "l3_lin", cuts=cut)  # known now: b3's copies stop there
@@ -54,7 +55,7 @@ def test_the_estimate_reads_the_cuts_gradient():
     cut._grads = {"l3_lin": packed + 1.0 + 1e-3j}
     after = numeric.estimate(g, values, "b3", indices=np.arange(4), cuts=cut)
     np.testing.assert_allclose(after.numeric - before.numeric, rows, rtol=1e-12)
-    assert np.all(after.error >= rows * 1e-3)
+    assert np.all(after.error >= np.sqrt(rows) * 1e-3) and np.all(after.error < 1.01 * np.sqrt(rows) * 1e-3 + 1e-12)
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -126,6 +127,26 @@ def test_checks_with_cuts_equal_checks_without(path, monkeypatch):
     monkeypatch.setattr(cuts_mod, "ENABLED", False)
     without = api.check(str(path))
     _same_reports(with_cuts, without)
+
+
+def test_a_deep_network_keeps_its_cuts():
+    """Error bars of independent roundings add in quadrature: through 8 hidden layers every node
+    but the inputs' is a cut, and no error bar exceeds 1e-13 of its node's largest estimate
+    (added as absolute values they grew ~4× per layer and stopped the cuts at the fifth)."""
+    import yaml
+    sizes = [16, 16, 16, 16, 16, 16, 16, 16, 16, 4]
+    layers = [{"weights": {"shape": [a, b], "init": "normal", "std": 0.3}, "bias": {"shape": [b], "init": "normal"},
+               "activation": "tanh"} for a, b in zip(sizes[:-1], sizes[1:])]
+    layers[-1].pop("activation")
+    cfg = config.parse(yaml.safe_dump({"seed": 1, "inputs": {"shape": [6, 16], "init": "normal"},
+                                       "labels": {"classes": 4}, "layers": layers}))
+    run = checker.prepare(cfg)
+    report = checker.run_prepared(run)
+    assert report.status == "pass"
+    ops = [n.name for n in report.nodes if run.graph.nodes[n.name].op is not None and n.name != run.graph.loss]
+    assert all(name in run.cuts._grads for name in ops)
+    for n in report.nodes:
+        assert np.max(n.error) <= 1e-13 * max(np.max(np.abs(n.numeric)), 1e-300), n.name
 
 
 def _random_net(seed: int) -> str:

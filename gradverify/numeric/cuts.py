@@ -16,8 +16,9 @@ is used, so a wrong backward cannot leak into the numeric side).
 A node N is a *cut* when this holds exactly: every op beyond N is a built-in (complex-analytic,
 deterministic) and none sits on a kink in the plain pass (a copy moved by iΔ keeps its real
 parts, so it crosses no kink there), the plain values beyond N are far from underflow, and N's
-estimate covers all its elements, finite, with no kink crossed. N's own error bar travels with
-it: a copy's loss change gains Σ|Im ΔN|·(N's error bar + 4ε·|∇_N L|) (Graph.propagate).
+estimate covers all its elements, finite, with no kink crossed, exact to CUT_ERROR. N's own error
+bar travels with it: a copy's loss change gains (Σ (|Im ΔN|·(N's error bar + 4ε·|∇_N L|))²)^½,
+independent roundings adding in quadrature (graph.linear_change).
 """
 from __future__ import annotations
 
