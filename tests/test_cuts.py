@@ -58,18 +58,24 @@ def test_the_estimate_reads_the_cuts_gradient():
     assert np.all(after.error >= np.sqrt(rows) * 1e-3) and np.all(after.error < 1.01 * np.sqrt(rows) * 1e-3 + 1e-12)
 
 
-@pytest.mark.parametrize("name, expected", [
-    # the notebook's ReLU sits exactly on its kink: nothing before it may be a cut; after it all
-    ("seed.yaml", {"x": False, "w1_out": False, "l1_lin": False, "l1_relu": True, "l2_lin": True,
-                   "exps": True, "loss_data": True, "loss": False}),
-    # a user's ReLU (code the engine cannot see inside): nothing before it; its own output is
-    # one (beyond it all is built-in)
-    ("seed_custom_relu.yaml", {"w1_out": False, "l1_lin": False, "l1_relu": True, "w2_out": True}),
-])
-def test_only_nodes_beyond_which_the_loss_is_smooth_built_in_code_are_cuts(name, expected):
-    run, g, values = _prepared(name)
-    cut = numeric.Cuts(g, values)
-    assert {n: cut.eligible(n) for n in expected} == expected
+def test_only_nodes_beyond_which_the_loss_is_smooth_complex_safe_code_are_cuts():
+    """The notebook's ReLU sits exactly on its kink: nothing before it may be a cut, everything
+    after it may (but the loss itself)."""
+    run, g, values = _prepared("seed.yaml")
+    expected = {"x": False, "w1_out": False, "l1_lin": False, "l1_relu": True, "l2_lin": True,
+                "exps": True, "loss_data": True, "loss": False}
+    assert {n: run.cuts.eligible(n) for n in expected} == expected
+
+
+def test_your_code_beyond_a_cut_must_have_passed_the_complex_probe():
+    """Your ReLU (seed_custom_relu.yaml): with its complex probe passed, the nodes before it may
+    be cuts (what their estimates then show decides, test_a_kink_of_your_code_beyond_stops_the_cut);
+    unprobed, they may not."""
+    run, g, values = _prepared("seed_custom_relu.yaml")
+    assert run.trusted == {"l1_relu"}
+    assert all(run.cuts.eligible(n) for n in ("w1_out", "l1_lin", "l1_relu", "w2_out"))
+    unprobed = numeric.Cuts(g, values)
+    assert not unprobed.eligible("w1_out") and not unprobed.eligible("l1_lin") and unprobed.eligible("w2_out")
 
 
 def test_a_hinge_margin_of_exactly_zero_beyond_stops_cuts(tmp_path):
@@ -228,3 +234,39 @@ def test_a_users_step_is_never_carried_by_a_cut(monkeypatch):
     without = checker.run(config.parse(text), settings)
     for x, y in zip(with_cuts.nodes, without.nodes, strict=True):
         assert x.statuses.tolist() == y.statuses.tolist() and np.array_equal(x.numeric, y.numeric), x.name
+
+
+def _users_net(path, relu_std: float = 0.1) -> dict:
+    """8×6 → 12 (your relu) → 4 with your affine (cs231n style), softmax cross-entropy, L2."""
+    return {"seed": 3, "inputs": {"shape": [8, 6], "init": "normal"}, "labels": {"classes": 4},
+            "regularization": 0.01,
+            "layers": [{"op": f"{path}:affine", "weights": {"shape": [6, 12], "init": "normal", "std": 0.5},
+                        "bias": {"shape": [12], "init": "normal", "std": relu_std},
+                        "activation": f"{path}:relu"},
+                       {"op": f"{path}:affine", "weights": {"shape": [12, 4], "init": "normal", "std": 0.5},
+                        "bias": {"shape": [4], "init": "zeros"}}]}
+
+
+@pytest.mark.parametrize("code", ["correct.py", "buggy.py"])
+def test_your_probed_code_beyond_a_cut(code, monkeypatch):
+    """Your affine and relu (complex-probed) beyond a cut: with it, copies of w1 stop at your
+    first affine's output instead of running your relu and second affine each; the same statuses,
+    blame and exit code as without cuts, for correct code (PASS) and for buggy code (its relu
+    backward is wrong: FAIL, blamed on your relu)."""
+    net = _users_net(ZOO / code)
+    run = checker.prepare(config.parse(__import__("yaml").safe_dump(net)))
+    report = checker.run_prepared(run)
+    assert "l1_affine" in run.cuts._grads  # your relu and affine beyond it, probed, no kink seen
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = api.check(net)
+    _same_reports(report, without)
+    assert report.exit_code == (0 if code == "correct.py" else 1)
+
+
+def test_a_kink_of_your_code_beyond_stops_the_cut(tmp_path):
+    """Your relu with inputs at exactly 0 (a kink it does not declare): the random-direction
+    screen sees it, so the node before it is no cut, and its elements stay KINKs."""
+    run = checker.prepare(config.load(CONFIGS / "seed_custom_relu.yaml"))
+    report = checker.run_prepared(run)
+    assert run.cuts.opaque_beyond("l1_lin") and "l1_lin" not in run.cuts._grads
+    assert report.node("l1_lin").status == "kink"

@@ -70,6 +70,8 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
         for op in ops:
             op.shortcuts = True
         return est
+    if run.cuts is not None:  # cuts estimated through those shortcuts may have misread the op too
+        run.cuts.forget_opaque()
     return numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, est.index, s.max_memory,
                             trusted=run.trusted)
 

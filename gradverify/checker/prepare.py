@@ -131,4 +131,4 @@ def _prepare(config: Config, settings: Settings, graph: Graph | None) -> Run:
     return Run(graph, values, grads, problems, trusted, notes, settings, tolerances(config, settings),
                config.dtype, config.source.file, config.seed,
                lambda key: config.source.locate(key)[0], values64, grads64,
-               numeric.Cuts(graph, values64 or values) if cuts.ENABLED else None)
+               numeric.Cuts(graph, values64 or values, trusted) if cuts.ENABLED else None)

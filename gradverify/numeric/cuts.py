@@ -13,9 +13,12 @@ change is ⟨∇_N L, Im ΔN⟩, with ΔN made by the forward code of the ops be
 number still comes from forward code; the chain rule only adds them up (no op's derivative rule
 is used, so a wrong backward cannot leak into the numeric side).
 
-A node N is a *cut* when this holds exactly: every op beyond N is a built-in (complex-analytic,
-deterministic) and none sits on a kink in the plain pass (a copy moved by iΔ keeps its real
-parts, so it crosses no kink there), the plain values beyond N are far from underflow, and N's
+A node N is a *cut* when this holds exactly: every op beyond N is complex-analytic (a built-in,
+or code of yours whose complex step agreed with central differences: `complex_probe`) and none
+sits on a kink in the plain pass (a copy moved by iΔ keeps its real parts, so it crosses no kink
+there; your code declares no kinks, so the numbers must show none: a screen along random
+directions, estimate.kinks_along_directions), the plain values beyond N are far from underflow,
+and N's
 estimate covers all its elements, finite, with no kink crossed, exact to CUT_ERROR. N's own error
 bar travels with it: a copy's loss change gains (Σ (|Im ΔN|·(N's error bar + 4ε·|∇_N L|))²)^½,
 independent roundings adding in quadrature (graph.linear_change).
@@ -54,8 +57,8 @@ class Cuts:
     upstream of them. Bound to one graph and one plain pass: a check of another loss (--split's
     parts) or other values does not use them."""
 
-    def __init__(self, graph: Graph, values: dict) -> None:
-        self.graph, self.values = graph, values
+    def __init__(self, graph: Graph, values: dict, trusted: frozenset = frozenset()) -> None:
+        self.graph, self.values, self.trusted = graph, values, trusted
         self._eligible: dict[str, bool] = {}
         self._full: dict[str, Estimate] = {}  # full complex-step estimates of eligible nodes
         self._grads: dict[str, np.ndarray] = {}  # name -> ∇L + i·(its error bar + 4ε|∇L|)
@@ -80,7 +83,7 @@ class Cuts:
         beyond = g.downstream(name)
         for n in beyond:
             op = g.nodes[n].op
-            if op is None or g.nodes[n].source is not None or op.opaque or not op.complex_safe:
+            if op is None or not (op.complex_safe or n in self.trusted):  # your op: once probed
                 return False
             if op.kinked and self._near_kink(n):
                 return False
@@ -99,9 +102,22 @@ class Cuts:
         sizes = {c: self.values[c][0].size for c in self.graph.downstream(name)}
         return [c for c in reversed(list(sizes)) if c not in self._full and sizes[c] <= n and self.eligible(c)]
 
-    def keep(self, name: str, est: Estimate) -> None:
-        """Remember a full complex-step estimate of an eligible node; one finite everywhere and
-        crossing no kink becomes a cut."""
+    def opaque_beyond(self, name: str) -> bool:
+        """Is there code of yours beyond `name` (which declares no kinks: `smooth` must come from
+        the numbers, estimate.kinks_along_directions)?"""
+        return any(self.graph.nodes[n].fn.opaque for n in self.graph.downstream(name))
+
+    def forget_opaque(self) -> None:
+        """Drop the cuts with code of yours beyond them: its shortcuts went off (checker's
+        recheck), so estimates made with them may have misread it."""
+        for name in [n for n in self._full if self.opaque_beyond(n)]:
+            self._full.pop(name)
+            self._grads.pop(name, None)
+
+    def keep(self, name: str, est: Estimate, smooth: bool = True) -> None:
+        """Remember a full complex-step estimate of an eligible node; one finite everywhere,
+        crossing no kink, exact to CUT_ERROR and `smooth` (no kink of your code beyond it, as far
+        as the numbers show) becomes a cut."""
         if not self.eligible(name) or est.method != "complex" or est.step != METHODS["complex"].step \
                 or len(est.index) != self.values[name][0].size:
             return
@@ -109,7 +125,7 @@ class Cuts:
         grad, err = np.abs(est.numeric), est.error
         ok = np.all(np.isfinite(grad)) and np.all(err <= CUT_ERROR * np.max(grad, initial=0.0)) \
             and not np.any(est.kink)
-        if ok and (est.crossings is None or not np.any(est.crossings)):
+        if ok and smooth and (est.crossings is None or not np.any(est.crossings)):
             order = np.argsort(est.index)
             grad, err = est.numeric[order], est.error[order]
             # the dot's own rounding: 4ε per term, on top of the estimate's error bar
