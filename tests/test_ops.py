@@ -309,3 +309,20 @@ def test_cmatmul_is_numpys_product(dtypes, pure_imaginary, rng):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     if pure_imaginary and np.iscomplexobj(got):
         assert not got.real.any()
+
+
+@pytest.mark.parametrize("vals_dtype", [np.complex128, np.complex64, np.float64])
+@pytest.mark.parametrize("pure_imaginary", [False, True])
+def test_cscale_is_numpys_product(vals_dtype, pure_imaginary, rng):
+    """complexmath.cscale (rows times one factor each; the imaginary part alone where the
+    factors' real parts are 0) against numpy's rows * vals[:, None], value for value."""
+    from gradverify.ops.complexmath import cscale
+
+    rows = rng.normal(size=(6, 5))
+    vals = rng.normal(size=6)
+    if np.issubdtype(vals_dtype, np.complexfloating):
+        vals = (0 if pure_imaginary else vals) + 1j * rng.normal(size=6)
+    vals = vals.astype(vals_dtype)
+    got, want = cscale(rows, vals), rows * vals[:, None]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
