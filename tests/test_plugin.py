@@ -65,7 +65,12 @@ def test_wrong_bias_gradient_fails_with_worst_element_and_blame(pytester):
     from conftest import ROOT
 
     shown = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")  # the docs show this run
+    # its worst element and last digits as the numpy that made the docs rounds them (the five
+    # elements tie in relative error up to rounding)
+    same_numpy = np.__version__ == (ROOT / "tests" / "golden" / "NUMPY").read_text().strip()
     for start in ("b1: 5/5", "node b1:", "blame: the backward of l1_affine"):
+        if start == "node b1:" and not same_numpy:
+            continue
         assert next(t for t in result.outlines if t.startswith(start)) + "\n" in shown, start
     line = next(t for t in result.outlines if t.startswith("node b1:"))
     analytic, numeric = map(float, re.search(r"analytic (\S+), numeric (\S+) ", line).groups())
