@@ -69,8 +69,7 @@ def test_only_nodes_beyond_which_the_loss_is_smooth_complex_safe_code_are_cuts()
 
 def test_your_code_beyond_a_cut_must_have_passed_the_complex_probe():
     """Your ReLU (seed_custom_relu.yaml): with its complex probe passed, the nodes before it may
-    be cuts (what their estimates then show decides, test_a_kink_of_your_code_beyond_stops_the_cut);
-    unprobed, they may not."""
+    be cuts (the superposition test then decides); unprobed, they may not."""
     run, g, values = _prepared("seed_custom_relu.yaml")
     assert run.trusted == {"l1_relu"}
     assert all(run.cuts.eligible(n) for n in ("w1_out", "l1_lin", "l1_relu", "w2_out"))
@@ -263,10 +262,97 @@ def test_your_probed_code_beyond_a_cut(code, monkeypatch):
     assert report.exit_code == (0 if code == "correct.py" else 1)
 
 
-def test_a_kink_of_your_code_beyond_stops_the_cut(tmp_path):
-    """Your relu with inputs at exactly 0 (a kink it does not declare): the random-direction
-    screen sees it, so the node before it is no cut, and its elements stay KINKs."""
+def test_a_kink_of_your_code_beyond_a_cut_is_still_found(monkeypatch):
+    """Your ReLU with inputs at exactly 0 (seed_custom_relu.yaml; a kink it does not declare),
+    whose complex step takes the same branch in every direction: the loss beyond l1_lin still
+    superposes, so l1_lin may be a cut, giving the numbers the full push gives; the kinks are
+    found from real one-sided steps (which take no cut), so the same five nodes are KINKs, with
+    the same left and right derivatives, as without cuts."""
     run = checker.prepare(config.load(CONFIGS / "seed_custom_relu.yaml"))
     report = checker.run_prepared(run)
-    assert run.cuts.opaque_beyond("l1_lin") and "l1_lin" not in run.cuts._grads
-    assert report.node("l1_lin").status == "kink"
+    assert run.cuts.opaque_beyond("l1_lin") and "l1_lin" in run.cuts._grads
+    kinks = {n.name for n in report.nodes if n.status == "kink"}
+    assert kinks == {"x", "w1", "b1", "w1_out", "l1_lin"}
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = api.check(str(CONFIGS / "seed_custom_relu.yaml"))
+    _same_reports(report, without)
+    for a, b in zip(report.nodes, without.nodes):
+        np.testing.assert_array_equal(np.isnan(a.left), np.isnan(b.left))
+        np.testing.assert_allclose(a.left[~np.isnan(a.left)], b.left[~np.isnan(b.left)], rtol=1e-9)
+
+
+_TIED_MAX = '''import numpy as np
+
+
+def rowmax2dbl_forward(x):
+    """max over the first two columns, (N, D) -> (N, 1); numpy compares complex numbers"""
+    out = np.max(x[:, :2], axis=1, keepdims=True)
+    return out, (x, out)
+
+
+def rowmax2dbl_backward(dout, cache):
+    """the classic max-pool bug: every tied maximum gets the whole gradient"""
+    x, out = cache
+    dx = np.zeros(x.shape)
+    dx[:, :2] = (x[:, :2] == out) * dout
+    return dx
+'''
+
+
+def _tied_max_net(tmp_path) -> Path:
+    """Your row max on N = x·W + B, whose sample 3 ties (N[3] = [4, 4, -40]); its backward
+    double-counts ties, so d loss / d x[3] is wrong (a review's repro). Sample 3 is classified
+    confidently: its gradient is ~1e-9 of the others'."""
+    (tmp_path / "tricky.py").write_text(_TIED_MAX)
+    f = tmp_path / "net.yaml"
+    f.write_text("seed: 1\nvalues:\n  x: [[0.7], [1.3], [0.4], [4.0]]\n  W: [[1.0, 1.0, -10.0]]\n"
+                 "  B: [[0, 0.5, 0], [0.3, 0, 0], [0, 0.2, 0], [0, 0, 0]]\n"
+                 "  W2: [[0.3, -0.8, 0.5], [-0.6, 0.2, 0.9], [0.1, 0.4, -0.3]]\n  v: [[1.0, -2.0, 0.5]]\n"
+                 "inputs: [x]\nlabels: [2, 0, 1, 2]\ngraph:\n"
+                 "  - {name: xw, op: matmul, inputs: [x, W]}\n  - {name: N, op: add, inputs: [xw, B]}\n"
+                 "  - {name: S, op: matmul, inputs: [N, W2]}\n  - {name: M, op: tricky.py:rowmax2dbl, inputs: [N]}\n"
+                 "  - {name: T, op: matmul, inputs: [M, v]}\n  - {name: scores, op: add, inputs: [S, T]}\n"
+                 "  - {name: p, op: softmax, inputs: [scores]}\n  - {name: nl, op: neg_log_pick, inputs: [p]}\n"
+                 "  - {name: loss, op: batch_mean, inputs: [nl]}\nloss: loss\n")
+    return f
+
+
+@pytest.mark.parametrize("nodes", [None, ("x",)])
+def test_your_direction_dependent_code_beyond_is_no_cut(tmp_path, nodes):
+    """np.max of complex numbers at a tie picks by the imaginary part: the complex step beyond N
+    depends on its direction, so N's estimate does not linearize what lies beyond it. N fails the
+    superposition test and is no cut; x[3]'s bug is found as without cuts (in the whole check,
+    and with --nodes x, where N's estimate is made on demand). A screen for kinks along random
+    directions (the first version) missed this jump, 1e-9 of the node's largest derivative."""
+    cfg = config.load(_tied_max_net(tmp_path))
+    settings = checker.Settings(nodes=nodes) if nodes else checker.Settings()
+    run = checker.prepare(cfg, settings)
+    report = checker.run_prepared(run)
+    assert run.cuts.eligible("N") and "N" not in run.cuts._grads
+    x = report.node("x")
+    assert x.statuses[3] == "fail" and report.exit_code == 1
+    assert x.numeric[3] == pytest.approx(-1.204e-9, rel=1e-3)  # central differences: -1.2035e-9
+
+
+def test_a_cut_made_on_demand_is_tested_as_one_made_in_its_own_check(tmp_path):
+    """--nodes x: the cuts beyond x are estimated on demand, inside x's estimate. Here N =
+    concat(x·w, x·w, x·w3) ties its first two columns in every row and your row max of them is
+    direction-dependent under the complex step; N must be no cut there either (a first version
+    tested only cuts made in their own check, and x's 16 wrong elements passed with --nodes x)."""
+    (tmp_path / "tricky.py").write_text(_TIED_MAX)
+    f = tmp_path / "net.yaml"
+    f.write_text("seed: 1\nvalues:\n  x: [[0.126, -0.132, 0.64, 0.105], [-0.536, 0.362, 1.304, 0.947],"
+                 " [-0.704, -1.265, -0.623, 0.041], [-2.325, -0.219, -1.246, -0.732]]\n"
+                 "  w: [[-0.544], [-0.316], [0.412], [1.043]]\n  w3: [[-1.028], [10.932], [-5.322], [2.812]]\n"
+                 "  W2: [[0.903, 0.094, -0.743], [-0.922, -0.458, 0.22], [-1.01, -0.209, -0.159]]\n"
+                 "  v: [[0.541, 0.215, 0.355]]\ninputs: [x]\nlabels: [0, 2, 1, 0]\ngraph:\n"
+                 "- {name: xw, op: matmul, inputs: [x, w]}\n- {name: xz, op: matmul, inputs: [x, w3]}\n"
+                 "- {name: N, op: concat, inputs: [xw, xw, xz], attrs: {axis: -1}}\n"
+                 "- {name: S, op: matmul, inputs: [N, W2]}\n- {name: M, op: tricky.py:rowmax2dbl, inputs: [N]}\n"
+                 "- {name: T, op: matmul, inputs: [M, v]}\n- {name: scores, op: add, inputs: [S, T]}\n"
+                 "- {name: p, op: softmax, inputs: [scores]}\n- {name: nl, op: neg_log_pick, inputs: [p]}\n"
+                 "- {name: loss, op: batch_mean, inputs: [nl]}\nloss: loss\n")
+    run = checker.prepare(config.load(f), checker.Settings(nodes=("x",)))
+    report = checker.run_prepared(run)
+    assert "N" not in run.cuts._grads
+    assert report.exit_code == 1 and set(report.node("x").statuses.tolist()) == {"fail"}

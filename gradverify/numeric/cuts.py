@@ -14,11 +14,12 @@ number still comes from forward code; the chain rule only adds them up (no op's 
 is used, so a wrong backward cannot leak into the numeric side).
 
 A node N is a *cut* when this holds exactly: every op beyond N is complex-analytic (a built-in,
-or code of yours whose complex step agreed with central differences: `complex_probe`) and none
-sits on a kink in the plain pass (a copy moved by iΔ keeps its real parts, so it crosses no kink
-there; your code declares no kinks, so the numbers must show none: a screen along random
-directions, estimate.kinks_along_directions), the plain values beyond N are far from underflow,
-and N's
+or code of yours whose complex step agreed with central differences: `complex_probe`) and no
+built-in one sits on a kink in the plain pass (a copy moved by iΔ keeps its real parts, so it
+crosses no kink there, and the kinks of ops beyond N are never counted for copies that stop at
+N), the plain values beyond N are far from underflow, the loss beyond N superposes along random
+directions to rounding (`superposes`: your code declares no kinks, and its complex step may
+depend on its direction at one), and N's
 estimate covers all its elements, finite, with no kink crossed, exact to CUT_ERROR. N's own error
 bar travels with it: a copy's loss change gains (Σ (|Im ΔN|·(N's error bar + 4ε·|∇_N L|))²)^½,
 independent roundings adding in quadrature (graph.linear_change).
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..delta import Delta
 from ..graph import Graph
 from .methods import EPS, METHODS
 from .prober import UNDERFLOW_BELOW, underflow_risk
@@ -50,6 +52,13 @@ KINK_CLEARANCE = 1e-30
 #: step's are ~1e-15; one whose error bar had to be widened (an underflow probe at a probability
 #: of 1e-14, a step chosen by the user) would widen every error bar upstream of it
 CUT_ERROR = 1e-12
+
+
+#: random directions along which a cut's linearity is tested (one complex copy each), and how
+#: closely the loss along them must equal ⟨∇L, v⟩: this fraction of Σ|v_i·∇L_i| (rounding is
+#: ~1e-16 of it; a kink crossed or a direction-dependent complex step misses by ~1 of it)
+SUPERPOSE_DIRECTIONS = 2
+SUPERPOSE_RTOL = 1e-12
 
 
 class Cuts:
@@ -103,8 +112,7 @@ class Cuts:
         return [c for c in reversed(list(sizes)) if c not in self._full and sizes[c] <= n and self.eligible(c)]
 
     def opaque_beyond(self, name: str) -> bool:
-        """Is there code of yours beyond `name` (which declares no kinks: `smooth` must come from
-        the numbers, estimate.kinks_along_directions)?"""
+        """Is there code of yours beyond `name`?"""
         return any(self.graph.nodes[n].fn.opaque for n in self.graph.downstream(name))
 
     def forget_opaque(self) -> None:
@@ -114,10 +122,10 @@ class Cuts:
             self._full.pop(name)
             self._grads.pop(name, None)
 
-    def keep(self, name: str, est: Estimate, smooth: bool = True) -> None:
+    def keep(self, name: str, est: Estimate) -> None:
         """Remember a full complex-step estimate of an eligible node; one finite everywhere,
-        crossing no kink, exact to CUT_ERROR and `smooth` (no kink of your code beyond it, as far
-        as the numbers show) becomes a cut."""
+        crossing no kink, exact to CUT_ERROR, and along which the loss beyond superposes
+        (`superposes`) becomes a cut."""
         if not self.eligible(name) or est.method != "complex" or est.step != METHODS["complex"].step \
                 or len(est.index) != self.values[name][0].size:
             return
@@ -125,11 +133,32 @@ class Cuts:
         grad, err = np.abs(est.numeric), est.error
         ok = np.all(np.isfinite(grad)) and np.all(err <= CUT_ERROR * np.max(grad, initial=0.0)) \
             and not np.any(est.kink)
-        if ok and smooth and (est.crossings is None or not np.any(est.crossings)):
+        if ok and (est.crossings is None or not np.any(est.crossings)):
             order = np.argsort(est.index)
             grad, err = est.numeric[order], est.error[order]
+            if not self.superposes(name, grad, err):
+                return
             # the dot's own rounding: 4ε per term, on top of the estimate's error bar
             self._grads[name] = (grad + 1j * (err + 4 * EPS * np.abs(grad))).reshape(self.values[name].shape)
+
+    def superposes(self, name: str, grad: np.ndarray, err: np.ndarray) -> bool:
+        """Is the loss beyond `name` linear in its change, as a cut assumes? One complex step
+        along each of a few random directions v, through everything beyond (your code included),
+        against ⟨∇L, v⟩ from the node's own estimate (`grad`, flat, with its error bars `err`):
+        equal to rounding where the complex step is linear in the change. A kink that a copy
+        crosses, or code whose complex step depends on its direction (np.maximum at a tie, x·(x > 0)
+        at 0, compared as complex numbers), misses by the order of a derivative."""
+        base = self.values[name]
+        shape = base.shape[1:]
+        v = np.random.default_rng(base.size).normal(size=(SUPERPOSE_DIRECTIONS, int(np.prod(shape))))
+        h = 1e-20 * max(float(np.abs(np.real(base)).max(initial=0.0)), 1.0)
+        with np.errstate(all="ignore"):
+            change = self.graph.propagate(self.values, {name: Delta.full(1j * h * v.reshape((-1,) + shape), shape)})
+        along = np.imag(np.asarray(change)).reshape(-1) / h
+        terms = v * grad
+        spread = np.sqrt(((v * err) ** 2).sum(axis=1))
+        miss = np.abs(along - terms.sum(axis=1))
+        return bool(np.all(miss <= SUPERPOSE_RTOL * np.abs(terms).sum(axis=1) + 4 * spread))
 
     def known(self, name: str, index: np.ndarray) -> Estimate | None:
         """The kept estimate of `name` at the flat indices `index`, or None."""
@@ -149,4 +178,4 @@ class Cuts:
         return {c: self._grads[c] for c in self.graph.downstream(name) if c in self._grads}
 
 
-__all__ = ["CUT_ERROR", "Cuts", "ENABLED", "KINK_CLEARANCE"]
+__all__ = ["CUT_ERROR", "Cuts", "ENABLED", "KINK_CLEARANCE", "SUPERPOSE_DIRECTIONS", "SUPERPOSE_RTOL"]

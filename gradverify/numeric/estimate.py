@@ -275,23 +275,14 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     est = _estimate(prober, m, index, rel_step, max_memory, progress)
     if linear:
         assert cuts is not None
-        cuts.keep(name, est, smooth=_smooth_beyond(cuts, prober, est))
+        cuts.keep(name, est)
     return est
-
-
-def _smooth_beyond(cuts: Cuts, prober: Prober, est: Estimate) -> bool:
-    """No kink beyond the node as far as can be known: built-in ops say (Cuts.eligible); your
-    code does not, so its kinks are looked for along random directions."""
-    if not cuts.eligible(prober.name) or not cuts.opaque_beyond(prober.name):
-        return True
-    loss = float(np.real(prober.values[prober.graph.loss]).reshape(-1)[0])
-    return not kinks_along_directions(prober, loss, max_finite(np.abs(est.numeric)))
 
 
 def _cuts_beyond(cuts: Cuts, graph: Graph, values: dict, name: str, n: int, max_memory: int) -> dict:
     """The cuts beyond `name`, estimating first those worth it for n elements (Cuts.wanted)."""
     for cut in cuts.wanted(name, n):
-        cuts.keep(cut, estimate(graph, values, cut, "complex", None, None, max_memory, cuts=cuts))
+        estimate(graph, values, cut, "complex", None, None, max_memory, cuts=cuts)  # keeps it
     return cuts.beyond(name)
 
 
