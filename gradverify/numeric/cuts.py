@@ -76,8 +76,8 @@ class Cuts:
         return graph is self.graph and values is self.values
 
     def eligible(self, name: str) -> bool:
-        """May `name` be a cut (everything beyond it built-in, off every kink, far from
-        underflow)? Its estimate must then still be finite and kink-free (`keep`)."""
+        """May `name` be a cut (everything beyond it complex-analytic, no built-in op on a kink,
+        far from underflow)? Its estimate must then still pass `keep`'s tests."""
         if name not in self._eligible:
             self._eligible[name] = self._eligible_now(name)
         return self._eligible[name]
