@@ -356,3 +356,63 @@ def test_a_cut_made_on_demand_is_tested_as_one_made_in_its_own_check(tmp_path):
     report = checker.run_prepared(run)
     assert "N" not in run.cuts._grads
     assert report.exit_code == 1 and set(report.node("x").statuses.tolist()) == {"fail"}
+
+
+def _wide_tie_net(tmp_path, rows: int = 1000, wrong: float = 3e-10) -> Path:
+    """A review's repro: N = x·W + B (rows×3) whose first two columns tie in row 3 only, your
+    double-counting row max of them beyond N, row 3 classified with a wrong-class probability of
+    3e-10 (so its gradients are tiny next to the other rows')."""
+    import yaml
+
+    (tmp_path / "tricky.py").write_text(_TIED_MAX)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 1.5, size=(rows, 4)).round(3)
+    w = rng.normal(size=(4, 3)).round(3)
+    w[:, 1] = w[:, 0]
+    off = np.zeros((rows, 3))
+    off[:, 1] = rng.choice([-1, 1], rows) * rng.uniform(0.2, 0.6, rows).round(3)
+    x[3], off[3] = 1.0, 0.0  # row 3: N[3, 0] == N[3, 1]
+    w2, v = rng.normal(size=(3, 3)).round(3), rng.normal(size=(1, 3)).round(3)
+    labels = rng.integers(0, 3, rows)
+
+    def scores(t):
+        off[3, 2] = t
+        n = x @ w + off
+        return n @ w2 + np.max(n[:, :2], 1, keepdims=True) @ v
+
+    def wrong_of(t):
+        s = scores(t)[3]
+        p = np.exp(s - s.max())
+        return 1 - (p / p.sum()).max()
+
+    off[3, 2] = min((round(t, 3) for t in np.linspace(-60, 60, 2401)),
+                    key=lambda t: abs(np.log(wrong_of(t) + 1e-300) - np.log(wrong)))
+    labels[3] = int(np.argmax(scores(off[3, 2])[3]))
+    graph = [{"name": "xw", "op": "matmul", "inputs": ["x", "W"]}, {"name": "N", "op": "add", "inputs": ["xw", "B"]},
+             {"name": "S", "op": "matmul", "inputs": ["N", "W2"]},
+             {"name": "M", "op": "tricky.py:rowmax2dbl", "inputs": ["N"]},
+             {"name": "T", "op": "matmul", "inputs": ["M", "v"]}, {"name": "scores", "op": "add", "inputs": ["S", "T"]},
+             {"name": "p", "op": "softmax", "inputs": ["scores"]}, {"name": "nl", "op": "neg_log_pick", "inputs": ["p"]},
+             {"name": "loss", "op": "batch_mean", "inputs": ["nl"]}]
+    cfg = {"seed": 1, "values": {"x": x.tolist(), "W": w.tolist(), "B": off.tolist(), "W2": w2.tolist(),
+                                 "v": v.tolist()}, "inputs": ["x"], "labels": labels.tolist(), "graph": graph,
+           "loss": "loss"}
+    f = tmp_path / "wide.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def test_a_tie_among_thousands_of_entries_is_seen_by_the_mirror(tmp_path, monkeypatch):
+    """One tie among N's 3,000 entries, whose jump is ~1e-10 of N's scale: two random directions
+    cannot see it against the rounding of 3,000 terms (the review's false PASS: x's row 3 wrong
+    and passing with cuts). N's estimate at -h differs from the one at +h exactly at that entry,
+    so N is no cut, and x's two wrong elements FAIL as without cuts."""
+    f = _wide_tie_net(tmp_path)
+    run = checker.prepare(config.load(f))
+    report = checker.run_prepared(run)
+    assert "N" not in run.cuts._grads
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    without = api.check(str(f))
+    assert report.exit_code == without.exit_code == 1
+    assert report.node("x").statuses.tolist() == without.node("x").statuses.tolist()
+    assert (report.node("x").statuses == "fail").sum() == 2

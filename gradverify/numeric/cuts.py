@@ -18,14 +18,16 @@ or code of yours whose complex step agreed with central differences: `complex_pr
 built-in one sits on a kink in the plain pass (a copy moved by iΔ keeps its real parts, so it
 crosses no kink there, and the kinks of ops beyond N are never counted for copies that stop at
 N), the plain values beyond N are far from underflow, the loss beyond N superposes along random
-directions to rounding (`superposes`: your code declares no kinks, and its complex step may
-depend on its direction at one), and N's
+directions to rounding (`superposes`), with your code beyond N its estimate at -h equals the one
+at +h element by element (your code declares no kinks, and at one its complex step may pick a
+branch by the sign of an imaginary part: `_mirrored`), and N's
 estimate covers all its elements, finite, with no kink crossed, exact to CUT_ERROR. N's own error
 bar travels with it: a copy's loss change gains (Σ (|Im ΔN|·(N's error bar + 4ε·|∇_N L|))²)^½,
 independent roundings adding in quadrature (graph.linear_change).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -59,6 +61,8 @@ CUT_ERROR = 1e-12
 #: ~1e-16 of it; a kink crossed or a direction-dependent complex step misses by ~1 of it)
 SUPERPOSE_DIRECTIONS = 2
 SUPERPOSE_RTOL = 1e-12
+#: with your code beyond a cut, its estimates at +h and -h must agree to this, element by element
+MIRROR_RTOL = 1e-13
 
 
 class Cuts:
@@ -122,17 +126,18 @@ class Cuts:
             self._full.pop(name)
             self._grads.pop(name, None)
 
-    def keep(self, name: str, est: Estimate) -> None:
+    def keep(self, name: str, est: Estimate, mirror: tuple | None = None) -> None:
         """Remember a full complex-step estimate of an eligible node; one finite everywhere,
-        crossing no kink, exact to CUT_ERROR, and along which the loss beyond superposes
-        (`superposes`) becomes a cut."""
+        crossing no kink, exact to CUT_ERROR, along which the loss beyond superposes
+        (`superposes`) and, with code of yours beyond, equal to its `mirror` (the same estimate
+        at -h: (derivative, error bar)) at every element, becomes a cut."""
         if not self.eligible(name) or est.method != "complex" or est.step != METHODS["complex"].step \
                 or len(est.index) != self.values[name][0].size:
             return
         self._full[name] = est
         grad, err = np.abs(est.numeric), est.error
         ok = np.all(np.isfinite(grad)) and np.all(err <= CUT_ERROR * np.max(grad, initial=0.0)) \
-            and not np.any(est.kink)
+            and not np.any(est.kink) and (not self.opaque_beyond(name) or _mirrored(est, mirror))
         if ok and (est.crossings is None or not np.any(est.crossings)):
             order = np.argsort(est.index)
             grad, err = est.numeric[order], est.error[order]
@@ -150,7 +155,8 @@ class Cuts:
         at 0, compared as complex numbers), misses by the order of a derivative."""
         base = self.values[name]
         shape = base.shape[1:]
-        v = np.random.default_rng(base.size).normal(size=(SUPERPOSE_DIRECTIONS, int(np.prod(shape))))
+        rng = np.random.default_rng([base.size, zlib.crc32(name.encode())])
+        v = rng.normal(size=(SUPERPOSE_DIRECTIONS, int(np.prod(shape))))
         h = 1e-20 * max(float(np.abs(np.real(base)).max(initial=0.0)), 1.0)
         with np.errstate(all="ignore"):
             change = self.graph.propagate(self.values, {name: Delta.full(1j * h * v.reshape((-1,) + shape), shape)})
@@ -178,4 +184,15 @@ class Cuts:
         return {c: self._grads[c] for c in self.graph.downstream(name) if c in self._grads}
 
 
-__all__ = ["CUT_ERROR", "Cuts", "ENABLED", "KINK_CLEARANCE", "SUPERPOSE_DIRECTIONS", "SUPERPOSE_RTOL"]
+def _mirrored(est: Estimate, mirror: tuple | None) -> bool:
+    """The estimate at +h and at -h agree at every element, within their error bars (analytic
+    code gives conjugate evaluations, the same numbers to rounding): a branch taken by the sign of
+    an imaginary part shows at its own entry, however small its share of the node."""
+    if mirror is None:
+        return False
+    numeric, error = mirror
+    miss = np.abs(est.numeric - numeric)
+    return bool(np.all(miss <= 4 * (est.error + error) + MIRROR_RTOL * np.abs(est.numeric)))
+
+
+__all__ = ["CUT_ERROR", "Cuts", "ENABLED", "KINK_CLEARANCE", "MIRROR_RTOL", "SUPERPOSE_DIRECTIONS", "SUPERPOSE_RTOL"]

@@ -275,8 +275,21 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
     est = _estimate(prober, m, index, rel_step, max_memory, progress)
     if linear:
         assert cuts is not None
-        cuts.keep(name, est)
+        cuts.keep(name, est, _mirror(cuts, prober, m, index, max_memory))
     return est
+
+
+def _mirror(cuts: Cuts, prober: Prober, m: Method, index: np.ndarray, max_memory: int):
+    """For a would-be cut with your code beyond it: the same estimate at -h, (derivative, error
+    bar) per element. Code whose complex step is analytic gives the same numbers at -h (f(x - ih)
+    is the conjugate of f(x + ih)); code that picks a branch by the sign of an imaginary part (a
+    max of tied complex numbers, x·(x > 0) at 0) does not, at exactly the entries where it would
+    read a copy's change wrong (Cuts.keep). None where no such estimate is needed."""
+    name = prober.name
+    if len(index) != prober.values[name][0].size or not cuts.eligible(name) or not cuts.opaque_beyond(name):
+        return None
+    loss = float(np.real(prober.values[prober.graph.loss]).reshape(-1)[0])
+    return estimate_all(prober, m, index, -m.step, loss, False, max_memory)[:2]
 
 
 def _cuts_beyond(cuts: Cuts, graph: Graph, values: dict, name: str, n: int, max_memory: int) -> dict:
