@@ -28,6 +28,7 @@ independent roundings adding in quadrature (graph.linear_change).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -126,19 +127,20 @@ class Cuts:
             self._full.pop(name)
             self._grads.pop(name, None)
 
-    def keep(self, name: str, est: Estimate, mirror: tuple | None = None) -> None:
+    def keep(self, name: str, est: Estimate, mirror: Callable[[], tuple] | None = None) -> None:
         """Remember a full complex-step estimate of an eligible node; one finite everywhere,
         crossing no kink, exact to CUT_ERROR, along which the loss beyond superposes
         (`superposes`) and, with code of yours beyond, equal to its `mirror` (the same estimate
-        at -h: (derivative, error bar)) at every element, becomes a cut."""
+        at -h: (derivative, error bar), made only when everything else holds) at every element,
+        becomes a cut."""
         if not self.eligible(name) or est.method != "complex" or est.step != METHODS["complex"].step \
                 or len(est.index) != self.values[name][0].size:
             return
         self._full[name] = est
         grad, err = np.abs(est.numeric), est.error
         ok = np.all(np.isfinite(grad)) and np.all(err <= CUT_ERROR * np.max(grad, initial=0.0)) \
-            and not np.any(est.kink) and (not self.opaque_beyond(name) or _mirrored(est, mirror))
-        if ok and (est.crossings is None or not np.any(est.crossings)):
+            and not np.any(est.kink) and (est.crossings is None or not np.any(est.crossings))
+        if ok and (not self.opaque_beyond(name) or _mirrored(est, None if mirror is None else mirror())):
             order = np.argsort(est.index)
             grad, err = est.numeric[order], est.error[order]
             if not self.superposes(name, grad, err):

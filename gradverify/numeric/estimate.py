@@ -268,14 +268,14 @@ def estimate(graph: Graph, values: dict, name: str, method: str = "auto",
         and rel_step == m.step and via is None
     if linear:
         assert cuts is not None
-        known = cuts.known(name, index)
-        if known is not None and known.step == rel_step:
+        known = cuts.known(name, index)  # kept at the complex step's own h, as this one
+        if known is not None:
             return known
         prober.cuts = _cuts_beyond(cuts, graph, values, name, len(index), max_memory)
     est = _estimate(prober, m, index, rel_step, max_memory, progress)
     if linear:
         assert cuts is not None
-        cuts.keep(name, est, _mirror(cuts, prober, m, index, max_memory))
+        cuts.keep(name, est, lambda: _mirror(cuts, prober, m, index, max_memory))
     return est
 
 
@@ -284,10 +284,7 @@ def _mirror(cuts: Cuts, prober: Prober, m: Method, index: np.ndarray, max_memory
     bar) per element. Code whose complex step is analytic gives the same numbers at -h (f(x - ih)
     is the conjugate of f(x + ih)); code that picks a branch by the sign of an imaginary part (a
     max of tied complex numbers, x·(x > 0) at 0) does not, at exactly the entries where it would
-    read a copy's change wrong (Cuts.keep). None where no such estimate is needed."""
-    name = prober.name
-    if len(index) != prober.values[name][0].size or not cuts.eligible(name) or not cuts.opaque_beyond(name):
-        return None
+    read a copy's change wrong (Cuts.keep asks for it only where it decides)."""
     loss = float(np.real(prober.values[prober.graph.loss]).reshape(-1)[0])
     return estimate_all(prober, m, index, -m.step, loss, False, max_memory)[:2]
 
