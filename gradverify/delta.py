@@ -60,18 +60,49 @@ class Structure(str, Enum):
         return self.value
 
 
-@dataclass
 class Delta:
     """k copies of a node of core shape `shape`, as their differences from the plain value.
-    Build one with `Delta.elem`, `.row`, `.col` or `.full` (or `elements` from flat indices)."""
+    Build one with `Delta.elem`, `.row`, `.col` or `.full` (or `elements` from flat indices).
 
-    kind: Kind
-    index: np.ndarray | None  # None for FULL
-    vals: np.ndarray
-    shape: tuple[int, ...]
+    A change made of real rows times one factor per copy (a matmul's change from one element of
+    an input: a row or column of the other, times the step) may be kept as that product
+    (`Delta.scaled`): `vals` is then made when first read, and a cut (graph.linear_change) reads
+    the rows and factors without making it."""
 
-    def __post_init__(self) -> None:
-        self.kind = Kind(self.kind)
+    __slots__ = ("kind", "index", "shape", "_vals", "rows", "factor")
+
+    def __init__(self, kind: Kind | str, index: np.ndarray | None, vals: np.ndarray | None,
+                 shape: tuple[int, ...]) -> None:
+        self.kind, self.index, self.shape = Kind(kind), index, shape
+        self._vals = vals
+        self.rows: np.ndarray | None = None  # real (k, m), with `factor` (k,): vals = rows · factor
+        self.factor: np.ndarray | None = None
+
+    @classmethod
+    def scaled(cls, kind: Kind, index: np.ndarray, rows: np.ndarray, factor: np.ndarray,
+               shape: tuple[int, ...]) -> Delta:
+        """Copy b changes its slice by rows[b] · factor[b]: rows real (k, m), factor (k,)."""
+        d = cls(kind, index, None, shape)
+        d.rows, d.factor = rows, factor
+        return d
+
+    @property
+    def vals(self) -> np.ndarray:
+        if self._vals is None:
+            assert self.rows is not None and self.factor is not None
+            self._vals = scale_rows(self.rows, self.factor)
+        return self._vals
+
+    @vals.setter
+    def vals(self, vals: np.ndarray) -> None:
+        self._vals, self.rows, self.factor = vals, None, None
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its changes hold (the rows and factors, until `vals` is made)."""
+        if self._vals is not None:
+            return int(self._vals.nbytes)
+        return int(self.rows.nbytes + self.factor.nbytes)  # type: ignore[union-attr]
 
     @classmethod
     def elem(cls, index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:
@@ -143,6 +174,17 @@ class Delta:
             vals[np.arange(self.k), self.at[:, 1]] = self.vals
             return Delta.row(self.at[:, 0], vals, self.shape)
         return None
+
+
+def scale_rows(rows: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """rows (k, m) real times factor (k,), one factor per row. A complex step's change has a real
+    part of 0: then only the imaginary part is multiplied (one real product per entry, not
+    numpy's complex cast and complex product); the same values otherwise."""
+    if np.iscomplexobj(factor) and not np.iscomplexobj(rows) and not factor.real.any():
+        out = np.zeros(rows.shape, dtype=np.result_type(rows, factor))
+        np.multiply(rows, factor.imag[:, None], out=out.imag)
+        return out
+    return rows * factor[:, None]
 
 
 def elements(index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .delta import Delta, Ray, push, push_ray, push_rows
+from .delta import Delta, Kind, Ray, push, push_ray, push_rows
 from .errors import ConfigError, KeyPath
 from .ops import BadGradient, Op
 from .span import Span
@@ -252,7 +252,7 @@ class Graph:
         every op with kinks on the way. `stats["peak_bytes"]` records the most bytes the perturbed
         copies held at once.
 
-        `cuts` {node: ∇L + i·bound} (numeric/cuts.py, complex steps only): a change reaching such
+        `cuts` {node: CutGradient} (numeric/cuts.py, complex steps only): a change reaching such
         a node stops there, and adds i·⟨∇L, Im change⟩ to the loss's change (the loss beyond it,
         linearized); `stats["cut_error"]` then gets (Σ (|Im change|·bound)²)^½ per copy (the cuts'
         errors, in quadrature, one cut's to the next's)."""
@@ -304,31 +304,63 @@ class Graph:
         return np.asarray(total)
 
 
-def linear_change(v, base: np.ndarray, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class CutGradient:
+    """A cut's numeric gradient ∇L and the bound on its error (each of the node's core shape,
+    real), with the layout a column change reads them in, made once when first needed."""
+
+    grad: np.ndarray
+    bound: np.ndarray
+    _by_col: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def at(self, d: Delta) -> tuple[np.ndarray, np.ndarray]:
+        """∇L and the bound at the places `d` changes, shaped like its changes (k, …)."""
+        if d.kind is Kind.ELEM:
+            where = tuple(d.at.T)
+            return self.grad[where], self.bound[where]
+        if d.kind is Kind.ROW:
+            return self.grad[d.at], self.bound[d.at]
+        if d.kind is Kind.COL:  # gathered from a copy with the columns first: whole rows
+            if self._by_col is None:
+                self._by_col = (np.ascontiguousarray(np.swapaxes(self.grad, 0, 1)),
+                                np.ascontiguousarray(np.swapaxes(self.bound, 0, 1)))
+            return self._by_col[0][d.at], self._by_col[1][d.at]
+        return self.grad[None], self.bound[None]
+
+
+def linear_change(v, base: np.ndarray, cut: CutGradient) -> tuple[np.ndarray, np.ndarray]:
     """i·⟨∇L, Im change⟩ per copy for a node's change `v` under a complex step (a Delta, Ray, Span
     or dense copies of a node whose plain value is `base`; the step reads only the imaginary
-    part), and its error (Σ (|Im change|·bound)²)^½. `packed` = ∇L + i·bound, (1, *shape): one
-    gather serves both. The terms' errors are roundings of independent sums: they add in
-    quadrature, as rounding errors do (a sum of |terms| would compound with every cut on the
-    way, ~4× per layer of a deep network, far beyond any error the numbers show)."""
+    part), and its error (Σ (|Im change|·bound)²)^½. The terms' errors are roundings of
+    independent sums: they add in quadrature, as rounding errors do (a sum of |terms| would
+    compound with every cut on the way, ~4× per layer of a deep network, far beyond any error
+    the numbers show)."""
     if isinstance(v, (Ray, Span)):
         v = v.materialize()
+    if isinstance(v, Delta) and v.rows is not None and v.factor is not None and not np.iscomplexobj(v.rows):
+        # rows real times factor f: Im change = rows · Im f, and Im f comes out of both sums
+        grad, bound = cut.at(v)
+        rows, step = v.rows, np.imag(v.factor)
+        spread = rows * bound
+        return (1j * step * np.einsum("kn,kn->k", rows, grad),
+                np.abs(step) * np.sqrt(np.einsum("kn,kn->k", spread, spread)))
     if isinstance(v, Delta):
-        moved, at = np.imag(v.vals), v.gather(packed)
+        moved, (grad, bound) = np.imag(v.vals), cut.at(v)
     else:
-        moved, at = np.imag(v - base), np.broadcast_to(packed, v.shape)
+        moved, grad, bound = np.imag(v - base), cut.grad[None], cut.bound[None]
     k = moved.shape[0]
-    moved, at = moved.reshape(k, -1), at.reshape(k, -1)
-    spread = moved * at.imag
-    return 1j * np.einsum("kn,kn->k", moved, at.real), np.sqrt(np.einsum("kn,kn->k", spread, spread))
+    moved = moved.reshape(k, -1)
+    grad, bound = (np.broadcast_to(a, (k,) + a.shape[1:]).reshape(k, -1) for a in (grad, bound))
+    spread = moved * bound
+    return 1j * np.einsum("kn,kn->k", moved, grad), np.sqrt(np.einsum("kn,kn->k", spread, spread))
 
 
 def _nbytes(v) -> int:
     if isinstance(v, Ray):
-        return v.d.vals.nbytes
+        return v.d.nbytes
     if isinstance(v, Span):
         return v.nbytes
-    return v.vals.nbytes if isinstance(v, Delta) else getattr(v, "nbytes", 0)
+    return v.nbytes if isinstance(v, Delta) else getattr(v, "nbytes", 0)
 
 
 def as_dense(v, base: np.ndarray) -> np.ndarray:

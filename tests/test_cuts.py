@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradverify import api, checker, config, numeric
+from gradverify import api, checker, config, graph, numeric
+from gradverify.delta import Delta, Kind
+from gradverify.graph import CutGradient
 from gradverify.numeric import cuts as cuts_mod
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -49,10 +51,10 @@ def test_the_estimate_reads_the_cuts_gradient():
     numeric.estimate(g, values, "l3_lin", cuts=cut)  # known now: b3's copies stop there
     before = numeric.estimate(g, values, "b3", cuts=cut)
     assert "l3_lin" in cut.beyond("b3")
-    packed = cut._grads["l3_lin"]  # ∇L + i·(its error bar)
+    known = cut._grads["l3_lin"]  # ∇L and its error bar
     rows = values["l3_lin"].shape[1]
     assert rows == 8
-    cut._grads = {"l3_lin": packed + 1.0 + 1e-3j}
+    cut._grads = {"l3_lin": CutGradient(known.grad + 1.0, known.bound + 1e-3)}
     after = numeric.estimate(g, values, "b3", indices=np.arange(4), cuts=cut)
     np.testing.assert_allclose(after.numeric - before.numeric, rows, rtol=1e-12)
     assert np.all(after.error >= np.sqrt(rows) * 1e-3) and np.all(after.error < 1.01 * np.sqrt(rows) * 1e-3 + 1e-12)
@@ -416,3 +418,38 @@ def test_a_tie_among_thousands_of_entries_is_seen_by_the_mirror(tmp_path, monkey
     assert report.exit_code == without.exit_code == 1
     assert report.node("x").statuses.tolist() == without.node("x").statuses.tolist()
     assert (report.node("x").statuses == "fail").sum() == 2
+
+
+def _changes(rng, shape):
+    """Every kind of change of k = 4 copies of a node of `shape` (2-D: all; 3-D: elements,
+    channels (COL), everything), as (name, change, its dense copies' differences)."""
+    k, base = 4, np.zeros((1, *shape))
+    step = 1e-20j * rng.normal(size=k)
+    out = [("elem", Delta.elem(np.stack([rng.integers(0, s, k) for s in shape], axis=1), step, shape))]
+    cols = 1e-20j * rng.normal(size=(k, shape[0], *shape[2:]))
+    out.append(("col", Delta.col(rng.integers(0, shape[1], k), cols, shape)))
+    out.append(("full", Delta.full(1e-20j * rng.normal(size=(k, *shape)), shape)))
+    if len(shape) == 2:
+        out.append(("row", Delta.row(rng.integers(0, shape[0], k), 1e-20j * rng.normal(size=(k, shape[1])), shape)))
+        out.append(("scaled row", Delta.scaled(Kind.ROW, rng.integers(0, shape[0], k),
+                                                     rng.normal(size=(k, shape[1])), step, shape)))
+        out.append(("scaled col", Delta.scaled(Kind.COL, rng.integers(0, shape[1], k),
+                                                     rng.normal(size=(k, shape[0])), step, shape)))
+    return [(name, d, d.dense(base)) for name, d in out]
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 2)])
+def test_a_cut_adds_the_dot_of_its_gradient_with_the_change_for_every_kind_of_change(shape, rng):
+    """graph.linear_change against the sums written out over the dense copies: i·Σ ∇L·Im Δ, and
+    (Σ (Im Δ·bound)²)^½, for each kind of change (gathered rows, columns, elements, everything,
+    and a matmul's scaled rows, whose factor comes out of the sums) and for dense copies."""
+    cut = CutGradient(rng.normal(size=shape), np.abs(rng.normal(size=shape)))
+    changes = _changes(rng, shape)
+    changes.append(("dense", changes[-1][2] + 1.0, changes[-1][2]))  # copies around a base of 1
+    for name, change, moved in changes:
+        total, error = graph.linear_change(change, np.ones((1, *shape)), cut)
+        im = moved.imag.reshape(len(moved), -1)
+        want = [1j * sum(float(a) * float(g) for a, g in zip(row, cut.grad.ravel())) for row in im]
+        bar = [np.sqrt(sum((float(a) * float(b)) ** 2 for a, b in zip(row, cut.bound.ravel()))) for row in im]
+        np.testing.assert_allclose(total, want, rtol=1e-13, atol=0, err_msg=name)
+        np.testing.assert_allclose(error, bar, rtol=1e-13, atol=0, err_msg=name)

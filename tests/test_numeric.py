@@ -52,13 +52,15 @@ def _smooth_dw2_extended():
 
 def test_complex_step_against_extended_precision():
     """The complex step's estimate of w2 (copies stopping at the cuts beyond it) against the
-    extended-precision closed form: within 5e-13 relative at every element above 1e-8 of the
-    largest, closer than the float64 backward gets at its worst element."""
+    extended-precision closed form: within 1e-12 relative at every element above 1e-8 of the
+    largest (an element 1e-5 of the largest is a sum whose terms cancel: its rounding, ~1e-16 of
+    the terms, is ~1e-12 of it; the float64 backward's worst element is off by 1e-12 too), and
+    within its own error bar everywhere."""
     truth = _smooth_dw2_extended()
     node = checker.run(config.load(SMOOTH), Settings(nodes=("w2",))).node("w2")
     keep = np.abs(truth) > 1e-8 * np.abs(truth).max()
     rel = np.abs(node.numeric.astype(np.longdouble) - truth)[keep] / np.abs(truth)[keep]
-    assert float(rel.max()) <= 5e-13
+    assert float(rel.max()) <= 1e-12
     assert np.all(np.abs(node.numeric - truth.astype(np.float64)) <= node.error + 1e-15 * np.abs(truth).max())
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..delta import Delta
-from ..graph import Graph
+from ..graph import CutGradient, Graph
 from .methods import EPS, METHODS
 from .prober import UNDERFLOW_BELOW, underflow_risk
 
@@ -75,7 +75,7 @@ class Cuts:
         self.graph, self.values, self.trusted = graph, values, trusted
         self._eligible: dict[str, bool] = {}
         self._full: dict[str, Estimate] = {}  # full complex-step estimates of eligible nodes
-        self._grads: dict[str, np.ndarray] = {}  # name -> ∇L + i·(its error bar + 4ε|∇L|)
+        self._grads: dict[str, CutGradient] = {}  # ∇L, and its error bar + 4ε|∇L|
 
     def serves(self, graph: Graph, values: dict) -> bool:
         return graph is self.graph and values is self.values
@@ -146,7 +146,8 @@ class Cuts:
             if not self.superposes(name, grad, err):
                 return
             # the dot's own rounding: 4ε per term, on top of the estimate's error bar
-            self._grads[name] = (grad + 1j * (err + 4 * EPS * np.abs(grad))).reshape(self.values[name].shape)
+            shape = self.values[name].shape[1:]
+            self._grads[name] = CutGradient(grad.reshape(shape), (err + 4 * EPS * np.abs(grad)).reshape(shape))
 
     def superposes(self, name: str, grad: np.ndarray, err: np.ndarray) -> bool:
         """Is the loss beyond `name` linear in its change, as a cut assumes? One complex step
@@ -180,9 +181,9 @@ class Cuts:
                        kink=est.kink[sel], left=est.left[sel], right=est.right[sel],
                        crossings=None if est.crossings is None else est.crossings[sel])
 
-    def beyond(self, name: str) -> dict[str, np.ndarray]:
-        """The cuts downstream of `name`: {node: ∇L + i·bound}, each (1, *shape) complex, where
-        bound = the estimate's error bar + 4ε·|∇L| (the rounding of the dot product)."""
+    def beyond(self, name: str) -> dict[str, CutGradient]:
+        """The cuts downstream of `name`: {node: its ∇L and bound}, where bound = the
+        estimate's error bar + 4ε·|∇L| (the rounding of the dot product)."""
         return {c: self._grads[c] for c in self.graph.downstream(name) if c in self._grads}
 
 

@@ -10,6 +10,7 @@ derivatives instead of one derivative.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ MAX_CHUNK = 8192
 CACHE_BYTES = 16 * 2**20
 #: chunks smaller than this many elements in all are not worth a second thread
 THREADED_FROM = 256
+#: a node whose remaining chunks would take less than this (seconds, at its first chunk's pace)
+#: stays on one thread: starting threads and handing the GIL between them cost more than they
+#: save (measured: a 64×128→256→10 check 20% slower on two threads than on one)
+SERIAL_BELOW = 0.02
 #: nodes upstream of a user's op with fewer elements than this stay in this process under --jobs
 #: (starting the workers and pickling the graph cost more than they save: measured 0.3-0.7 s
 #: on a 20-element zoo check)
@@ -371,6 +376,13 @@ def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, 
     if progress is not None and n:
         progress(done, n)
     k = next_chunk(prober, m.evals, first, budget)
+    if workers > 1 and n - done > 2 * k:  # one full chunk here, timed: is the rest worth threads?
+        start = time.perf_counter()
+        done = run(done, k)
+        if progress is not None:
+            progress(done, n)
+        if (time.perf_counter() - start) / k * (n - done) < SERIAL_BELOW:
+            workers = 1  # quicker than starting threads and handing the GIL between them
     map_chunks(run, range(done, n, k), k, workers, n, progress)
     return numeric, error, crossings, left, right, gap, gap_error
 

@@ -56,14 +56,3 @@ def cmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out.real = real
     out.imag = imag
     return out
-
-
-def cscale(rows: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """rows (k, m) real times vals (k,), one factor per row. A complex step's change has a real
-    part of 0: then only the imaginary part is multiplied (one real product per entry, not
-    numpy's complex cast and complex product); the same values otherwise."""
-    if np.iscomplexobj(vals) and not np.iscomplexobj(rows) and not vals.real.any():
-        out = np.zeros(rows.shape, dtype=np.result_type(rows, vals))
-        np.multiply(rows, vals.imag[:, None], out=out.imag)
-        return out
-    return rows * vals[:, None]
