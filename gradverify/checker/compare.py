@@ -17,6 +17,10 @@ import numpy as np
 
 from ..numeric import Estimate
 
+#: the element statuses, and their codes while they are being decided
+STATUSES = np.array(["pass", "kink", "floor", "fail", "nonfinite"], dtype="<U9")
+PASS, KINK, FLOOR, FAIL, NONFINITE = range(len(STATUSES))
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -52,10 +56,13 @@ def compare(analytic: np.ndarray, est: Estimate, tolerance: tuple[float, float],
     # an infinite error bar (float64 lost the digits on the way) resolves nothing at all
     untrusted = np.isinf(est.error) & ~est.kink
     floor = ((scale <= atol + est.error) & (scale > 0) & ~est.kink) | untrusted
-    statuses = np.where(ok, np.where(est.kink, "kink", np.where(floor, "floor", "pass")), "fail")
-    statuses = np.where(np.isfinite(a) | untrusted, statuses, "fail")
-    statuses = np.where(untrusted, "floor", statuses)
-    statuses = np.where(np.isfinite(n) | est.kink, statuses, "nonfinite")
-    abs_err = np.where(statuses == "nonfinite", np.nan, abs_err)
-    rel_err = np.where(statuses == "nonfinite", np.nan, rel_err)
-    return Comparison(abs_err, rel_err, statuses.astype("<U9"), undecided)
+    # codes into STATUSES, the later rules overriding the earlier (strings only at the end: numpy's
+    # string arrays are slow to select among)
+    code = np.where(ok, np.where(est.kink, KINK, np.where(floor, FLOOR, PASS)), FAIL)
+    code[~(np.isfinite(a) | untrusted)] = FAIL
+    code[untrusted] = FLOOR
+    nonfinite = ~(np.isfinite(n) | est.kink)
+    code[nonfinite] = NONFINITE
+    abs_err = np.where(nonfinite, np.nan, abs_err)
+    rel_err = np.where(nonfinite, np.nan, rel_err)
+    return Comparison(abs_err, rel_err, STATUSES[code], undecided)

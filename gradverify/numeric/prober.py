@@ -12,6 +12,8 @@ part 0) and the element moves it (imaginary part non-zero).
 from __future__ import annotations
 
 import threading
+import weakref
+from functools import partial
 
 import numpy as np
 
@@ -48,11 +50,30 @@ UNDERFLOW_BELOW = 1e-280
 def underflow_risk(values: dict, names: list[str], below: float = UNDERFLOW_BELOW) -> bool:
     """Does the plain pass hold a value tiny enough (0 < |v| < below), at one of these nodes, for
     a complex step's imaginary part through it to underflow?"""
-    for n in names:
-        a = np.abs(values[n])
-        if a.size and bool(np.any((a > 0) & (a < below))):
-            return True
-    return False
+    return any(_tiniest(values[n]) < below for n in names)
+
+
+#: each plain value's smallest nonzero magnitude, found once: every node's probe asks about all
+#: the nodes downstream of it (the plain pass is never written to). Keyed by the array's id,
+#: with a weak reference that tells a live array from a new one at a reused id
+_TINIEST: dict[int, tuple[weakref.ref, float]] = {}
+
+
+def _tiniest(value: np.ndarray) -> float:
+    kept = _TINIEST.get(id(value))
+    if kept is not None and kept[0]() is value:
+        return kept[1]
+    a = np.abs(value)
+    tiniest = float(a[a > 0].min(initial=np.inf)) if a.size else np.inf
+    try:
+        _TINIEST[id(value)] = (weakref.ref(value, partial(_forget, id(value))), tiniest)
+    except TypeError:  # not an array (a scalar): nothing to keep
+        pass
+    return tiniest
+
+
+def _forget(key: int, _: weakref.ref) -> None:
+    _TINIEST.pop(key, None)
 
 
 #: below float64's smallest normal number, values have lost digits: a derivative through them
