@@ -420,6 +420,47 @@ def test_a_tie_among_thousands_of_entries_is_seen_by_the_mirror(tmp_path, monkey
     assert (report.node("x").statuses == "fail").sum() == 2
 
 
+_PAIR_MAX = '''import numpy as np
+
+
+def pairmax_forward(x):
+    """out[:, j] = max(x[:, j], x[:, j + m]), m half the columns; numpy compares complex numbers"""
+    m = x.shape[1] // 2
+    return np.maximum(x[:, :m], x[:, m:]), (x[:, :m], x[:, m:])
+
+
+def pairmax_backward(dout, cache):
+    """the tie bug: both tied entries get the whole gradient"""
+    a, b = cache
+    return np.concatenate([dout * (a >= b), dout * (b >= a)], axis=1)
+'''
+
+
+def test_the_mirror_steps_back_at_tiny_entries_too(tmp_path, monkeypatch):
+    """A review's repro: n = x·w ties n[0] and n[4] at 1e-13 (x[0, 0] moves both alike), your
+    pair max double-counts ties, and the loss weighs that pair 1e-13 of the others, below what
+    two random directions can see. The complex step gives entries below 1e-12 a step of their
+    own size; the mirror's -h must stay -h there (it was +h: the mirror compared +h with +h and
+    n became a cut, and x's wrong element passed). dL/dx[0, 0] = 1e3·1e-13 (the loss is smooth
+    along x[0, 0]: both entries move together); the backward says twice that."""
+    (tmp_path / "ops.py").write_text(_PAIR_MAX)
+    f = tmp_path / "tie.yaml"
+    f.write_text("values:\n  x: [[1.0, 1.0]]\n"
+                 "  w: [[1.0e-13, 0, 0, 0, 1.0e-13, 0, 0, 0], [0, 0.5, 0.7, 0.9, 0, 0.25, 0.35, 0.45]]\n"
+                 "graph:\n  - {name: n, op: matmul, inputs: [x, w]}\n"
+                 "  - {name: p, op: ops.py:pairmax, inputs: [n]}\n"
+                 "  - {name: loss, op: weighted_sum, inputs: [p], attrs: {weights: [[1.0e3, 1.0e16, 1.0e16, 1.0e16]]}}\n"
+                 "loss: loss\n")
+    run = checker.prepare(config.load(f))
+    report = checker.run_prepared(run)
+    assert "n" not in run.cuts._grads
+    x = report.node("x")
+    assert x.analytic[0] == pytest.approx(2e-10, rel=1e-12)
+    assert x.numeric[0] == pytest.approx(1e-10, rel=1e-6) and x.statuses[0] == "fail"
+    monkeypatch.setattr(cuts_mod, "ENABLED", False)
+    assert api.check(str(f)).exit_code == report.exit_code == 1
+
+
 def _changes(rng, shape):
     """Every kind of change of k = 4 copies of a node of `shape` (2-D: all; 3-D: elements,
     channels (COL), everything), as (name, change, its dense copies' differences)."""

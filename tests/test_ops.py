@@ -326,3 +326,27 @@ def test_cscale_is_numpys_product(vals_dtype, pure_imaginary, rng):
     got, want = cscale(rows, vals), rows * vals[:, None]
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_stable_exp_alone_carries_its_row_max_in_its_gradient(rng):
+    """e^(x - max x) on its own (not normalized by a softmax after it) depends on the max: its
+    backward and its complex step both take that in, against central differences of the same
+    function written out in numpy here."""
+    op = ops.Exp(stable=True)
+    x, g = rng.normal(size=(1, 3, 4)), rng.normal(size=(1, 3, 4))
+
+    def f(z):
+        return float(np.sum(g * np.exp(z - z.max(axis=-1, keepdims=True))))
+
+    central = np.zeros(x.size)
+    cstep = np.zeros(x.size)
+    for k in range(x.size):
+        e = np.zeros(x.size)
+        e[k] = 1e-6
+        central[k] = (f(x + e.reshape(x.shape)) - f(x - e.reshape(x.shape))) / 2e-6
+        cstep[k] = np.sum(g * op.forward(x + 1e-20j * e.reshape(x.shape) / 1e-6)).imag / 1e-20
+    (analytic,) = op.backward(g, op.forward(x), x)
+    np.testing.assert_allclose(analytic.reshape(-1), central, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(cstep, central, rtol=1e-7, atol=1e-9)
+    top = x.argmax(axis=-1)
+    assert np.all(np.abs(central.reshape(x.shape)[0, np.arange(3), top[0]]) > 1e-3)  # the max's own term

@@ -114,7 +114,7 @@ def complex_step(prober: Prober, idx, x, scale, rel_step, loss):
     Each extra estimate adds twice its difference from D(h): it is not exact either."""
     h = rel_step * scale
     tiny = (x != 0) & (np.abs(x) < 1e-12)
-    h = np.where(tiny, np.maximum(1e-8 * np.abs(x), 1e-307), h)
+    h = np.where(tiny, np.copysign(np.maximum(1e-8 * np.abs(x), 1e-307), rel_step), h)  # -h stays -h
     steps = [h]
     if rel_step >= COMPLEX_EXACT_BELOW:
         steps.append(2 * h)

@@ -100,7 +100,7 @@ class Prober:
         #: numbers (estimate.kink_gap), so the last run's loss changes are kept for reuse
         self.opaque = any(graph.nodes[n].fn.opaque for n in path[1:] if graph.nodes[n].op is not None)
         self._last = threading.local()  # per thread: chunks of one node run on several
-        #: the cuts beyond this node (numeric/cuts.py), {node: ∇L + i·bound}, set by estimate
+        #: the cuts beyond this node (numeric/cuts.py), {node: CutGradient}, set by estimate
         #: where a complex step may stop at them; run_linear uses them
         self.cuts: dict | None = None
 
@@ -158,10 +158,19 @@ def node_method(graph: Graph, name: str, method: str, trusted: frozenset = froze
     return "complex" if safe else "central"
 
 
+#: the relative step of the differences along a probe's direction: small, for its one-sided
+#: differences to tell a kink (they differ by its jump, at any step) from curvature (by the step
+#: times the second derivative)
+PROBE_STEP = 1e-7
+
+
 def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> bool:
     """Does op node `name` (a custom op) carry a complex step correctly? Its VJP against a random
-    cotangent is estimated both ways on the `elements` most sensitive entries of each input; code
-    that drops the imaginary part (float(), .astype(float), np.real) makes them disagree."""
+    cotangent is estimated both ways on the `elements` most sensitive entries of each input, and
+    along a random direction through all the others (code whose branch for small entries drops
+    the imaginary part: x·|x| by np.abs); code that drops it (float(), .astype(float), np.real)
+    makes them disagree. A direction along which the forward is not smooth (a kink one-sided
+    differences see) decides nothing."""
     node = graph.nodes[name]
     xs = [values[i] for i in node.inputs]
     rng = np.random.default_rng(0)
@@ -172,26 +181,41 @@ def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> b
             for slot, x in enumerate(xs):
                 flat = x.reshape(-1)
                 picks = np.argsort(-np.abs(flat))[:elements] if flat.size > elements else np.arange(flat.size)
-                if not all(_agrees(node.op, xs, slot, int(e), cot) for e in picks):
+                for e in picks:
+                    v = np.zeros(flat.size)
+                    v[e] = 1.0
+                    if _agrees(node.op, xs, slot, v, cot, out) is False:
+                        return False
+                rest = rng.normal(size=flat.size)
+                rest[picks] = 0.0
+                if rest.any() and _agrees(node.op, xs, slot, rest, cot, out) is False:
                     return False
     except Exception:  # the user's code cannot take complex input at all
         return False
     return True
 
 
-def _agrees(op, xs: list, slot: int, e: int, cot: np.ndarray) -> bool:
-    """d/dx_e Σ op(xs)·cot by the complex step and by central differences: do they agree?"""
+def _agrees(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndarray) -> bool | None:
+    """The derivative of Σ op(xs)·cot along v (flat, in input `slot`) by the complex step and by
+    central differences: do they agree? None where the forward is not smooth along v (its one-
+    sided differences, against the plain output `out`, differ by more than 1e-3 of it: a kink)."""
     flat = xs[slot].reshape(-1)
 
     def f(step, complex_=False):
-        z = flat.astype(np.complex128 if complex_ else np.float64).copy()
-        z[e] += step
+        z = flat.astype(np.complex128 if complex_ else np.float64) + step * v
         args = list(xs)
         args[slot] = z.reshape(xs[slot].shape)
         return np.sum(op.forward(*args) * cot)
 
-    scale = max(abs(float(flat[e].real)), 1.0)
-    h = METHODS["central"].step * scale
-    central = (f(h) - f(-h)) / (2 * h)
+    scale = max(float(np.abs(flat[v != 0].real).max()), 1.0)
+    along = np.count_nonzero(v) > 1
+    h = (PROBE_STEP if along else METHODS["central"].step) * scale
+    ahead, behind = f(h), f(-h)
+    central = (ahead - behind) / (2 * h)
+    tol = 1e-5 * max(abs(central), 1e-3)
+    if along:  # a kink crossed shifts central differences by half its jump, which the
+        plain = float(np.sum(np.real(out) * cot))  # one-sided ones show whole
+        if abs((ahead - plain) - (plain - behind)) / h > tol:
+            return None
     cstep = np.imag(f(1e-20j * scale, complex_=True)) / (1e-20 * scale)
-    return bool(np.isfinite(cstep) and abs(cstep - central) <= 1e-5 * max(abs(central), 1e-3))
+    return bool(np.isfinite(cstep) and abs(cstep - central) <= tol)

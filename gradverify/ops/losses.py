@@ -24,14 +24,23 @@ class Exp(Op):
         self.structure = Structure.ROWWISE if self.stable else Structure.ELEMENTWISE
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return cexp(x, x.real.max(axis=-1, keepdims=True) if self.stable else None)
+        if not self.stable:
+            return cexp(x)
+        # the row's max m is the entry at its largest real part, imaginary part and all: a
+        # complex step moving that entry moves m too, as moving it moves the real max
+        top = np.take_along_axis(x, x.real.argmax(axis=-1)[..., None], axis=-1)
+        return cexp(x, top)
 
     def backward(self, g: np.ndarray, out: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        # d e^x = e^x dx.
-        # NOTE: with `stable` the row max is treated as a constant. Every consumer of this node in
-        # softmax cross-entropy is invariant to scaling a row of exps, so the max's own derivative
-        # (and its kink where two logits tie) contributes exactly nothing to the loss's gradient.
-        return (g * out,)
+        # d e^x = e^x dx.  With `stable`, d e^(x - m) = e^(x - m) (dx - dm), m = x[a] at the row's
+        # argmax a:  dx = g·out, less Σ_j g_j·out_j at a. (After a softmax's normalization that
+        # sum is 0, the loss being invariant to scaling a row of exps; alone it is not.)
+        dx = g * out
+        if self.stable:
+            top = np.broadcast_to(x.real.argmax(axis=-1)[..., None], dx.shape[:-1] + (1,))
+            moved = np.take_along_axis(dx, top, axis=-1) - dx.sum(axis=-1, keepdims=True)
+            np.put_along_axis(dx, top, moved, axis=-1)
+        return (dx,)
 
     @property
     def label(self) -> str:
