@@ -64,45 +64,54 @@ class Delta:
     """k copies of a node of core shape `shape`, as their differences from the plain value.
     Build one with `Delta.elem`, `.row`, `.col` or `.full` (or `elements` from flat indices).
 
-    A change made of real rows times one factor per copy (a matmul's change from one element of
-    an input: a row or column of the other, times the step) may be kept as that product
-    (`Delta.scaled`): `vals` is then made when first read, and a cut (graph.linear_change) reads
-    the rows and factors without making it."""
+    A change made of rows of one matrix times one factor per copy (a matmul's change from one
+    element of an input: a row or column of the other, times the step) may be kept as that
+    product (`Delta.scaled`): `vals` is then made when first read, and a cut
+    (graph.linear_change) reads the rows, picks and factors without making it."""
 
-    __slots__ = ("kind", "index", "shape", "_vals", "rows", "factor")
+    __slots__ = ("kind", "index", "shape", "_vals", "source", "pick", "factor")
 
     def __init__(self, kind: Kind | str, index: np.ndarray | None, vals: np.ndarray | None,
                  shape: tuple[int, ...]) -> None:
         self.kind, self.index, self.shape = Kind(kind), index, shape
         self._vals = vals
-        self.rows: np.ndarray | None = None  # real (k, m), with `factor` (k,): vals = rows · factor
+        #: with `pick` (k,) and `factor` (k,): vals[b] = source[pick[b]] · factor[b]
+        self.source: np.ndarray | None = None
+        self.pick: np.ndarray | None = None
         self.factor: np.ndarray | None = None
 
     @classmethod
-    def scaled(cls, kind: Kind, index: np.ndarray, rows: np.ndarray, factor: np.ndarray,
-               shape: tuple[int, ...]) -> Delta:
-        """Copy b changes its slice by rows[b] · factor[b]: rows real (k, m), factor (k,)."""
+    def scaled(cls, kind: Kind, index: np.ndarray, source: np.ndarray, pick: np.ndarray,
+               factor: np.ndarray, shape: tuple[int, ...]) -> Delta:
+        """Copy b changes its slice by source[pick[b]] · factor[b]: source (S, m), factor (k,)."""
         d = cls(kind, index, None, shape)
-        d.rows, d.factor = rows, factor
+        d.source, d.pick, d.factor = source, pick, factor
         return d
+
+    @property
+    def rows(self) -> np.ndarray:
+        """A scaled change's rows, source[pick] (k, m)."""
+        assert self.source is not None and self.pick is not None
+        return self.source[self.pick]
 
     @property
     def vals(self) -> np.ndarray:
         if self._vals is None:
-            assert self.rows is not None and self.factor is not None
+            assert self.factor is not None
             self._vals = scale_rows(self.rows, self.factor)
         return self._vals
 
     @vals.setter
     def vals(self, vals: np.ndarray) -> None:
-        self._vals, self.rows, self.factor = vals, None, None
+        self._vals, self.source, self.pick, self.factor = vals, None, None, None
 
     @property
     def nbytes(self) -> int:
-        """The bytes its changes hold (the rows and factors, until `vals` is made)."""
+        """The bytes its changes hold (a scaled one: as its rows gathered, and its factors)."""
         if self._vals is not None:
             return int(self._vals.nbytes)
-        return int(self.rows.nbytes + self.factor.nbytes)  # type: ignore[union-attr]
+        assert self.source is not None and self.pick is not None and self.factor is not None
+        return int(len(self.pick) * self.source.shape[1] * self.source.itemsize + self.factor.nbytes)
 
     @classmethod
     def elem(cls, index: np.ndarray, vals: np.ndarray, shape: tuple[int, ...]) -> Delta:

@@ -318,14 +318,51 @@ class CutGradient:
         if d.kind is Kind.ELEM:
             where = tuple(d.at.T)
             return self.grad[where], self.bound[where]
-        if d.kind is Kind.ROW:
-            return self.grad[d.at], self.bound[d.at]
-        if d.kind is Kind.COL:  # gathered from a copy with the columns first: whole rows
-            if self._by_col is None:
-                self._by_col = (np.ascontiguousarray(np.swapaxes(self.grad, 0, 1)),
-                                np.ascontiguousarray(np.swapaxes(self.bound, 0, 1)))
-            return self._by_col[0][d.at], self._by_col[1][d.at]
+        if d.kind in (Kind.ROW, Kind.COL):
+            grad, bound = self._slices(d.kind)
+            return grad[d.at], bound[d.at]
         return self.grad[None], self.bound[None]
+
+    def _slices(self, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+        """∇L and the bound as the slices a ROW or COL change indexes, whole rows first."""
+        if kind is Kind.ROW:
+            return self.grad, self.bound
+        if self._by_col is None:  # columns as rows: contiguous gathers
+            self._by_col = (np.ascontiguousarray(np.swapaxes(self.grad, 0, 1)),
+                            np.ascontiguousarray(np.swapaxes(self.bound, 0, 1)))
+        return self._by_col
+
+    def scaled_sums(self, d: Delta) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a scaled change (rows source[pick[b]] in slice at[b]): Σ rows·∇L and
+        Σ (rows·bound)² per copy. A chunk's copies are few picks × few slices (consecutive
+        elements of a weight: one row of it, every column); then every (pick, slice) pair's sums
+        are the entries of one product, source[picks] · ∇L[slices]ᵀ — each entry the very sum
+        the copy's own gathered rows would give, in BLAS's order. None where a row's or the
+        bound's square could overflow (the step, ~1e-20, must come in first)."""
+        assert d.source is not None and d.pick is not None
+        grad, bound = self._slices(d.kind)
+        picks, which_pick = _compact(d.pick, d.source.shape[0])
+        src = d.source[picks]
+        if not max(np.abs(src).max(initial=0.0), bound.max(initial=0.0)) < 1e100:
+            return None
+        slices, which_slice = _compact(d.at, len(grad))
+        if len(picks) * len(slices) > 4 * len(d.pick):
+            rows, g, b = src[which_pick], grad[d.at], bound[d.at]
+            spread = rows * b
+            return np.einsum("kn,kn->k", rows, g), np.einsum("kn,kn->k", spread, spread)
+        g, b = grad[slices], bound[slices]
+        return (src @ g.T)[which_pick, which_slice], ((src * src) @ (b * b).T)[which_pick, which_slice]
+
+
+def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of `ids` (ints below `size`), sorted, and where each id is among them
+    (np.unique's, without its sort)."""
+    seen = np.zeros(size, dtype=bool)
+    seen[ids] = True
+    distinct = np.flatnonzero(seen)
+    where = np.empty(size, dtype=np.intp)
+    where[distinct] = np.arange(len(distinct))
+    return distinct, where[ids]
 
 
 def linear_change(v, base: np.ndarray, cut: CutGradient) -> tuple[np.ndarray, np.ndarray]:
@@ -337,13 +374,11 @@ def linear_change(v, base: np.ndarray, cut: CutGradient) -> tuple[np.ndarray, np
     the numbers show)."""
     if isinstance(v, (Ray, Span)):
         v = v.materialize()
-    if isinstance(v, Delta) and v.rows is not None and v.factor is not None and not np.iscomplexobj(v.rows):
-        # rows real times factor f: Im change = rows · Im f, and Im f comes out of both sums
-        grad, bound = cut.at(v)
-        rows, step = v.rows, np.imag(v.factor)
-        spread = rows * bound
-        return (1j * step * np.einsum("kn,kn->k", rows, grad),
-                np.abs(step) * np.sqrt(np.einsum("kn,kn->k", spread, spread)))
+    if isinstance(v, Delta) and v.source is not None and v.factor is not None and not np.iscomplexobj(v.source):
+        sums = cut.scaled_sums(v)  # rows real times factor f: Im change = rows · Im f, and Im f
+        if sums is not None:  # comes out of both sums
+            step = np.imag(v.factor)
+            return 1j * step * sums[0], np.abs(step) * np.sqrt(sums[1])
     if isinstance(v, Delta):
         moved, (grad, bound) = np.imag(v.vals), cut.at(v)
     else:

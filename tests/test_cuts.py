@@ -472,11 +472,24 @@ def _changes(rng, shape):
     out.append(("full", Delta.full(1e-20j * rng.normal(size=(k, *shape)), shape)))
     if len(shape) == 2:
         out.append(("row", Delta.row(rng.integers(0, shape[0], k), 1e-20j * rng.normal(size=(k, shape[1])), shape)))
-        out.append(("scaled row", Delta.scaled(Kind.ROW, rng.integers(0, shape[0], k),
-                                                     rng.normal(size=(k, shape[1])), step, shape)))
-        out.append(("scaled col", Delta.scaled(Kind.COL, rng.integers(0, shape[1], k),
-                                                     rng.normal(size=(k, shape[0])), step, shape)))
+        out += _scaled(rng, shape)
     return [(name, d, d.dense(base)) for name, d in out]
+
+
+def _scaled(rng, shape):
+    """A matmul's scaled changes of 12 copies: rows of a 12-row source: few picks in few slices
+    (their sums as one product), many picks in every slice (their sums per copy), and a huge
+    source (1e160: its rows' squares overflow, their products with the step, 1e140, do not)."""
+    k, out = 12, []
+    for kind, along, m in ((Kind.ROW, shape[0], shape[1]), (Kind.COL, shape[1], shape[0])):
+        source, step = rng.normal(size=(12, m)), 1e-20j * rng.normal(size=k)
+        out.append((f"scaled {kind}, few", Delta.scaled(kind, rng.integers(0, 2, k), source,
+                                                        rng.integers(0, 3, k), step, shape)))
+        out.append((f"scaled {kind}, many", Delta.scaled(kind, np.arange(k) % along, source,
+                                                         rng.permutation(k), step, shape)))
+        out.append((f"scaled {kind}, huge", Delta.scaled(kind, rng.integers(0, 2, k), 1e160 * source,
+                                                         rng.integers(0, 3, k), step, shape)))
+    return out
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (3, 4, 2)])

@@ -188,18 +188,19 @@ def test_full_change_through_an_elementwise_kink_sees_the_plain_distances_once(r
 @pytest.mark.parametrize("factor", [np.array([2e-20j, -3e-20j, 1e-20j]), np.array([1 + 2e-20j, -0.5, 3j])])
 @pytest.mark.parametrize("kind", [Kind.ROW, Kind.COL])
 def test_a_scaled_change_is_its_rows_times_its_factors(kind, factor, rng):
-    """Delta.scaled keeps a matmul's change as real rows and one factor per copy: its `vals`
-    (made when first read), its dense copies and its bytes are those of rows · factor, by hand."""
-    rows = rng.normal(size=(3, 4))
+    """Delta.scaled keeps a matmul's change as picked rows of a matrix and one factor per copy:
+    its `vals` (made when first read) and dense copies are those of source[pick] · factor, by
+    hand; its bytes, those of the rows gathered and the factors."""
+    source, pick = rng.normal(size=(5, 4)), np.array([3, 0, 3])
     shape = (4, 6) if kind is Kind.COL else (6, 4)
-    d = Delta.scaled(kind, np.array([0, 5, 2]), rows, factor, shape)
-    assert d.nbytes == rows.nbytes + factor.nbytes  # nothing made yet
-    by_hand = np.array([[r * f for r in row] for row, f in zip(rows, factor)])
+    d = Delta.scaled(kind, np.array([0, 5, 2]), source, pick, factor, shape)
+    assert d.nbytes == 3 * 4 * 8 + factor.nbytes
+    by_hand = np.array([[r * f for r in source[p]] for p, f in zip(pick, factor)])
     np.testing.assert_array_equal(d.vals, by_hand)
     assert d.nbytes == d.vals.nbytes
     plain = Delta(kind, d.index, by_hand, shape)
     base = rng.normal(size=(1, *shape))
     np.testing.assert_array_equal(d.dense(base), plain.dense(base))
     d.vals = 2 * by_hand  # set: the rows no longer describe it
-    assert d.rows is None and d.factor is None
+    assert d.source is None and d.factor is None
     np.testing.assert_array_equal(d.vals, 2 * by_hand)

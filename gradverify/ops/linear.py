@@ -34,7 +34,7 @@ class MatMul(Op):
         shape = out.shape[1:]
         if slot == 1:  # w + Δw:  Δout = x Δw
             if d.kind is Kind.ELEM:  # Δw[r, j] = v:  Δout[:, j] = x[:, r] v, a column
-                return Delta.scaled(Kind.COL, d.at[:, 1], x.T[d.at[:, 0]], d.vals, shape)
+                return Delta.scaled(Kind.COL, d.at[:, 1], x.T, d.at[:, 0], d.vals, shape)
             if d.kind is Kind.COL:  # Δw[:, j] = v:  Δout[:, j] = x v
                 return Delta.col(d.at, cmatmul(d.vals, x.T), shape)
             if d.kind is Kind.ROW:  # Δw[r] = v:  Δout = x[:, r] ⊗ v, everything
@@ -42,7 +42,7 @@ class MatMul(Op):
             return Delta.full(cmatmul(x, d.vals), shape)
         # x + Δx:  Δout = Δx w
         if d.kind is Kind.ELEM:  # Δx[i, r] = v:  Δout[i] = v w[r], a row
-            return Delta.scaled(Kind.ROW, d.at[:, 0], w[d.at[:, 1]], d.vals, shape)
+            return Delta.scaled(Kind.ROW, d.at[:, 0], w, d.at[:, 1], d.vals, shape)
         if d.kind is Kind.ROW:  # Δx[i] = v:  Δout[i] = v w
             return Delta.row(d.at, cmatmul(d.vals, w), shape)
         if d.kind is Kind.COL:  # Δx[:, r] = v:  Δout = v ⊗ w[r], everything
