@@ -25,12 +25,19 @@ check keeping pace with its work.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# in process as the `gradverify` command's process runs: BLAS at one thread from before numpy
+# loads (the command's own setting; the Python API only limits it once loaded, and OpenBLAS's
+# idle threads still cost a few ms per check), freed memory kept (main())
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -142,6 +149,7 @@ def main() -> None:
           "limit through cuts (entries ×2 at numpy's row-dot rate) | check / that limit |")
     print("|---|---|---|---|---|---|---|")
     rowdot = rowdot_per_second()
+    gradverify.check(mlp(16, 8, [8], 4))  # the first check in a process loads modules: not timed
     for n, d, h, c in ((64, 128, 256, 10), (128, 784, 512, 10)):
         t, elements, status = median_check(mlp(n, d, [h], c), r)
         limit = 2 * least_macs(n, d, [h], c) / macs_per_second(n, h, c)
