@@ -126,11 +126,14 @@ class Sandbox:
         return importlib.import_module(".".join([*chain, path.stem]))
 
     def close(self) -> None:
-        for name in [n for n, m in list(sys.modules.items()) if self._ours(m)]:
-            sys.modules.pop(name, None)
+        if self.finder.roots:  # no folder of yours added: no module of yours to forget
+            for name in [n for n, m in list(sys.modules.items()) if self._ours(m)]:
+                sys.modules.pop(name, None)
         sys.modules.update(self.stashed)
+        changed = sys.path != self.path
         sys.path[:] = self.path
         if self.finder in sys.meta_path:
             sys.meta_path.remove(self.finder)
         sys.dont_write_bytecode = self.flag
-        importlib.invalidate_caches()
+        if changed or self.finder.roots:
+            importlib.invalidate_caches()

@@ -12,6 +12,7 @@ estimate is NaN or Inf, `nonfinite`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,18 +37,9 @@ def compare(analytic: np.ndarray, est: Estimate, tolerance: tuple[float, float],
             kink_tolerance: tuple[float, float]) -> Comparison:
     """Judge every element of `est` against the analytic gradient."""
     a, n = analytic, est.numeric
-    scale = np.maximum(np.abs(a), np.abs(n))
-    abs_err = np.abs(a - n)
-    # at a kink, the distance from the interval [min(left, right), max(left, right)]
-    lo, hi = np.fmin(est.left, est.right), np.fmax(est.left, est.right)
-    kink_dist = np.maximum(np.maximum(lo - a, a - hi), 0.0)
-    kink_scale = np.maximum(np.abs(a), np.fmax(np.abs(lo), np.abs(hi)))
-    abs_err = np.where(est.kink, kink_dist, abs_err)
-    scale = np.where(est.kink, kink_scale, scale)
+    abs_err, scale, rtol, atol = _errors(a, est, tolerance, kink_tolerance)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel_err = np.where(scale > 0, abs_err / scale, 0.0)
-    rtol = np.where(est.kink, kink_tolerance[0], tolerance[0])
-    atol = np.where(est.kink, kink_tolerance[1], tolerance[1])
     ok = abs_err <= atol + rtol * scale + est.error
     several = est.crossings >= 2 if est.crossings is not None else np.zeros(len(a), bool)
     undecided = est.kink & several & ~ok & np.isfinite(a)
@@ -66,3 +58,20 @@ def compare(analytic: np.ndarray, est: Estimate, tolerance: tuple[float, float],
     abs_err = np.where(nonfinite, np.nan, abs_err)
     rel_err = np.where(nonfinite, np.nan, rel_err)
     return Comparison(abs_err, rel_err, STATUSES[code], undecided)
+
+
+def _errors(a: np.ndarray, est: Estimate, tolerance: tuple[float, float],
+            kink_tolerance: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """Per element: |a − n| and its scale max(|a|, |n|), with the tolerances (rtol, atol); at a
+    kink, the distance from the interval [min(left, right), max(left, right)], its scale, and
+    the kink's tolerances."""
+    n = est.numeric
+    abs_err, scale = np.abs(a - n), np.maximum(np.abs(a), np.abs(n))
+    if not est.kink.any():
+        return abs_err, scale, tolerance[0], tolerance[1]
+    lo, hi = np.fmin(est.left, est.right), np.fmax(est.left, est.right)
+    kink_dist = np.maximum(np.maximum(lo - a, a - hi), 0.0)
+    kink_scale = np.maximum(np.abs(a), np.fmax(np.abs(lo), np.abs(hi)))
+    rtol = np.where(est.kink, kink_tolerance[0], tolerance[0])
+    atol = np.where(est.kink, kink_tolerance[1], tolerance[1])
+    return np.where(est.kink, kink_dist, abs_err), np.where(est.kink, kink_scale, scale), rtol, atol
