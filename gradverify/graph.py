@@ -332,26 +332,42 @@ class CutGradient:
                             np.ascontiguousarray(np.swapaxes(self.bound, 0, 1)))
         return self._by_col
 
-    def scaled_sums(self, d: Delta) -> tuple[np.ndarray, np.ndarray] | None:
-        """For a scaled change (rows source[pick[b]] in slice at[b]): Σ rows·∇L and
-        Σ (rows·bound)² per copy. A chunk's copies are few picks × few slices (consecutive
-        elements of a weight: one row of it, every column); then every (pick, slice) pair's sums
-        are the entries of one product, source[picks] · ∇L[slices]ᵀ — each entry the very sum
-        the copy's own gathered rows would give, in BLAS's order. None where a row's or the
-        bound's square could overflow (the step, ~1e-20, must come in first)."""
+    def scaled_change(self, d: Delta, step: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """linear_change for a scaled change whose Im part is rows·step (rows source[pick[b]],
+        real, in slice at[b]): i·step·Σ rows·∇L and |step|·(Σ (rows·bound)²)^½ per copy. A
+        chunk's copies are few picks × few slices (consecutive elements of a weight: one row of
+        it, every column); then every (pick, slice) pair's sums are the entries of one product,
+        source[picks] · ∇L[slices]ᵀ — each entry the very sum the copy's own gathered rows would
+        give, in BLAS's order. None where those sums could overflow before the step comes in."""
         assert d.source is not None and d.pick is not None
         grad, bound = self._slices(d.kind)
         picks, which_pick = _compact(d.pick, d.source.shape[0])
         src = d.source[picks]
-        if not max(np.abs(src).max(initial=0.0), bound.max(initial=0.0)) < 1e100:
+        if not np.abs(src).max(initial=0.0) * np.abs(grad).max(initial=0.0) < 1e300:
             return None
         slices, which_slice = _compact(d.at, len(grad))
         if len(picks) * len(slices) > 4 * len(d.pick):
-            rows, g, b = src[which_pick], grad[d.at], bound[d.at]
-            spread = rows * b
-            return np.einsum("kn,kn->k", rows, g), np.einsum("kn,kn->k", spread, spread)
+            rows, g = src[which_pick], grad[d.at]
+            return 1j * step * np.einsum("kn,kn->k", rows, g), _norms(rows * bound[d.at], np.abs(step))
         g, b = grad[slices], bound[slices]
-        return (src @ g.T)[which_pick, which_slice], ((src * src) @ (b * b).T)[which_pick, which_slice]
+        # (Σ (rows·bound)²)^½ with each row and bound scaled to a largest entry of 1 first: the
+        # squares neither overflow nor underflow where their sum's root does not
+        top_src, top_b = _largest(src), _largest(b)
+        unit = np.sqrt(np.square(src / top_src[:, None]) @ np.square(b / top_b[:, None]).T)
+        error = unit[which_pick, which_slice] * (np.abs(step) * top_src[which_pick]) * top_b[which_slice]
+        return 1j * step * (src @ g.T)[which_pick, which_slice], error
+
+
+def _largest(rows: np.ndarray) -> np.ndarray:
+    """Each row's largest |entry|, 1 for a row of zeros."""
+    top = np.abs(rows).max(axis=1, initial=0.0)
+    return np.where(top > 0, top, 1.0)
+
+
+def _norms(rows: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """scale · (Σ rows²)^½ per row, each row scaled to a largest entry of 1 first."""
+    top = _largest(rows)
+    return np.sqrt(np.einsum("kn,kn->k", rows / top[:, None], rows / top[:, None])) * (scale * top)
 
 
 def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,10 +391,9 @@ def linear_change(v, base: np.ndarray, cut: CutGradient) -> tuple[np.ndarray, np
     if isinstance(v, (Ray, Span)):
         v = v.materialize()
     if isinstance(v, Delta) and v.source is not None and v.factor is not None and not np.iscomplexobj(v.source):
-        sums = cut.scaled_sums(v)  # rows real times factor f: Im change = rows · Im f, and Im f
-        if sums is not None:  # comes out of both sums
-            step = np.imag(v.factor)
-            return 1j * step * sums[0], np.abs(step) * np.sqrt(sums[1])
+        scaled = cut.scaled_change(v, np.imag(v.factor))  # rows real times factor f: Im change
+        if scaled is not None:  # = rows · Im f, and Im f comes out of both sums
+            return scaled
     if isinstance(v, Delta):
         moved, (grad, bound) = np.imag(v.vals), cut.at(v)
     else:

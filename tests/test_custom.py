@@ -147,6 +147,30 @@ def test_code_dropping_the_imaginary_part_only_for_small_entries_is_seen(tmp_pat
         assert [b.node for b in rep.blame] == ["y"]
 
 
+_EXP32 = ("import numpy as np\n"
+          "def exp_forward(x):\n    out = np.exp(x)\n    return out, {cache}\n"
+          "def exp_backward(dout, cache):\n    return dout * cache\n")
+
+
+@pytest.mark.parametrize("cache, status", [("out", "pass"), ("out.astype(np.float32)", "fail")])
+def test_a_few_large_outputs_do_not_drown_the_probes_direction(tmp_path, cache, status):
+    """A review's repro: e^x of your own, three logits near 25 (e^25 ~ 7e10) and the rest ~1. The
+    probe's direction moves only the others: summed with the large outputs, its differences were
+    rounding noise, the probe failed, and x was checked by central differences, whose 1e-6
+    tolerance let a cache kept in float32 (1e-8 wrong) pass. The differences are now taken entry
+    by entry: the complex step is used, the right backward passes and the float32 cache fails."""
+    (tmp_path / "mine.py").write_text(_EXP32.format(cache=cache))
+    f = tmp_path / "net.yaml"
+    f.write_text("values:\n  x: [[25.0, 0.2428, -1.6563, 0.6561, 1.1435], [-0.4526, 0.4305, 0.2509, -0.3944, -0.8624],"
+                 " [-2.0326, 1.4104, -0.0476, 24.0, 0.8262], [0.2778, 23.0, 1.3925, -0.5063, 1.5699]]\n"
+                 "inputs: [x]\ngraph:\n  - {name: y, op: mine.py:exp, inputs: [x]}\nloss: y\n")
+    rep = checker.run(config.load(f))
+    x = rep.node("x")
+    assert x.method == "complex" and rep.status == status
+    if status == "pass":
+        assert x.max_rel_error < 1e-13  # the complex step's precision, not central differences'
+
+
 def test_graph_form_reproduces_layers_form():
     layers = checker.run(config.load(ROOT / "configs" / "seed.yaml"))
     graph = checker.run(config.load(ROOT / "configs" / "seed_graph.yaml"))

@@ -376,7 +376,7 @@ def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, 
     if progress is not None and n:
         progress(done, n)
     k = next_chunk(prober, m.evals, first, budget)
-    if workers > 1 and n - done > 2 * k:  # one full chunk here, timed: is the rest worth threads?
+    if workers > 1 and n - done > k:  # one full chunk here, timed: is the rest worth threads?
         start = time.perf_counter()
         done = run(done, k)
         if progress is not None:
