@@ -198,9 +198,11 @@ def _separable(new: np.ndarray, plain: np.ndarray, moved: np.ndarray) -> bool:
     if not np.array_equal(by_slice[~moved], np.broadcast_to(base, by_slice.shape)[~moved]):
         return False
     half = len(moved) // 2
+    slices = np.arange(moved.shape[1])
     for way in (slice(0, half), slice(half, None)):
-        for j in range(moved.shape[1]):
-            outs = by_slice[way][moved[way, j], j]
-            if not all(np.array_equal(outs[0], o) for o in outs[1:]):
-                return False
+        outs, moves = by_slice[way], moved[way]  # (calls, L, N, …), (calls, L)
+        first = outs[np.argmax(moves, axis=0), slices]  # each slice in the first call moving it
+        same = (outs == first[None]).reshape(outs.shape[:2] + (-1,)).all(axis=2)
+        if not np.all(same | ~moves):
+            return False
     return True
