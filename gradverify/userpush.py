@@ -200,9 +200,10 @@ def _separable(new: np.ndarray, plain: np.ndarray, moved: np.ndarray) -> bool:
     half = len(moved) // 2
     slices = np.arange(moved.shape[1])
     for way in (slice(0, half), slice(half, None)):
-        outs, moves = by_slice[way], moved[way]  # (calls, L, N, …), (calls, L)
-        first = outs[np.argmax(moves, axis=0), slices]  # each slice in the first call moving it
-        same = (outs == first[None]).reshape(outs.shape[:2] + (-1,)).all(axis=2)
+        outs, moves = by_slice[way], moved[way].copy()  # (calls, L, N, …), (calls, L)
+        first = np.argmax(moves, axis=0)  # each slice against the first call moving it
+        moves[first, slices] = False  # (not against itself: a NaN is unequal even to itself)
+        same = (outs == outs[first, slices][None]).reshape(outs.shape[:2] + (-1,)).all(axis=2)
         if not np.all(same | ~moves):
             return False
     return True

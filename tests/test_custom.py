@@ -171,6 +171,30 @@ def test_a_few_large_outputs_do_not_drown_the_probes_direction(tmp_path, cache, 
         assert x.max_rel_error < 1e-13  # the complex step's precision, not central differences'
 
 
+_OFFSET = ("import numpy as np\n"
+           "def off_forward(x):\n    return x + 3e4 * np.triu(np.ones(x.shape), 1), None\n"
+           "def off_backward(dout, cache):\n    return {grad}\n")
+
+
+@pytest.mark.parametrize("grad, status", [("dout", "pass"), ("dout.astype(np.float32)", "fail")])
+def test_the_outputs_own_rounding_decides_nothing_in_the_probe(tmp_path, grad, status):
+    """A review's repro: 3e4 added to the upper triangle of x (5×5). Along the probe's direction,
+    at its small step, the rounding of x + 3e4 (ulp 3.6e-12 against a move of 1e-7) made the two
+    estimates miss by 2e-5 of the derivative: the probe called your op not complex-safe, x went
+    to central differences, and a gradient cast to float32 passed. A miss within the outputs'
+    own rounding now decides nothing: the complex step is used, and the cast fails."""
+    (tmp_path / "mine.py").write_text(_OFFSET.format(grad=grad))
+    x = [[0.18905338179353307, -0.1568245324442242, -0.12391906301756803, -0.7324402147919566, 0.5399122148162706],
+         [1.1441658720372287, -0.32542283686782436, 0.23214197601829842, 0.08436320093929477, -0.1661468509272157],
+         [0.9775674511260357, -0.31055654665915255, -0.3288239040579627, -0.23764402660766945, 0.13648742137225664],
+         [-0.09919805171738795, 0.5452887139646817, -0.6071856998706371, 0.12682784711186987, -0.2676822130289371],
+         [0.8414649723701431, 0.18803508698068597, 0.33057100813532614, 0.41050391297026284, -1.0107575001533344]]
+    f = tmp_path / "net.yaml"
+    f.write_text(f"values:\n  x: {x}\ninputs: [x]\ngraph:\n  - {{name: y, op: mine.py:off, inputs: [x]}}\nloss: y\n")
+    rep = checker.run(config.load(f))
+    assert rep.node("x").method == "complex" and rep.status == status
+
+
 def test_graph_form_reproduces_layers_form():
     layers = checker.run(config.load(ROOT / "configs" / "seed.yaml"))
     graph = checker.run(config.load(ROOT / "configs" / "seed_graph.yaml"))
