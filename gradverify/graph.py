@@ -313,6 +313,9 @@ class CutGradient:
     bound: np.ndarray
     _by_col: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self.top = float(np.abs(self.grad).max(initial=0.0))  # its largest |entry|
+
     def at(self, d: Delta) -> tuple[np.ndarray, np.ndarray]:
         """∇L and the bound at the places `d` changes, shaped like its changes (k, …)."""
         if d.kind is Kind.ELEM:
@@ -343,7 +346,7 @@ class CutGradient:
         grad, bound = self._slices(d.kind)
         picks, which_pick = _compact(d.pick, d.source.shape[0])
         src = d.source[picks]
-        if not np.abs(src).max(initial=0.0) * np.abs(grad).max(initial=0.0) < 1e300:
+        if not np.abs(src).max(initial=0.0) * self.top < 1e300:
             return None
         slices, which_slice = _compact(d.at, len(grad))
         if len(picks) * len(slices) > 4 * len(d.pick):
