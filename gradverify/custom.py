@@ -293,6 +293,11 @@ class PythonOp(Op):
         from . import userpush  # (userpush leans on this module)
         return userpush.push(self, slot, d, xs, out)
 
+    def copy_order(self, slot: int, index: np.ndarray, xs, out: np.ndarray) -> np.ndarray | None:
+        """The slices of input `slot` taken in turn where one call moves many (userpush)."""
+        from . import userpush
+        return userpush.copy_order(self, slot, index, xs, out)
+
     def check_deterministic(self, first: np.ndarray, again, fn) -> None:
         """The same call once more (`again()`): a different output is the op's problem."""
         diff = difference(first, again())

@@ -135,6 +135,26 @@ def push_slices(op: PythonOp, slot: int, d: Delta, xs, out: np.ndarray) -> Delta
     return change
 
 
+def copy_order(op: PythonOp, slot: int, index: np.ndarray, xs, out: np.ndarray) -> np.ndarray | None:
+    """The elements `index` of input `slot` with the slices of its aligned axis taken in turn
+    (rank 0 of every slice, then rank 1, …), so that a chunk of copies spreads over all slices
+    and push_slices moves one element of each per call. In flat order a conv's filters (aligned
+    along axis 0) sit one after the other: a chunk holds one filter's elements, a call each.
+    None where flat order serves: the aligned axis is the last (an affine's weight columns
+    already alternate), there is none, or the input's first axis is the batch's (push_samples
+    takes those copies; its aligned axis is not probed for nothing)."""
+    if type(op) is not PythonOp or not op.shortcuts or op.data or out.ndim < 3 or xs[slot].ndim < 3 \
+            or xs[slot].shape[1] == out.shape[1]:
+        return None
+    if slot not in op.slice_axis:
+        op.slice_axis[slot] = aligned_axis(op, slot, xs, out)
+    axis = op.slice_axis[slot]
+    if axis is None or axis == xs[slot].ndim - 2:
+        return None
+    j = np.unravel_index(index, xs[slot].shape[1:])[axis]
+    return np.lexsort((j, _occurrence(j)))
+
+
 def moved_elsewhere(by_slice: np.ndarray, group: np.ndarray, j: np.ndarray) -> bool:
     """Did a call change a slice that none of its copies moved? (A coupling between slices that
     the probes missed; one into a moved slice makes that copy's change wrong, and the checker's

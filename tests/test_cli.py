@@ -484,13 +484,14 @@ def test_taylor_method_keeps_its_order_column_at_80_columns(runner):
     assert res.exit_code == 0 and "order" in res.stdout and "2.00 pass" in res.stdout
 
 def test_start_up_pauses_the_garbage_collector_only_until_the_command_starts(tmp_path):
-    """`run()` (the console script) turns the cyclic collector off through imports and parsing;
-    the command turns it back on before doing anything, so the check itself runs with it on."""
+    """The console script (`run()`, here its `invoke()` without the exit) turns the cyclic
+    collector off through imports and parsing; the command turns it back on before doing
+    anything, so the check itself runs with it on."""
     import subprocess
     import sys
 
     script = ("import gc, sys\n"
-              "from gradverify.cli import common, run\n"
+              "from gradverify.cli import common, invoke\n"
               "assert gc.isenabled(), 'importing the CLI must leave the collector on'\n"
               "seen = []\n"
               "resume = common.resume_gc\n"
@@ -498,15 +499,71 @@ def test_start_up_pauses_the_garbage_collector_only_until_the_command_starts(tmp
               "    seen.append(gc.isenabled()); resume(); seen.append(gc.isenabled())\n"
               "common.resume_gc = spy\n"
               f"sys.argv = ['gradverify', 'init', {str(tmp_path / 'g.yaml')!r}]\n"
-              "try:\n"
-              "    run()\n"
-              "except SystemExit as e:\n"
-              "    assert not e.code, e.code\n"
+              "code = invoke()\n"
+              "assert not code, code\n"
               "print(seen, gc.isenabled())\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[False, True] True"
     assert (tmp_path / "g.yaml").exists()
+
+
+def _buffered() -> dict:
+    """The environment with Python's streams buffered as a user's are (no PYTHONUNBUFFERED)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+@pytest.mark.parametrize("code,status,err", [(None, 0, ""), (0, 0, ""), (1, 1, ""), (2, 2, ""),
+                                             (130, 130, ""), ("bye", 1, "bye\n")])
+def test_the_console_script_exits_as_sys_exit_would_with_its_output_flushed(code, status, err):
+    """`exit_now` skips the interpreter's teardown; the status is sys.exit's (a code that is no
+    integer is printed and gives 1), and what the command wrote but had not flushed arrives."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom gradverify.cli import exit_now\n"
+              "sys.stdout.write('report ' * 5000)\nsys.stderr.write('note ')\n"
+              f"exit_now({code!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=_buffered())
+    assert done.returncode == status
+    assert done.stdout == "report " * 5000 and done.stderr == "note " + err
+
+
+def test_the_console_script_says_120_when_its_reader_closed_the_pipe():
+    """Python's own status when stdout cannot be flushed at exit (`gradverify check | head -c 1`
+    when the report is still buffered at the end): 120, not a silent 0."""
+    import subprocess
+    import sys
+
+    script = ("import sys, time\nfrom gradverify.cli import exit_now\n"
+              "time.sleep(1)\nsys.stdout.write('report ' * 100)\nexit_now(0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=_buffered())
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 120
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "github", "markdown"])
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_reader_who_left_gives_120_not_an_internal_error(fmt, buffered):
+    """`gradverify check … | head`: stdout's reader is gone before the report is written. The
+    command ends with 120 (the report did not arrive), saying nothing more: rich's own handling
+    raised SystemExit(1) from inside the command, reported as an internal error, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = _buffered() if buffered else {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gradverify", "check", str(CONFIGS / "seed.yaml"), "--format",
+                             fmt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 120
+    assert proc.stderr.read() == b""
 
 
 def test_a_command_leaves_the_garbage_collector_as_the_caller_set_it(runner, tmp_path):

@@ -352,6 +352,21 @@ def test_argparse_at_import_in_a_real_process(tmp_path):
         f"gradverify: error: {cfg}:5:61: layers[0].activation: mine.py:t: importing mine.py called sys.exit(2)")
 
 
+def test_a_thread_your_code_leaves_running_does_not_hang_the_command(tmp_path):
+    """A layers file that starts a thread that never ends (a data loader, a progress bar's
+    timer): the check finishes, prints its table and exits 0 without waiting for it."""
+    import subprocess
+    import sys
+
+    body = ("import threading, time\n"
+            "threading.Thread(target=lambda: time.sleep(3600), daemon=False).start()\n" + TANH)
+    cfg = _net(tmp_path, body, "mine.py:t")
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "l1_t" in res.stdout and "0 fail" in res.stdout and "probe the worst element" in res.stdout
+
+
 def test_raised_keyboard_interrupt_in_a_real_process_is_not_ctrl_c(tmp_path):
     import subprocess
     import sys
@@ -589,6 +604,58 @@ def test_separable_weight_is_checked_in_fewer_calls_with_the_same_numbers():
     R = np.random.default_rng([3, Project.STREAM]).normal(size=(6, 64))
     np.testing.assert_allclose(rep.node("w").numeric, (x.T @ R).reshape(-1), rtol=1e-12)
     np.testing.assert_allclose(rep.node("b").numeric, R.sum(axis=0), rtol=1e-12)
+
+
+def _conv(calls: list, wrong_at: tuple | None = None):
+    """A valid 2×2 convolution, stride 1, in the cs231n convention (windows by slicing, no
+    loops over filters); its backward right, or off by 0.5 at filter element `wrong_at`."""
+    def forward(x, w, b):
+        calls.append(w.dtype.kind)
+        c, hh, ww = x.shape[1], x.shape[2] - 1, x.shape[3] - 1
+        win = np.stack([x[:, :, i:i + hh, j:j + ww] for i in range(2) for j in range(2)], axis=2)  # N,C,4,H',W'
+        out = np.einsum("nckhw,fck->nfhw", win, w.reshape(w.shape[0], c, 4)) + b[None, :, None, None]
+        return out, (x, w, win)
+
+    def backward(dout, cache):
+        x, w, win = cache
+        dw = np.einsum("nfhw,nckhw->fck", dout, win).reshape(w.shape)
+        if wrong_at is not None:
+            dw[wrong_at] += 0.5
+        dwin = np.einsum("nfhw,fck->nckhw", dout, w.reshape(w.shape[0], x.shape[1], 4))
+        dx = np.zeros_like(x)
+        hh, ww = x.shape[2] - 1, x.shape[3] - 1
+        for k, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            dx[:, :, i:i + hh, j:j + ww] += dwin[:, :, k]
+        return dx, dw, dout.sum(axis=(0, 2, 3))
+    return forward, backward
+
+
+@pytest.mark.parametrize("wrong_at", [None, (0, 0, 0, 0), (1, 5, 1, 0)])
+def test_a_convs_filters_are_taken_in_turn_one_element_of_each_per_call(wrong_at):
+    """w (2 filters × 8×2×2) moves only its own filter's output channel: the 64 copies of w go
+    through the forward one element of each filter per call (32 calls; in flat order each chunk
+    of 32 held one filter's elements, a call each: 64), and each estimate lands on its own element:
+    central differences written out here agree with every one, and a wrong dw fails exactly
+    where it is wrong."""
+    import gradverify
+    from gradverify.userops import Project
+    rng = np.random.default_rng(4)
+    x, w, b = rng.normal(size=(5, 8, 4, 4)), rng.normal(size=(2, 8, 2, 2)), rng.normal(size=2)
+    calls: list = []
+    fwd, bwd = _conv(calls, wrong_at)
+    rep = gradverify.check_op(fwd, bwd, x, w, b, seed=1)
+    node = rep.node("w")
+    cot = np.random.default_rng([1, Project.STREAM]).normal(size=(5, 2, 3, 3))  # check_op's R
+    want = np.zeros(w.size)
+    for e in range(w.size):  # d Σ out·R / d w_e, by central differences on the forward alone
+        step = np.zeros(w.size)
+        step[e] = 1e-6
+        up, down = fwd(x, w + step.reshape(w.shape), b)[0], fwd(x, w - step.reshape(w.shape), b)[0]
+        want[e] = np.sum((up - down) * cot) / 2e-6
+    np.testing.assert_allclose(node.numeric, want, rtol=1e-7, atol=1e-8)
+    wrong = {tuple(np.unravel_index(i, w.shape)) for i in node.flat[node.statuses == "fail"]}
+    assert wrong == (set() if wrong_at is None else {wrong_at})
+    assert calls.count("c") <= 42, calls.count("c")  # 32 for the 64 copies, 4 probing, 3 verifying
 
 
 @pytest.mark.parametrize("honest", [True, False])

@@ -92,6 +92,9 @@ def handled(fn):
         except KeyboardInterrupt:
             _console(stderr=True).print("gradverify: interrupted", markup=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `gradverify ... | head`: the reader left before the report ended
+            _discard_stdout()
+            raise typer.Exit(120) from None
         except (typer.Exit, typer.Abort):
             raise
         except BaseException as err:  # a bug in gradverify itself: still one line, never a traceback
@@ -103,6 +106,18 @@ def handled(fn):
                   "report it)", 2)
 
     return wrapper
+
+
+def _discard_stdout() -> None:
+    """What is left of the report goes nowhere: stdout's descriptor onto /dev/null, so that the
+    final flush does not fail a second time. Exit 120 says the report did not arrive (Python's
+    own status when stdout cannot be flushed), never a silent 0 and no internal error."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no descriptor (CliRunner's buffer): nothing to do
+        pass
 
 
 def _stdout_is_terminal() -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..parallel import usable_cores
 from ..results import max_finite
 from .cuts import Cuts
 from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
-from .prober import Prober, node_method
+from .prober import Prober, copy_order, node_method
 
 #: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
 #: x but not at it; one that is still crossed lies at x. No step is shrunk below MIN_SHRUNK_STEP
@@ -303,6 +303,19 @@ def _cuts_beyond(cuts: Cuts, graph: Graph, values: dict, name: str, n: int, max_
 
 def _estimate(prober: Prober, m: Method, index: np.ndarray, rel_step: float, max_memory: int,
               progress) -> Estimate:
+    """`_estimate_in_order` on the elements in the order whose copies take the fewest calls of
+    the op reading the node (prober.copy_order), the result in the order asked for."""
+    order = copy_order(prober, index)
+    if order is None:
+        return _estimate_in_order(prober, m, index, rel_step, max_memory, progress)
+    est, back = _estimate_in_order(prober, m, index[order], rel_step, max_memory, progress), np.argsort(order)
+    moved = {f: getattr(est, f) for f in ("numeric", "error", "kink", "left", "right", "crossings", "kink_gap",
+                                          "kink_gap_error") if getattr(est, f) is not None}
+    return replace(est, index=index, **{f: a[back] for f, a in moved.items()})
+
+
+def _estimate_in_order(prober: Prober, m: Method, index: np.ndarray, rel_step: float, max_memory: int,
+                       progress) -> Estimate:
     """`estimate` for a prober ready to run: in chunks here or on the offloading workers, then
     retried inside the domain and screened for kinks where its method and code call for it."""
     graph, values, name, via = prober.graph, prober.values, prober.name, prober.via

@@ -148,6 +148,18 @@ class Prober:
         return getattr(self._last, "run", None)
 
 
+def copy_order(prober: Prober, index: np.ndarray) -> np.ndarray | None:
+    """An order of the node's elements `index` in which its copies take fewer calls of the one
+    op that reads it (Op.copy_order: a user's conv, its filters in turn); None: as given."""
+    graph, name = prober.graph, prober.name
+    readers = [prober.via] if prober.via else graph.consumers(name)
+    node = graph.nodes[readers[0]] if len(readers) == 1 else None
+    if node is None or node.op is None or node.inputs.count(name) != 1:
+        return None
+    xs = [prober.values[i] for i in node.inputs]
+    return node.op.copy_order(node.inputs.index(name), index, xs, prober.values[readers[0]])
+
+
 def node_method(graph: Graph, name: str, method: str, trusted: frozenset = frozenset()) -> str:
     """The method actually used for `name`: `auto` means complex step where every op downstream
     is complex-safe (built-ins are; a custom op is once `complex_probe` agrees), central

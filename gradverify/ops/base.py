@@ -111,6 +111,12 @@ class Op:
         dense copies run through forward). Asked only of ops that are not kinked."""
         return None
 
+    def copy_order(self, slot: int, index: np.ndarray, xs: Sequence[np.ndarray],
+                   out: np.ndarray) -> np.ndarray | None:
+        """An order of the flat elements `index` of input `slot` in which chunks of their copies
+        take fewer calls through `push` (a permutation of range(len(index))); None: as given."""
+        return None
+
     def push_kinked(self, slot: int, d: Delta, xs: Sequence[np.ndarray], out: np.ndarray,
                     on_kink: Any) -> Delta | None:
         """`push` for an op with kinks: it also tells on_kink(distance, plain_distance) the kink
