@@ -71,7 +71,7 @@ def columns() -> int | None:
     return n if n > 0 else None
 
 
-def _isatty(stream) -> bool:
+def isatty(stream) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
@@ -84,7 +84,7 @@ def width(stderr: bool = False) -> int | None:
     cols = columns()
     if cols is not None:
         return cols
-    if _isatty(sys.stderr if stderr else sys.stdout):
+    if isatty(sys.stderr if stderr else sys.stdout):
         return shutil.get_terminal_size().columns if "COLUMNS" in os.environ else None
     return PIPE_WIDTH
 
@@ -95,16 +95,19 @@ def console(stderr: bool = False) -> Console:
 
 @functools.cache
 def _console_class() -> type[Console]:
-    """rich's Console, except that a reader who left (`gradverify check … | head`) is a
-    BrokenPipeError for the command line to turn into its exit status: rich's own
-    `on_broken_pipe` (the subclass hook its docs offer) raises SystemExit(1) from inside the
-    command. rich's console takes ~17 ms to import: only when printing."""
+    """rich's Console, except when the reader of its stream left (rich's own `on_broken_pipe`,
+    the subclass hook its docs offer, points stdout at /dev/null and raises SystemExit(1) from
+    inside the command, whichever stream broke): stdout's is a BrokenPipeError, for the command
+    line to turn into its exit status (`gradverify check … | head`); stderr's only silences
+    that console — notes and error lines that cannot arrive change neither the report on stdout
+    nor the exit status. rich's console takes ~17 ms to import: only when printing."""
     from rich.console import Console
 
     class ReaderAware(Console):
         def on_broken_pipe(self) -> None:
             self.quiet = True
-            raise BrokenPipeError(errno.EPIPE, "the reader of the output left")
+            if not self.stderr:
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output left")
 
     return ReaderAware
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .output import console
+from .output import console, isatty
 
 
 class Progress:
@@ -14,7 +14,7 @@ class Progress:
     def __init__(self, enabled: bool):
         import time
 
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled and isatty(sys.stderr)  # (None: a closed descriptor 2)
         self.start = time.monotonic()
         self.bar: Any = None  # a rich Progress, made once the check has run for a second
         self.task: Any = None

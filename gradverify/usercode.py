@@ -35,6 +35,7 @@ from .errors import UserCodeError
 _SIGINT = threading.Event()
 _SESSION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gradverify_session", default=None)
 _COUNT = [0]  # modules made so far, for unique names
+_LOADED = [False]  # has this process run a user's file (its top level)?
 
 
 def interrupted() -> bool:
@@ -145,6 +146,12 @@ def in_session() -> bool:
     return _SESSION.get(None) is not None
 
 
+def loaded() -> bool:
+    """Has this process run a user's file? Its top level may have left threads, open files,
+    pools and atexit handlers that Python's own exit finishes (cli.leave)."""
+    return _LOADED[0]
+
+
 def load_source(path: Path, ref: str) -> types.ModuleType:
     """The user's file `path` (absolute) executed from its current source in a fresh module.
 
@@ -165,6 +172,7 @@ def load_source(path: Path, ref: str) -> types.ModuleType:
     except OSError as e:
         raise UserCodeError(f"{ref}: cannot read {path.name}: {e.strerror or e}") from None
     box: userpkg.Sandbox = cache[""]
+    _LOADED[0] = True
     chain = userpkg.package_chain(path)
     if chain:  # a module of its package: relative imports work
         with guard(f"{ref}: importing {path.name}"):

@@ -143,15 +143,19 @@ def copy_order(op: PythonOp, slot: int, index: np.ndarray, xs, out: np.ndarray) 
     None where flat order serves: the aligned axis is the last (an affine's weight columns
     already alternate), there is none, or the input's first axis is the batch's (push_samples
     takes those copies; its aligned axis is not probed for nothing)."""
-    if type(op) is not PythonOp or not op.shortcuts or op.data or out.ndim < 3 or xs[slot].ndim < 3 \
-            or xs[slot].shape[1] == out.shape[1]:
+    shape = xs[slot].shape[1:]
+    if type(op) is not PythonOp or not op.shortcuts or op.data or out.ndim < 3 or len(shape) < 2 \
+            or shape[0] == out.shape[1]:
         return None
+    if slot not in op.slice_axis and all(int(np.prod(shape[a + 1:])) == 1 for a in range(len(shape))
+                                         if shape[a] == out.shape[2]):
+        return None  # along every axis that could be aligned, flat order takes the slices in turn
     if slot not in op.slice_axis:
         op.slice_axis[slot] = aligned_axis(op, slot, xs, out)
     axis = op.slice_axis[slot]
     if axis is None or axis == xs[slot].ndim - 2:
         return None
-    j = np.unravel_index(index, xs[slot].shape[1:])[axis]
+    j = np.unravel_index(index, shape)[axis]
     return np.lexsort((j, _occurrence(j)))
 
 

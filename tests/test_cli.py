@@ -515,36 +515,88 @@ def _buffered() -> dict:
     return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
-@pytest.mark.parametrize("code,status,err", [(None, 0, ""), (0, 0, ""), (1, 1, ""), (2, 2, ""),
-                                             (130, 130, ""), ("bye", 1, "bye\n")])
-def test_the_console_script_exits_as_sys_exit_would_with_its_output_flushed(code, status, err):
-    """`exit_now` skips the interpreter's teardown; the status is sys.exit's (a code that is no
-    integer is printed and gives 1), and what the command wrote but had not flushed arrives."""
-    import subprocess
-    import sys
-
-    script = ("import sys\nfrom gradverify.cli import exit_now\n"
-              "sys.stdout.write('report ' * 5000)\nsys.stderr.write('note ')\n"
-              f"exit_now({code!r})\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env=_buffered())
-    assert done.returncode == status
-    assert done.stdout == "report " * 5000 and done.stderr == "note " + err
-
-
-def test_the_console_script_says_120_when_its_reader_closed_the_pipe():
-    """Python's own status when stdout cannot be flushed at exit (`gradverify check | head -c 1`
-    when the report is still buffered at the end): 120, not a silent 0."""
+def _ends(how: str, code, closed: bool = False):
+    """A process that writes to stdout and stderr (buffered, as a user's are), then ends with
+    `how` ("sys.exit" or gradverify's "exit_now") of `code`, its stdout's reader gone if
+    `closed`: (status, stdout, stderr)."""
     import subprocess
     import sys
 
     script = ("import sys, time\nfrom gradverify.cli import exit_now\n"
-              "time.sleep(1)\nsys.stdout.write('report ' * 100)\nexit_now(0)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+              f"time.sleep({1 if closed else 0})\n"
+              "sys.stdout.write('report ' * 100)\nsys.stderr.write('note ')\n"
+              f"{'sys.exit' if how == 'sys.exit' else 'exit_now'}({code!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_buffered())
-    assert proc.stdout is not None
-    proc.stdout.close()
-    assert proc.wait(timeout=120) == 120
+    assert proc.stdout is not None and proc.stderr is not None
+    if closed:
+        proc.stdout.close()
+        return proc.wait(timeout=120), "", proc.stderr.read().decode()
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("code", [None, 0, 1, 2, 120, 130, 255, 256, 257, -1, 2**31, 2**63, True, "bye", 3.5])
+def test_the_console_script_ends_as_sys_exit_would(code):
+    """`exit_now` skips the interpreter's teardown: the status, stdout and stderr are those of
+    Python's own sys.exit (the reference, run the same way), flushed, for every kind of code."""
+    assert _ends("exit_now", code) == _ends("sys.exit", code)
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_the_console_script_says_120_whatever_the_verdict_when_its_reader_left(code):
+    """stdout that cannot be flushed at the end (`gradverify check | head -c 1`, the report
+    still buffered): Python's own 120, for a verdict of 1 or 2 too — never a silent 0."""
+    status, _, err = _ends("exit_now", code, closed=True)
+    assert status == _ends("sys.exit", code, closed=True)[0] == 120
+    assert "Traceback" not in err
+
+
+def test_closed_stdout_or_stderr_descriptors_end_as_without_them():
+    """`gradverify --version >&-` (Python makes sys.stdout None): 0, no traceback; the same
+    with stderr closed, and a check with stderr closed keeps its verdict."""
+    import subprocess
+    import sys
+
+    run = f"{sys.executable} -m gradverify"
+    for cmd, status in ((f"{run} --version >&-", 0), (f"{run} --version 2>&-", 0),
+                        (f"{run} check {CONFIGS / 'seed.yaml'} >/dev/null 2>&-", 0),
+                        (f"{run} check {ZOO_BUG} >/dev/null 2>&-", 1)):
+        done = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120, env=_buffered())
+        assert (done.returncode, "Traceback" in done.stderr) == (status, False), cmd
+
+
+def _without_a_reader(args: list, gone: str, cwd=None, stdout_file=None):
+    """`gradverify *args` with the reader of `gone` ("stdout" or "stderr") gone before it
+    writes: (status, what the other stream got)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "gradverify", *args], cwd=cwd, env=_buffered(),
+                            stdout=stdout_file or subprocess.PIPE, stderr=subprocess.PIPE)
+    closing, other = (proc.stdout, proc.stderr) if gone == "stdout" else (proc.stderr, proc.stdout)
+    assert closing is not None
+    closing.close()
+    kept = other.read().decode() if other is not None else ""
+    return proc.wait(timeout=120), kept
+
+
+def test_an_error_line_nobody_reads_keeps_its_exit_code(tmp_path):
+    """Bad input with stderr's reader gone: still 2 (the error line is lost, not the verdict;
+    it used to be 1, the mismatch code); its JSON error object on a stdout nobody reads: 120."""
+    missing = str(tmp_path / "missing.yaml")
+    assert _without_a_reader(["check", missing], "stderr")[0] == 2
+    assert _without_a_reader(["check", missing, "--format", "json"], "stdout")[0] == 120
+
+
+def test_notes_nobody_reads_leave_the_report_whole(tmp_path):
+    """stdout to a file, stderr's reader gone, a note to say (709,517 elements: "it may take a
+    while"): the report arrives whole and the verdict stands (it used to be thrown away, 120)."""
+    report = tmp_path / "report.txt"
+    with report.open("wb") as out:
+        status, _ = _without_a_reader(["check", str(CONFIGS / "bench_large.yaml")], "stderr", stdout_file=out)
+    assert status == 0
+    assert "18 nodes, 709517 elements: 18 pass" in report.read_text()
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "github", "markdown"])

@@ -354,17 +354,43 @@ def test_argparse_at_import_in_a_real_process(tmp_path):
 
 def test_a_thread_your_code_leaves_running_does_not_hang_the_command(tmp_path):
     """A layers file that starts a thread that never ends (a data loader, a progress bar's
-    timer): the check finishes, prints its table and exits 0 without waiting for it."""
+    timer): the check prints its table; Python's exit waits for the thread GRACE seconds, then a
+    note names it and the command leaves with the check's status (it used to wait forever)."""
     import subprocess
     import sys
 
+    from gradverify.cli.leave import GRACE
     body = ("import threading, time\n"
-            "threading.Thread(target=lambda: time.sleep(3600), daemon=False).start()\n" + TANH)
+            "threading.Thread(target=lambda: time.sleep(3600), name='loader', daemon=False).start()\n" + TANH)
     cfg = _net(tmp_path, body, "mine.py:t")
     res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg)], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60 + GRACE)
     assert res.returncode == 0, res.stderr
     assert "l1_t" in res.stdout and "0 fail" in res.stdout and "probe the worst element" in res.stdout
+    assert f"threads your code started are still running after {GRACE:g} s (loader)" in res.stderr
+
+
+def test_what_your_code_leaves_open_is_finished_as_python_would(tmp_path):
+    """Your layers file's own file (written, never closed) is flushed, its atexit handler runs
+    and its process pool's workers end: with your code loaded, the command ends through
+    Python's own exit, not the quick one that skips it."""
+    import subprocess
+    import sys
+
+    body = ("import atexit, concurrent.futures, os\n"
+            f"log = open({str(tmp_path / 'log.txt')!r}, 'w')\n"
+            f"atexit.register(lambda: open({str(tmp_path / 'atexit.txt')!r}, 'w').write('ran'))\n"
+            "pool = concurrent.futures.ProcessPoolExecutor(1)\n"
+            f"pool.submit(os.getpid).result()\n"
+            "import numpy as np\n"
+            "def t_forward(x):\n    log.write('forward\\n')\n    return np.tanh(x), x\n"
+            "def t_backward(d, c):\n    return d * (1 - np.tanh(c) ** 2)\n")
+    cfg = _net(tmp_path, body, "mine.py:t")
+    res = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "log.txt").read_text().count("forward") > 0
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
 def test_raised_keyboard_interrupt_in_a_real_process_is_not_ctrl_c(tmp_path):

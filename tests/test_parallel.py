@@ -19,7 +19,7 @@ LAYERS = ROOT / "examples" / "cs231n" / "cs231n" / "layers.py"
 
 def _net(tmp_path, layers=LAYERS) -> str:
     """A small net of the user's own affine and ReLU layers (cs231n's), as a config file: x, w1
-    and the hidden nodes have 256 elements or more, so they go to the workers (OFFLOAD_FROM)."""
+    and the hidden nodes have 256 elements or more, so they go to the workers (prober.OFFLOAD_FROM)."""
     cfg = tmp_path / "net.yaml"
     cfg.write_text(
         "seed: 3\ninputs: {shape: [16, 20], init: normal}\nlabels: {classes: 3}\nregularization: 0.01\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import NoReturn
 
 # Start-up creates ~10^5 long-lived objects (typer, numpy, pydantic, gradverify's modules) and
 # next to no garbage; the cyclic collector's passes over them cost ~10% of a small check's whole
@@ -34,6 +33,7 @@ import typer  # noqa: E402
 from .. import __version__  # noqa: E402
 from . import check, common, inspect, setup  # noqa: E402,F401  (each registers its commands on app)
 from .common import BUNDLED, DEFAULT_NAME, DEFAULT_NAMES, app  # noqa: E402,F401
+from .leave import exit_now  # noqa: E402
 
 if _gc_was_enabled:
     gc.enable()
@@ -82,35 +82,12 @@ def invoke() -> int | str | None:
     try:
         app()
     except KeyboardInterrupt:  # during import or argument parsing
-        sys.stderr.write("gradverify: interrupted\n")
+        if sys.stderr is not None:
+            sys.stderr.write("gradverify: interrupted\n")
         return 130
     except SystemExit as done:
         return done.code
     return 0
-
-
-def exit_now(code: int | str | None) -> NoReturn:
-    """Leave as Python's `sys.exit(code)` would, without tearing the interpreter down: freeing
-    start-up's ~10^5 objects module by module is ~20 ms of a 0.3 s check (bench/startup.py), and
-    nothing needs it — the command has closed its files and shut its pools down. Streams are
-    flushed first; a pipe closed by its reader gives Python's own status for that, 120. Not
-    waited for: threads and atexit handlers your code left behind (a thread that never ends
-    would otherwise hang the exit)."""
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # as Python does with a SystemExit that is no integer: printed, status 1
-        sys.stderr.write(f"{code}\n")
-        status = 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except ValueError:  # closed (by your code): Python skips it too
-            pass
-        except OSError:
-            status = status or 120
-    os._exit(status & 0xFF)
 
 
 def run() -> None:

@@ -85,27 +85,34 @@ def handled(fn):
         resume_gc()
         output.safe_streams()
         try:
-            with usercode.watch_sigint():
-                return fn(*args, **kwargs)
-        except GradverifyError as err:
-            _fail(str(err), err.exit_code)
-        except KeyboardInterrupt:
-            _console(stderr=True).print("gradverify: interrupted", markup=False)
-            raise typer.Exit(130) from None
-        except BrokenPipeError:  # `gradverify ... | head`: the reader left before the report ended
-            _discard_stdout()
+            return _guarded(fn, args, kwargs)
+        except BrokenPipeError:  # stdout's reader left before the report (or an error object on
+            _discard_stdout()  # stdout, --format json) ended: `gradverify ... | head`
             raise typer.Exit(120) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except BaseException as err:  # a bug in gradverify itself: still one line, never a traceback
-            if os.environ.get("GRADVERIFY_DEBUG"):
-                raise
-            what = (f"SystemExit({err.code!r}) from inside gradverify" if isinstance(err, SystemExit)
-                    else f"{type(err).__name__}: {err}")
-            _fail(f"internal error: {what} (set GRADVERIFY_DEBUG=1 for the traceback, and please "
-                  "report it)", 2)
 
     return wrapper
+
+
+def _guarded(fn, args, kwargs):
+    """fn(*args, **kwargs), every error as `handled` says. (Lines on stderr never raise: a
+    stderr whose reader left only loses them, output.console.)"""
+    try:
+        with usercode.watch_sigint():
+            return fn(*args, **kwargs)
+    except GradverifyError as err:
+        _fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("gradverify: interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, BrokenPipeError):
+        raise
+    except BaseException as err:  # a bug in gradverify itself: still one line, never a traceback
+        if os.environ.get("GRADVERIFY_DEBUG"):
+            raise
+        what = (f"SystemExit({err.code!r}) from inside gradverify" if isinstance(err, SystemExit)
+                else f"{type(err).__name__}: {err}")
+        _fail(f"internal error: {what} (set GRADVERIFY_DEBUG=1 for the traceback, and please "
+              "report it)", 2)
 
 
 def _discard_stdout() -> None:

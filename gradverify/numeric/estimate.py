@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import delta, parallel
+from .. import delta
 from ..graph import Graph
 from ..parallel import usable_cores
 from ..results import max_finite
@@ -40,10 +40,6 @@ THREADED_FROM = 256
 #: stays on one thread: starting threads and handing the GIL between them cost more than they
 #: save (measured: a 64×128→256→10 check 20% slower on two threads than on one)
 SERIAL_BELOW = 0.02
-#: nodes upstream of a user's op with fewer elements than this stay in this process under --jobs
-#: (starting the workers and pickling the graph cost more than they save: measured 0.3-0.7 s
-#: on a 20-element zoo check)
-OFFLOAD_FROM = 256
 #: upstream of a user's op, nodes up to this size have every element's one-sided gap measured
 #: (kink_gap) and scanned for kinks where the gap calls for it; larger nodes only their failing
 #: elements
@@ -318,11 +314,11 @@ def _estimate_in_order(prober: Prober, m: Method, index: np.ndarray, rel_step: f
                        progress) -> Estimate:
     """`estimate` for a prober ready to run: in chunks here or on the offloading workers, then
     retried inside the domain and screened for kinks where its method and code call for it."""
-    graph, values, name, via = prober.graph, prober.values, prober.name, prober.via
+    graph, values, name = prober.graph, prober.values, prober.name
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     gaps = prober.opaque and len(index) <= OPAQUE_KINK_SCAN
     screen = gaps and len(index) > SCREEN_FROM  # the gaps only if the directions call for them
-    offload = parallel.current() if prober.opaque and via is None and len(index) >= OFFLOAD_FROM else None
+    offload = prober.offload(len(index))
     parts = None
     how = (m.name, rel_step, loss, gaps and not screen, max_memory, prober.cuts)
     if offload is not None:

@@ -17,9 +17,14 @@ from functools import partial
 
 import numpy as np
 
-from .. import delta
+from .. import delta, parallel
 from ..graph import Graph
 from .methods import AUTO, EPS, METHODS
+
+#: nodes upstream of a user's op with fewer elements than this stay in this process under --jobs
+#: (starting the workers and pickling the graph cost more than they save: measured 0.3-0.7 s
+#: on a 20-element zoo check)
+OFFLOAD_FROM = 256
 
 
 def crossings(dist, plain, points: int, copies: int, mode: str) -> np.ndarray | None:
@@ -142,6 +147,10 @@ class Prober:
             return f, crossed, np.broadcast_to(stats.get("cut_error", 0.0), (k,))
         return f, crossed
 
+    def offload(self, n: int):
+        """The workers n elements of this node go to (parallel.offloading), or None: here."""
+        return parallel.current() if self.opaque and self.via is None and n >= OFFLOAD_FROM else None
+
     @property
     def last(self) -> tuple[list[np.ndarray], np.ndarray] | None:
         """This thread's last run: (points, loss changes)."""
@@ -152,6 +161,8 @@ def copy_order(prober: Prober, index: np.ndarray) -> np.ndarray | None:
     """An order of the node's elements `index` in which its copies take fewer calls of the one
     op that reads it (Op.copy_order: a user's conv, its filters in turn); None: as given."""
     graph, name = prober.graph, prober.name
+    if not prober.reaches or prober.offload(len(index)):  # no copy runs here (none at all, or the
+        return None  # workers take the node in flat pieces): no probe to pay for
     readers = [prober.via] if prober.via else graph.consumers(name)
     node = graph.nodes[readers[0]] if len(readers) == 1 else None
     if node is None or node.op is None or node.inputs.count(name) != 1:
