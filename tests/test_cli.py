@@ -554,14 +554,17 @@ def test_the_console_script_says_120_whatever_the_verdict_when_its_reader_left(c
 
 def test_closed_stdout_or_stderr_descriptors_end_as_without_them():
     """`gradverify --version >&-` (Python makes sys.stdout None): 0, no traceback; the same
-    with stderr closed, and a check with stderr closed keeps its verdict."""
+    with stderr closed; a check with either closed keeps its verdict (stdout closed was an
+    internal error, exit 2; stderr closed too)."""
     import subprocess
     import sys
 
     run = f"{sys.executable} -m gradverify"
-    for cmd, status in ((f"{run} --version >&-", 0), (f"{run} --version 2>&-", 0),
+    for cmd, status in ((f"{run} --version >&-", 0), (f"{run} --version 2>&-", 0), (f"{run} schema >&-", 0),
                         (f"{run} check {CONFIGS / 'seed.yaml'} >/dev/null 2>&-", 0),
-                        (f"{run} check {ZOO_BUG} >/dev/null 2>&-", 1)):
+                        (f"{run} check {ZOO_BUG} >/dev/null 2>&-", 1),
+                        (f"{run} check {CONFIGS / 'seed.yaml'} >&-", 0), (f"{run} check {ZOO_BUG} >&-", 1),
+                        (f"{run} node x --config {CONFIGS / 'seed.yaml'} >&-", 0)):
         done = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120, env=_buffered())
         assert (done.returncode, "Traceback" in done.stderr) == (status, False), cmd
 
@@ -587,6 +590,33 @@ def test_an_error_line_nobody_reads_keeps_its_exit_code(tmp_path):
     missing = str(tmp_path / "missing.yaml")
     assert _without_a_reader(["check", missing], "stderr")[0] == 2
     assert _without_a_reader(["check", missing, "--format", "json"], "stdout")[0] == 120
+
+
+def test_the_report_files_are_written_when_stdouts_reader_left(tmp_path):
+    """`gradverify check … --junit r.xml --json r.json | head -c 1`: 120, and both files
+    whole (they were written after the table, which raised: neither was)."""
+    junit, report = tmp_path / "r.xml", tmp_path / "r.json"
+    status, _ = _without_a_reader(["check", str(CONFIGS / "seed.yaml"), "--junit", str(junit), "--json",
+                                   str(report)], "stdout")
+    assert status == 120
+    assert json.loads(report.read_text())["summary"]["elements"] == 59
+    assert junit.read_text().rstrip().endswith("</testsuites>")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_stdout_is_said_and_is_120():
+    """stdout that cannot take the report for another reason than a reader who left (ENOSPC):
+    120 as Python gives, and one line saying why (it was a silent 120)."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "gradverify", "node", "x", "--config", str(CONFIGS / "seed.yaml"),
+                               "--format", "json"], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120, env=_buffered())
+    assert done.returncode == 120
+    assert done.stderr.strip().splitlines() == [
+        "gradverify: error: the report could not be written to stdout: No space left on device"]
 
 
 def test_notes_nobody_reads_leave_the_report_whole(tmp_path):

@@ -1,8 +1,8 @@
 """The command line: the only package that prints and chooses exit codes.
 
 Exit codes: 0 gradients agree (kinks are reported, not failures), 1 a gradient mismatch (or a
-kink under --strict), 2 bad input (config, node name, usage), 120 stdout's reader left before the
-report ended, 130 interrupted.
+kink under --strict), 2 bad input (config, node name, usage), 120 stdout could not take the whole
+report (its reader left, a full disk), 130 interrupted.
 
 One module per group of commands (check; node, sweep and graph; init and schema), all on the one
 `app` from `common`.
@@ -72,18 +72,27 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 * 2**20)
 
 
+def _stand_in_for_closed_streams() -> None:
+    """`gradverify check net.yaml >&-`: Python gives a closed descriptor 1 or 2 a sys.stdout or
+    sys.stderr of None; the command writes to /dev/null instead, and its exit status is the
+    verdict's (it used to be an internal error)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 (the process's)
+
+
 def invoke() -> int | str | None:
     """The command line's work up to its exit status: SystemExit's code (typer ends every command
     with one), 130 for a Ctrl-C during import or argument parsing."""
     _keep_freed_memory()
+    _stand_in_for_closed_streams()
     if gc.isenabled():
         common.gc_paused = True  # --help, --version and usage errors exit before resume_gc
         gc.disable()
     try:
         app()
     except KeyboardInterrupt:  # during import or argument parsing
-        if sys.stderr is not None:
-            sys.stderr.write("gradverify: interrupted\n")
+        sys.stderr.write("gradverify: interrupted\n")
         return 130
     except SystemExit as done:
         return done.code

@@ -191,8 +191,10 @@ def check(configs: Optional[List[Path]] = ConfigsArg, format: CheckFormat = Chec
             _notes(o.report, quiet)
     command = _command_line(planned[0].config, r["method"], r["step"], r["rtol"], r["atol"],
                             planned[0].code_dir if len(planned) == 1 else None)
-    _print_check(format, outcomes, command, r["github"], quiet)
-    _save(files, outcomes, command)
+    try:
+        _print_check(format, outcomes, command, r["github"], quiet)
+    finally:  # the files too when stdout's reader left before the report ended (exit 120)
+        _save(files, outcomes, command)
     raise typer.Exit(runs.worst_exit(outcomes))
 
 

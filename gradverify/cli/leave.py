@@ -1,24 +1,26 @@
 """How the `gradverify` command's process ends: sys.exit's status, sooner.
 
-Without your code loaded, the process leaves without tearing the interpreter down (os._exit once
-stdout and stderr are flushed): freeing start-up's ~10^5 objects module by module is ~20 ms of a
-0.3 s check (bench/startup.py), and nothing needs it — the command has closed its files and shut
-its pools down before it returns. With your code loaded, Python's own exit runs (your files are
-flushed, your pools shut down, your atexit handlers run), watched: a thread of yours that never
-ends would keep it waiting forever, so after GRACE seconds a note says so and the process leaves.
+Both standard streams are flushed first. stdout that cannot take the rest of the report (its
+reader left: `gradverify check … | head`; a full disk) makes the status Python's own for that,
+120, whatever the verdict; stderr that cannot take a note changes nothing. Either is pointed at
+/dev/null then, so that nothing fails again later.
+
+Without your code loaded, the process then leaves without tearing the interpreter down
+(os._exit): freeing start-up's ~10^5 objects module by module is ~5–20 ms of a 0.3 s check
+(bench/startup.py), and nothing needs it — the command has closed its files and shut its pools
+down before it returns. With your code loaded, Python's own exit runs: your open files are
+flushed, your process pools shut down, your atexit handlers run (and a thread of yours that
+never ends keeps the process waiting, as it would any Python program that imports your file).
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
-import threading
-import time
 from typing import NoReturn
 
 from .. import usercode
 
-#: seconds Python's exit may wait for threads your code left running
-GRACE = 5.0
 #: Python's own status when stdout cannot be flushed at exit (Py_FinalizeEx failing)
 UNDELIVERED = 120
 
@@ -35,51 +37,43 @@ def status_of(code: object) -> int:
 
 def exit_now(code: object) -> NoReturn:
     """End the process with sys.exit(code)'s status (see the module's docstring)."""
-    if usercode.loaded():
-        _leave_if_stuck(status_of(code))
-        sys.exit(code)  # type: ignore[arg-type]
-    if code is not None and not isinstance(code, int):
-        _write(sys.stderr, f"{code}\n")
+    if code is not None and not isinstance(code, int):  # as Python prints a code that is no number
+        _write_err(f"{code}\n")
     status = status_of(code)
-    if not _flushed(sys.stdout):  # the report did not arrive, whatever the verdict: as Python says
+    problem = _flush(sys.stdout, 1)
+    if problem is not None:
         status = UNDELIVERED
-    _flushed(sys.stderr)  # notes that cannot arrive change nothing: the status is the report's
+        if problem != errno.EPIPE:  # a reader who left knows; a full disk is worth saying
+            _write_err(f"gradverify: error: the report could not be written to stdout: {os.strerror(problem)}\n")
+    _flush(sys.stderr, 2)
+    if usercode.loaded():
+        sys.exit(status)
     os._exit(status)
 
 
-def _flushed(stream) -> bool:
-    """Flush a standard stream; False only where what it holds could not be written. None (a
-    closed descriptor at start-up) and a stream your code closed count as flushed, as in
-    Python's own exit."""
+def _flush(stream, fd: int) -> int | None:
+    """Flush a standard stream: None if it took everything (or is None, or closed: as in
+    Python's own exit), else the errno of the failure, with descriptor `fd` pointed at
+    /dev/null so that nothing fails on it again."""
     try:
         if stream is not None:
             stream.flush()
-        return True
-    except ValueError:  # closed
-        return True
-    except OSError:
-        return False
+        return None
+    except ValueError:  # closed by your code
+        return None
+    except OSError as err:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            pass
+        return err.errno or errno.EIO
 
 
-def _write(stream, text: str) -> None:
+def _write_err(text: str) -> None:
     try:
-        if stream is not None:
-            stream.write(text)
+        if sys.stderr is not None:
+            sys.stderr.write(text)
     except (OSError, ValueError):
         pass
-
-
-def _leave_if_stuck(status: int) -> None:
-    """A daemon thread that, if the process still exists GRACE seconds from now (Python's exit
-    waiting on threads your code started), says which threads and leaves with `status`."""
-    def watch() -> None:
-        time.sleep(GRACE)
-        stuck = [t.name for t in threading.enumerate()
-                 if t.is_alive() and not t.daemon and t is not threading.main_thread()]
-        _write(sys.stderr, f"gradverify: note: threads your code started are still running after "
-                           f"{GRACE:g} s ({', '.join(stuck) or 'none left'}): not waited for\n")
-        delivered = _flushed(sys.stdout)
-        _flushed(sys.stderr)
-        os._exit(status if delivered else UNDELIVERED)
-
-    threading.Thread(target=watch, name="gradverify-exit-watch", daemon=True).start()
