@@ -619,6 +619,12 @@ def test_a_full_disk_under_stdout_is_said_and_is_120():
         "gradverify: error: the report could not be written to stdout: No space left on device"]
 
 
+@pytest.mark.parametrize("args", [["--version"], ["schema"], ["schema", "--report"]])
+def test_what_needs_no_config_says_120_too_when_its_reader_left(args):
+    """`gradverify --version | …` with the reader gone: 120 as every command (click said 1)."""
+    assert _without_a_reader(args, "stdout") == (120, "")
+
+
 def test_notes_nobody_reads_leave_the_report_whole(tmp_path):
     """stdout to a file, stderr's reader gone, a note to say (709,517 elements: "it may take a
     while"): the report arrives whole and the verdict stands (it used to be thrown away, 120)."""

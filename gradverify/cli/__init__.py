@@ -41,7 +41,10 @@ if _gc_was_enabled:
 
 def _version(value: bool):
     if value:
-        typer.echo(f"gradverify {__version__}")
+        try:
+            typer.echo(f"gradverify {__version__}")
+        except BrokenPipeError:  # click would say 1, the mismatch code: as every command, 120
+            raise typer.Exit(120) from None
         raise typer.Exit(0)
 
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import GradverifyError
-from .common import DEFAULT_NAME, _console, _emit_json, _write, app, handled, resume_gc
+from .common import DEFAULT_NAME, _console, _emit_json, _write, app, handled
 
 
 @app.command()
@@ -65,11 +65,11 @@ def _starter_text(path: Path, widths: List[int], activation: str, loss: str, row
 
 
 @app.command()
+@handled
 def schema(report: bool = typer.Option(False, "--report", help="The schema of the JSON report "
                                        "(check --format json) instead.")) -> None:
     """Print the JSON Schema of the config format (for editors: see the README)."""
     from ..report_schema import report_schema
     from ..schema import schema as make
 
-    resume_gc()  # not `handled` (nothing here fails): the collector back on as every command does
     _emit_json(report_schema() if report else make())
