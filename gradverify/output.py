@@ -60,6 +60,17 @@ def safe_streams() -> None:
             pass
 
 
+def discard(fd: int) -> None:
+    """Descriptor `fd` (1 or 2) pointed at /dev/null: what a stream whose reader left still
+    holds goes nowhere, and flushing it does not fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def columns() -> int | None:
     """$COLUMNS when it is a positive integer; None when unset, 0, negative or garbage (rich would
     take COLUMNS=0 as a width of 0 and print nothing)."""

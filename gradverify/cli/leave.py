@@ -19,7 +19,7 @@ import os
 import sys
 from typing import NoReturn
 
-from .. import usercode
+from .. import output, usercode
 
 #: Python's own status when stdout cannot be flushed at exit (Py_FinalizeEx failing)
 UNDELIVERED = 120
@@ -62,12 +62,7 @@ def _flush(stream, fd: int) -> int | None:
     except ValueError:  # closed by your code
         return None
     except OSError as err:
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, fd)
-            os.close(null)
-        except OSError:
-            pass
+        output.discard(fd)
         return err.errno or errno.EIO
 
 
