@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import errno
-import functools
 import os
 import shutil
 import sys
@@ -101,26 +100,82 @@ def width(stderr: bool = False) -> int | None:
 
 
 def console(stderr: bool = False) -> Console:
-    return _console_class()(stderr=stderr, width=width(stderr), highlight=False)
-
-
-@functools.cache
-def _console_class() -> type[Console]:
-    """rich's Console, except when the reader of its stream left (rich's own `on_broken_pipe`,
-    the subclass hook its docs offer, points stdout at /dev/null and raises SystemExit(1) from
-    inside the command, whichever stream broke): stdout's is a BrokenPipeError, for the command
-    line to turn into its exit status (`gradverify check … | head`); stderr's only silences
-    that console — notes and error lines that cannot arrive change neither the report on stdout
-    nor the exit status. rich's console takes ~17 ms to import: only when printing."""
+    """A console on sys.stdout or sys.stderr (rich's takes ~17 ms to import: only when printing)."""
     from rich.console import Console
 
-    class ReaderAware(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            if not self.stderr:
-                raise BrokenPipeError(errno.EPIPE, "the reader of the output left")
+    return Console(stderr=stderr, width=width(stderr), highlight=False)
 
-    return ReaderAware
+
+class Undelivered(Exception):
+    """stdout could not take the report (its reader left: `gradverify check … | head`; a full
+    disk): the command stops, and its status is 120 (cli.leave)."""
+
+
+#: errno of the first write or flush stdout refused in this process, None while it takes all
+_REFUSED: int | None = None
+
+
+class StandardStream:
+    """sys.stdout or sys.stderr of the gradverify process (cli.invoke), failing as the command
+    line means: when its descriptor refuses a write or a flush (EPIPE, ENOSPC, EIO), the
+    descriptor is pointed at /dev/null so that nothing fails on it again, and then
+      stdout: raises Undelivered — the report did not arrive — and `refused()` remembers why;
+      stderr: the text is lost and nothing else changes (a note, an error line, your code's print
+              that nobody can read change neither the report on stdout nor the exit status).
+    Every other attribute (encoding, fileno, isatty, buffer) is the stream's own."""
+
+    def __init__(self, stream, fd: int):
+        self._stream, self._fd = stream, fd
+
+    @classmethod
+    def of(cls, stream, fd: int) -> StandardStream:
+        return stream if isinstance(stream, StandardStream) else cls(stream, fd)
+
+    def write(self, text) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            self._refused(err)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            self._refused(err)
+
+    def _refused(self, err: OSError) -> None:
+        global _REFUSED
+        discard(self._fd)
+        if self._fd == 1:
+            if _REFUSED is None:
+                _REFUSED = err.errno or errno.EIO
+            raise Undelivered(_REFUSED) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def guard_standard_streams() -> None:
+    """sys.stdout and sys.stderr as StandardStreams, for the rest of this process."""
+    global _REFUSED
+    _REFUSED = None
+    if sys.stdout is not None:
+        sys.stdout = StandardStream.of(sys.stdout, 1)
+    if sys.stderr is not None:
+        sys.stderr = StandardStream.of(sys.stderr, 2)
+
+
+def flush_standard_streams() -> int | None:
+    """Both streams flushed, never raising (a stream your code closed is skipped, as in Python's
+    own exit); the errno of stdout's first refusal in this process, None if it took everything."""
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            if stream is not None:
+                StandardStream.of(stream, fd).flush()
+        except (Undelivered, ValueError):
+            pass
+    return _REFUSED
 
 
 def recorder(width_: int | None) -> Console:

@@ -603,20 +603,61 @@ def test_the_report_files_are_written_when_stdouts_reader_left(tmp_path):
     assert junit.read_text().rstrip().endswith("</testsuites>")
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_a_full_disk_under_stdout_is_said_and_is_120():
-    """stdout that cannot take the report for another reason than a reader who left (ENOSPC):
-    120 as Python gives, and one line saying why (it was a silent 120)."""
+def _onto_full_disk(args: list, stream: str, cwd=None):
+    """`gradverify *args` with `stream` ("stdout" or "stderr") on /dev/full (every write
+    refused: ENOSPC): (status, what the other stream got)."""
     import subprocess
     import sys
 
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "gradverify", "node", "x", "--config", str(CONFIGS / "seed.yaml"),
-                               "--format", "json"], stdout=full, stderr=subprocess.PIPE, text=True,
-                              timeout=120, env=_buffered())
-    assert done.returncode == 120
-    assert done.stderr.strip().splitlines() == [
-        "gradverify: error: the report could not be written to stdout: No space left on device"]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: full}
+        done = subprocess.run([sys.executable, "-m", "gradverify", *args], cwd=cwd, env=_buffered(),
+                              text=True, timeout=120, **pipes)
+    return done.returncode, done.stderr if stream == "stdout" else done.stdout
+
+
+_FULL_DISK = "gradverify: error: the report could not be written to stdout: No space left on device"
+_SEED = str(CONFIGS / "seed.yaml")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["check", _SEED], ["check", _SEED, "--format", "json"],
+                                  ["check", _SEED, "--format", "github"], ["check", _SEED, "--format", "markdown"],
+                                  ["node", "x", "--config", _SEED], ["node", "x", "--config", _SEED, "--format", "json"],
+                                  ["graph", _SEED], ["schema"], ["--version"], ["--help"], ["check", "--help"]])
+def test_a_full_disk_under_stdout_is_said_and_is_120(args):
+    """stdout that cannot take the report for another reason than a reader who left (ENOSPC):
+    120 as Python gives, and one line saying why, whatever the command (it was an internal
+    error, exit 2, for a report larger than the stream's buffer; a traceback for --help and
+    --version)."""
+    status, err = _onto_full_disk(args, "stdout")
+    assert (status, err.strip().splitlines()) == (120, [_FULL_DISK])
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args, status", [(["check", _SEED], 0), (["check", "missing.yaml"], 2),
+                                          (["check", "--no-such-option"], 2),
+                                          (["check", str(CONFIGS / "seed_custom_relu.yaml"), "--method", "central"], 0)])
+def test_a_full_disk_under_stderr_changes_nothing_else(args, status, tmp_path):
+    """Notes, error lines and usage errors that cannot be written are lost; the report arrives
+    whole and the status is the verdict's (they were 120, or an internal error)."""
+    got, out = _onto_full_disk(args, "stderr", cwd=tmp_path)
+    assert got == status
+    assert ("59 elements" in out) == (status == 0)
+
+
+def test_your_code_printing_to_a_stderr_nobody_reads_keeps_the_verdict(tmp_path):
+    """A print() of your op while user code's stdout goes to stderr, whose reader left: the
+    print is lost, the check goes on (it was a BrokenPipeError inside your op: exit 2)."""
+    (tmp_path / "chatty.py").write_text(
+        "import numpy as np\n"
+        "def relu_forward(x):\n    print('forward', x.shape, 'x' * 70000)\n    return np.maximum(x, 0), x\n"
+        "def relu_backward(dout, x):\n    print('backward')\n    return dout * (x > 0)\n")
+    config = (CONFIGS / "seed_custom_relu.yaml").read_text().replace("../examples/zoo/correct.py", "chatty.py")
+    (tmp_path / "net.yaml").write_text(config)
+    status, out = _without_a_reader(["check", "net.yaml"], "stderr", cwd=tmp_path)
+    assert status == 0
+    assert "59 elements: 13 pass, 5 kink, 0 fail" in out
 
 
 @pytest.mark.parametrize("args", [["--version"], ["schema"], ["schema", "--report"]])

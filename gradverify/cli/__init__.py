@@ -30,10 +30,10 @@ import sys  # noqa: E402
 
 import typer  # noqa: E402
 
-from .. import __version__  # noqa: E402
+from .. import __version__, output  # noqa: E402
 from . import check, common, inspect, setup  # noqa: E402,F401  (each registers its commands on app)
 from .common import BUNDLED, DEFAULT_NAME, DEFAULT_NAMES, app  # noqa: E402,F401
-from .leave import exit_now  # noqa: E402
+from .leave import UNDELIVERED, exit_now  # noqa: E402
 
 if _gc_was_enabled:
     gc.enable()
@@ -41,10 +41,7 @@ if _gc_was_enabled:
 
 def _version(value: bool):
     if value:
-        try:
-            typer.echo(f"gradverify {__version__}")
-        except BrokenPipeError:  # click would say 1, the mismatch code: as every command, 120
-            raise typer.Exit(120) from None
+        typer.echo(f"gradverify {__version__}")
         raise typer.Exit(0)
 
 
@@ -86,9 +83,11 @@ def _stand_in_for_closed_streams() -> None:
 
 def invoke() -> int | str | None:
     """The command line's work up to its exit status: SystemExit's code (typer ends every command
-    with one), 130 for a Ctrl-C during import or argument parsing."""
+    with one), 130 for a Ctrl-C during import or argument parsing, 120 when stdout could not take
+    click's own text (--help, --version)."""
     _keep_freed_memory()
     _stand_in_for_closed_streams()
+    output.guard_standard_streams()
     if gc.isenabled():
         common.gc_paused = True  # --help, --version and usage errors exit before resume_gc
         gc.disable()
@@ -97,6 +96,8 @@ def invoke() -> int | str | None:
     except KeyboardInterrupt:  # during import or argument parsing
         sys.stderr.write("gradverify: interrupted\n")
         return 130
+    except output.Undelivered:  # --help, --version, a usage error's text (the commands': handled)
+        return UNDELIVERED
     except SystemExit as done:
         return done.code
     return 0

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 from .. import output, usercode
 from ..errors import GradverifyError, one_line
 from ..numeric.methods import AUTO, CHOICES
+from .leave import UNDELIVERED
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Check hand-written backpropagation: analytic vs numeric gradients at every "
@@ -86,16 +87,15 @@ def handled(fn):
         output.safe_streams()
         try:
             return _guarded(fn, args, kwargs)
-        except BrokenPipeError:  # stdout's reader left before the report (or an error object on
-            _discard_stdout()  # stdout, --format json) ended: `gradverify ... | head`
-            raise typer.Exit(120) from None
+        except output.Undelivered:  # stdout could not take the report: said at exit (cli.leave)
+            raise typer.Exit(UNDELIVERED) from None
 
     return wrapper
 
 
 def _guarded(fn, args, kwargs):
-    """fn(*args, **kwargs), every error as `handled` says. (Lines on stderr never raise: a
-    stderr whose reader left only loses them, output.console.)"""
+    """fn(*args, **kwargs), every error as `handled` says. (In the command line's process, lines
+    on stderr never raise: a stderr nobody can read only loses them, output.StandardStream.)"""
     try:
         with usercode.watch_sigint():
             return fn(*args, **kwargs)
@@ -104,7 +104,7 @@ def _guarded(fn, args, kwargs):
     except KeyboardInterrupt:
         _console(stderr=True).print("gradverify: interrupted", markup=False)
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, BrokenPipeError):
+    except (typer.Exit, typer.Abort, output.Undelivered):
         raise
     except BaseException as err:  # a bug in gradverify itself: still one line, never a traceback
         if os.environ.get("GRADVERIFY_DEBUG"):
@@ -113,16 +113,6 @@ def _guarded(fn, args, kwargs):
                 else f"{type(err).__name__}: {err}")
         _fail(f"internal error: {what} (set GRADVERIFY_DEBUG=1 for the traceback, and please "
               "report it)", 2)
-
-
-def _discard_stdout() -> None:
-    """What is left of the report goes nowhere: stdout's descriptor onto /dev/null, so that the
-    final flush does not fail a second time. Exit 120 says the report did not arrive (Python's
-    own status when stdout cannot be flushed), never a silent 0 and no internal error."""
-    try:
-        output.discard(sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no descriptor (CliRunner's buffer): nothing to do
-        pass
 
 
 def _stdout_is_terminal() -> bool:

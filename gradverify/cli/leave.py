@@ -1,9 +1,9 @@
 """How the `gradverify` command's process ends: sys.exit's status, sooner.
 
-Both standard streams are flushed first. stdout that cannot take the rest of the report (its
-reader left: `gradverify check … | head`; a full disk) makes the status Python's own for that,
-120, whatever the verdict; stderr that cannot take a note changes nothing. Either is pointed at
-/dev/null then, so that nothing fails again later.
+Both standard streams are flushed first. stdout that could not take the whole report, at any
+point of the process (its reader left: `gradverify check … | head`; a full disk: one line says
+so), makes the status Python's own for that, 120, whatever the verdict; stderr that cannot take
+a note changes nothing (output.StandardStream).
 
 Without your code loaded, the process then leaves without tearing the interpreter down
 (os._exit): freeing start-up's ~10^5 objects module by module is ~5–20 ms of a 0.3 s check
@@ -40,30 +40,15 @@ def exit_now(code: object) -> NoReturn:
     if code is not None and not isinstance(code, int):  # as Python prints a code that is no number
         _write_err(f"{code}\n")
     status = status_of(code)
-    problem = _flush(sys.stdout, 1)
-    if problem is not None:
+    refused = output.flush_standard_streams()
+    if refused is not None:
         status = UNDELIVERED
-        if problem != errno.EPIPE:  # a reader who left knows; a full disk is worth saying
-            _write_err(f"gradverify: error: the report could not be written to stdout: {os.strerror(problem)}\n")
-    _flush(sys.stderr, 2)
+        if refused != errno.EPIPE:  # a reader who left knows; a full disk is worth saying
+            _write_err(f"gradverify: error: the report could not be written to stdout: {os.strerror(refused)}\n")
+            output.flush_standard_streams()
     if usercode.loaded():
         sys.exit(status)
     os._exit(status)
-
-
-def _flush(stream, fd: int) -> int | None:
-    """Flush a standard stream: None if it took everything (or is None, or closed: as in
-    Python's own exit), else the errno of the failure, with descriptor `fd` pointed at
-    /dev/null so that nothing fails on it again."""
-    try:
-        if stream is not None:
-            stream.flush()
-        return None
-    except ValueError:  # closed by your code
-        return None
-    except OSError as err:
-        output.discard(fd)
-        return err.errno or errno.EIO
 
 
 def _write_err(text: str) -> None:
