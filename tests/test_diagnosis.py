@@ -60,6 +60,16 @@ def test_sign_flip():
     assert "≈ -1 × numeric" in hint and "sign is flipped" in hint and "factor 2" not in hint
 
 
+def test_a_ratio_a_hair_above_1_is_no_sign_flip():
+    """analytic = (1 + 1e-7) × numeric everywhere (a constant rounded in the backward): the hint
+    said "≈ 1 × numeric: the sign is flipped"."""
+    def backward(dout, x):
+        return _tanh_grad(dout, x) * (1 + 1e-7)
+    hint = _hint(api.check_op(tanh_forward, backward, _x((3, 4))), "x")
+    assert hint.startswith("analytic ≈ (1 + 1.0e-07) × numeric at all 12 elements")
+    assert "sign" not in hint
+
+
 def test_factor_2():
     def square_forward(x):
         return x ** 2, x

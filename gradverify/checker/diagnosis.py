@@ -67,7 +67,7 @@ def _factor_guess(r: float, shape: tuple[int, ...]) -> str:
     """What a ratio r = analytic/numeric suggests: sign, factor 2, or 1/N with N an axis's size."""
     mag = abs(r)
     sign = "the sign is flipped" if r < 0 else ""
-    if abs(mag - 1) <= INTEGER_MATCH:
+    if abs(mag - 1) <= INTEGER_MATCH:  # r ≈ -1 (constant_ratio says r ≈ 1 itself)
         return "the sign is flipped (a minus too many or too few)"
     if abs(mag - 2) <= 2 * INTEGER_MATCH or abs(mag - 0.5) <= INTEGER_MATCH:
         what = "a factor 2 too many" if mag > 1 else "a factor 2 missing"
@@ -96,6 +96,10 @@ def constant_ratio(n: NodeResult) -> str | None:
         return None
     if _fits(n, n.numeric, mask):
         return None  # r ≈ 1: the elements agree; whatever fails is not a factor
+    if abs(r - 1) <= INTEGER_MATCH:  # a ratio too close to 1 for 3 digits to show it
+        return (f"analytic ≈ (1 {'+' if r > 1 else '−'} {abs(r - 1):.1e}) × numeric at all {int(mask.sum())} "
+                "elements checked: a constant slightly off (rounded, taken in float32, or an ε added on "
+                "one side only?)")
     return (f"analytic ≈ {_g(r)} × numeric at all {int(mask.sum())} elements checked: "
             f"{_factor_guess(r, n.shape)}")
 
