@@ -17,6 +17,9 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 OPT_STR = {"type": ["string", "null"]}
 INDEX = {"type": "array", "items": INT}
+MODES = ["full", "sampled", "directional", "taylor"]
+#: a node's fields present only when the Taylor test ran
+TAYLOR_ONLY = ("order", "taylor", "adjoint")
 
 
 def _obj(required: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -34,19 +37,38 @@ def _element() -> dict[str, Any]:
 
 
 def _node() -> dict[str, Any]:
-    return _obj({
+    node = _obj({
         "name": STR, "kind": STR, "op": STR, "shape": INDEX, "method": STR,
         "status": {"enum": list(STATUSES)}, "inherited": {"type": "boolean"}, "problem": OPT_STR,
-        "size": INT, "total": INT, "mode": {"enum": ["full", "sampled", "directional"]}, "directions": INT,
+        "size": INT, "total": INT, "mode": {"enum": MODES}, "directions": INT,
         "directional_error": {"type": "number"}, "max_analytic": NUM, "of": STR, "below_floor": INT,
         "float64_max_rel_error": NUM, "max_abs_error": NUM, "max_rel_error": NUM,
         "worst_index": {"type": ["array", "null"], "items": INT}, "rtol": {"type": "number"},
         "atol": {"type": "number"}, "notes": {"type": "array", "items": STR},
         "diagnosis": {**OPT_STR, "description": "a failing node: the pattern its numbers show "
                                                 "(a constant factor, a sign, confined rows, …), in words"},
+        "order": {"type": ["number", "null"], "description": "the Taylor test's order (--taylor, --method "
+                                                           "taylor): 2 right, 1 wrong; null where none was fitted"},
+        "taylor": {"$ref": "#/$defs/taylor"},
+        "adjoint": {"$ref": "#/$defs/adjoint"},
         "elements": {"type": "array", "items": {"$ref": "#/$defs/element"},
                      "description": "the elements that do not pass (check), every element (node)"},
     }, "One node's check.")
+    node["required"] = [k for k in node["required"] if k not in TAYLOR_ONLY]
+    return node
+
+
+def _taylor() -> dict[str, Any]:
+    return _obj({"verdict": {"enum": list(STATUSES)}, "order": NUM, "odd_order": NUM, "reason": STR,
+                 "orders": {"type": "array", "items": NUM}, "resolution": NUM, "error": NUM},
+                "A node's Taylor remainder test (--taylor, --method taylor: docs/taylor.md); null where a "
+                "number is not finite or was not fitted.")
+
+
+def _adjoint() -> dict[str, Any]:
+    return _obj({"verdict": {"enum": list(STATUSES)}, "jvp": NUM, "vjp": NUM, "rel_error": NUM,
+                 "method": STR, "reason": STR},
+                "A user op's adjoint (dot-product) identity, ⟨J·u, v⟩ against ⟨u, backward(v)⟩ (docs/taylor.md).")
 
 
 def _blame() -> dict[str, Any]:
@@ -62,7 +84,7 @@ def _settings() -> dict[str, Any]:
     return _obj({"method": STR, "methods_used": {"type": "array", "items": STR}, "step": NUM,
                  "step_rule": {"type": "object", "additionalProperties": STR}, "rtol": per_method,
                  "atol": per_method, "dtype": STR, "seed": INT, "config": OPT_STR,
-                 "mode": {"enum": ["full", "sampled", "directional"]}, "sample": {"type": ["integer", "null"]},
+                 "mode": {"enum": MODES}, "sample": {"type": ["integer", "null"]},
                  "sample_seed": INT}, "How the check ran.")
 
 
@@ -82,4 +104,5 @@ def report_schema() -> dict[str, Any]:
     })
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "gradverify-report",
             "title": "gradverify check report", **doc,
-            "$defs": {"node": _node(), "element": _element(), "blame": _blame(), "settings": _settings()}}
+            "$defs": {"node": _node(), "element": _element(), "blame": _blame(), "settings": _settings(),
+                      "taylor": _taylor(), "adjoint": _adjoint()}}

@@ -69,17 +69,18 @@ def watch_sigint() -> Iterator[None]:
 
 
 def safe_str(obj) -> str:
-    """str(obj), or its type's name when its __str__ itself misbehaves."""
+    """str(obj), or its type's name when its __str__ itself misbehaves (raises anything, a
+    KeyboardInterrupt or SystemExit included: it is your code, not a Ctrl-C)."""
     try:
         return str(obj)
-    except Exception:
+    except BaseException:  # noqa: B036
         return f"<unprintable {type(obj).__name__}>"
 
 
 def safe_repr(obj) -> str:
     try:
         return repr(obj)
-    except Exception:
+    except BaseException:  # noqa: B036  (as safe_str)
         return f"<unprintable {type(obj).__name__}>"
 
 
@@ -99,9 +100,21 @@ def user_frame(exc: BaseException) -> str:
     return found
 
 
+class OsExit(BaseException):  # noqa: N818  (what your code called, not an error of gradverify's)
+    """os._exit(status) called by your code while a check runs (`session`): it would end
+    gradverify's process there and then, the report unsaid, with a status of its choosing (0: a
+    silent pass). Raised instead, it is your code's error as any other."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
 def describe(exc: BaseException) -> str:
     """What the user's code did, as the end of a sentence: "called sys.exit(0)",
     "raised KeyboardInterrupt itself (not a Ctrl-C)", "raised ValueError: bad shape"."""
+    if isinstance(exc, OsExit):
+        return f"called os._exit({safe_repr(exc.status)})" + user_frame(exc)
     if isinstance(exc, SystemExit):
         return f"called sys.exit({'' if exc.code is None else safe_repr(exc.code)})"
     if isinstance(exc, KeyboardInterrupt):
@@ -133,13 +146,25 @@ def session() -> Iterator[None]:
     box = userpkg.Sandbox()
     token = _SESSION.set({"": box})
     states = np.random.get_state(), random.getstate()
+    real_exit, os._exit = os._exit, _exit_in(os.getpid(), os._exit)
     try:
         yield
     finally:
+        os._exit = real_exit
         _SESSION.reset(token)
         box.close()
         np.random.set_state(states[0])
         random.setstate(states[1])
+
+
+def _exit_in(pid: int, real_exit):
+    """os._exit while a check runs in process `pid`: raises OsExit there; a process forked
+    meanwhile (a worker of --jobs) leaves as os._exit always does."""
+    def exit_(status):
+        if os.getpid() != pid:
+            real_exit(status)
+        raise OsExit(status)
+    return exit_
 
 
 def in_session() -> bool:

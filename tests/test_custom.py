@@ -79,6 +79,18 @@ layers:
     return cfg
 
 
+def test_an_op_of_yours_with_integer_outputs_is_checked_not_an_internal_error(tmp_path):
+    """A forward returning an int64 array (a rounding layer, its backward 0): "internal error:
+    OverflowError" (an integer array's smallest entry sought with an initial of inf). Its output
+    is steps: inputs off the steps' edges have derivative 0, and 0 passes."""
+    cfg = _net(tmp_path, "import numpy as np\ndef q_forward(x):\n"
+                         "    return np.round(np.real(x) * 10).astype(np.int64), x\n"
+                         "def q_backward(d, c):\n    return np.zeros_like(d)\n", "mine.py:q")
+    res = CliRunner().invoke(app, ["check", str(cfg), "-q"])
+    assert "internal error" not in res.stderr
+    assert res.exit_code == 0, res.output
+
+
 def test_forward_that_raises_is_exit_2(tmp_path):
     cfg = _net(tmp_path, "def boom_forward(x):\n    raise RuntimeError('kaput')\n"
                          "def boom_backward(d, c):\n    return d\n", "mine.py:boom")
@@ -145,6 +157,43 @@ def test_code_dropping_the_imaginary_part_only_for_small_entries_is_seen(tmp_pat
     np.testing.assert_allclose(x.numeric, [1, 1, 1, 1.0, 0.5, 1], rtol=1e-8)  # 2|x| below 1
     if status == "fail":
         assert [b.node for b in rep.blame] == ["y"]
+
+
+_BIG_AFFINE = ("import numpy as np\n"
+               "def affine_forward(x, w, b):\n    return {out} + b, (x, w, b)\n"
+               "def affine_backward(dout, cache):\n    x, w, b = cache\n"
+               "    return dout.dot(w.T), x.T.dot(dout) * {dw_factor}, {db_sign}dout.sum(axis=0)\n")
+
+
+def _big_affine(tmp_path, std: float, out="x.dot(w)", dw_factor="1", db_sign=""):
+    (tmp_path / "aff.py").write_text(_BIG_AFFINE.format(out=out, dw_factor=dw_factor, db_sign=db_sign))
+    f = tmp_path / "net.yaml"
+    f.write_text(f"values:\n  x: {{shape: [4, 3], init: normal, std: {std}}}\n"
+                 f"  w: {{shape: [3, 5], init: normal, std: {std}}}\n  b: {{shape: [5], init: normal}}\n"
+                 "graph:\n  - {name: out, op: aff.py:affine, inputs: [x, w, b]}\nloss: out\n")
+    return checker.run(config.load(f))
+
+
+@pytest.mark.parametrize("std", [3000.0, 1e4, 1e6])
+def test_outputs_far_larger_than_an_input_keep_the_complex_step(tmp_path, std):
+    """A review's repro: x·w + b of yours, x and w of entries ~std, b ~1. At b's own step (6e-6)
+    the outputs' rounding (ε·|x·w| ~ 1e-9 … 1e-4) swamped the probe's central differences: the
+    complex step was refused, every input went to central differences, and a dw wrong by one part
+    in a million passed (std 3000), a db of the wrong sign had no verdict (std 1e6), exit 0. The
+    probe now tries larger steps, exact for code linear in the input: complex step, FAIL."""
+    rep = _big_affine(tmp_path, std, dw_factor="(1 + 1e-6)")
+    assert [rep.node(n).method for n in "xwb"] == ["complex"] * 3
+    assert [rep.node(n).status for n in "xwb"] == ["pass", "fail", "pass"] and rep.exit_code == 1
+    rep = _big_affine(tmp_path, std, db_sign="-")
+    assert [rep.node(n).status for n in "xwb"] == ["pass", "pass", "fail"] and rep.exit_code == 1
+
+
+def test_large_outputs_of_code_dropping_the_imaginary_part_still_refuse_the_complex_step(tmp_path):
+    """The other direction at the same scale: np.real(x·w) + b drops the complex step through x
+    and w (not b); the probe, larger steps and all, still sees it: central differences."""
+    rep = _big_affine(tmp_path, 3000.0, out="np.real(x.dot(w))")
+    assert [rep.node(n).method for n in "xwb"] == ["central"] * 3
+    assert rep.exit_code == 0
 
 
 _EXP32 = ("import numpy as np\n"
@@ -314,10 +363,17 @@ TANH = "import numpy as np\ndef t_forward(x):\n    return np.tanh(x), x\n" \
      "q_forward raised Odd: <unprintable Odd>"),
     ("import sys\nsys.exit(0)\n", "layers[0].activation: mine.py:q: importing mine.py called sys.exit(0)"),
     ("raise KeyboardInterrupt\n", "importing mine.py raised KeyboardInterrupt itself (not a Ctrl-C)"),
+    ("class Odd(Exception):\n    def __str__(self):\n        raise KeyboardInterrupt\n"
+     "def q_forward(x):\n    raise Odd()\ndef q_backward(d, c):\n    return d\n",
+     "q_forward raised Odd: <unprintable Odd>"),
+    ("class Code:\n    def __repr__(self):\n        raise SystemExit(0)\n"
+     "import sys\ndef q_forward(x):\n    sys.exit(Code())\ndef q_backward(d, c):\n    return d\n",
+     "q_forward called sys.exit(<unprintable Code>)"),
 ], ids=["exit0", "exit", "backward_exit", "keyboardinterrupt", "generatorexit", "custom", "import_exit",
-        "import_keyboardinterrupt"])
+        "import_keyboardinterrupt", "str_raises_keyboardinterrupt", "repr_raises_systemexit"])
 def test_user_code_base_exceptions_are_exit_2(tmp_path, body, said):
-    """sys.exit(0) in a forward used to end gradverify with exit 0 and no output: a silent pass."""
+    """sys.exit(0) in a forward used to end gradverify with exit 0 and no output: a silent pass.
+    An exception whose __str__ raises KeyboardInterrupt said "interrupted", 130."""
     cfg = _net(tmp_path, body, "mine.py:q")
     res = CliRunner().invoke(app, ["check", str(cfg), "--format", "json"])
     assert res.exit_code == 2, res.output
@@ -325,6 +381,23 @@ def test_user_code_base_exceptions_are_exit_2(tmp_path, body, said):
     assert doc["status"] == "error" and doc["exit_code"] == 2 and set(doc) >= {"message", "file", "line"}
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("gradverify: error: ") and said in line, line
+
+
+@pytest.mark.parametrize("where, said", [
+    ("forward", "l1_q (mine.py:q): q_forward called os._exit(0) (at mine.py:3, in q_forward)"),
+    ("backward", "l1_q (mine.py:q): q_backward called os._exit(0) (at mine.py:5, in q_backward)")])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_user_code_calling_os_exit_is_exit_2(tmp_path, where, said, jobs):
+    """os._exit(0) in your op ended gradverify's process there: exit 0, no report, a silent pass
+    (in a subprocess: in this one it would end the test run, green)."""
+    import subprocess
+    import sys
+
+    fwd, bwd = ("os._exit(0)", "return d") if where == "forward" else ("return x, x", "os._exit(0)")
+    cfg = _net(tmp_path, f"import os\ndef q_forward(x):\n    {fwd}\ndef q_backward(d, c):\n    {bwd}\n", "mine.py:q")
+    done = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg), "--jobs", jobs],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.strip()) == (2, f"gradverify: error: {said}")
 
 
 def test_user_loss_calling_sys_exit_is_exit_2(tmp_path):

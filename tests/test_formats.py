@@ -300,7 +300,8 @@ def test_every_bundled_report_matches_the_published_schema(config, report_schema
     assert doc["schema_version"] == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("args", [["--fast"], ["--sample", "3"], ["--split"], ["--strict"], ["--method", "central"]])
+@pytest.mark.parametrize("args", [["--fast"], ["--sample", "3"], ["--split"], ["--strict"], ["--method", "central"],
+                                  ["--method", "taylor"], ["--taylor"]])
 def test_report_schema_holds_in_every_mode(args, report_schema, runner):
     import jsonschema
     res = runner.invoke(app, ["check", str(CONFIGS / "seed.yaml"), "-f", "json", *args])

@@ -28,6 +28,25 @@ def test_a_fifo_as_the_config_is_refused_not_waited_on(tmp_path):
                                           "YAML config file")
 
 
+def test_a_fifo_named_yaml_in_a_folder_of_configs_is_passed_over_not_waited_on(tmp_path):
+    """`gradverify check FOLDER` reads every *.yaml to see whether it is a config: a FIFO among
+    them hung the command forever."""
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "net.yaml").write_text(TAIL + "inputs: [[1.0, 2.0]]\n")
+    status, err = cli("check", str(tmp_path), "-q")
+    assert status == 0, err
+
+
+@pytest.mark.parametrize("command", [["check"], ["graph"], ["node", "x", "--config"]])
+def test_a_config_that_is_a_symlink_loop_is_one_located_line(tmp_path, command):
+    """`check` said "internal error: RuntimeError" (Path.resolve on the loop); node and graph
+    already said why."""
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    assert cli(*command, str(loop)) == (2, f"gradverify: error: {loop}: cannot read: Too many levels of "
+                                           "symbolic links")
+
+
 def test_a_device_as_the_config_is_refused_not_read_without_end():
     assert cli("check", "/dev/zero") == (2, "gradverify: error: /dev/zero: is a character device, "
                                             "expected a YAML config file")

@@ -169,6 +169,138 @@ def test_max_pool_tie_is_a_kink_not_a_fail(L):
     assert statuses.count("kink") == 2 and "fail" not in statuses  # the two tied elements
 
 
+def _real_relu_forward(x):
+    """A correct ReLU that is no complex-safe code (np.real drops the complex step): its input
+    is checked with real steps, central differences at h = ε^(1/3) ≈ 6e-6."""
+    x = np.real(x).astype(np.float64)
+    return np.maximum(0, x), x
+
+
+def _relu_backward(dout, x):
+    return dout * (x > 0)
+
+
+#: inputs a stencil of h ≈ 6e-6 crosses (a kink near x, not at it), both sides, and far ones
+NEAR_KINK = np.array([[-3e-6, 3e-6, -1.5e-6, 1.5e-6, -5e-6, 5e-6],
+                      [-1e-7, 1e-7, -3e-8, 5e-8, 0.7, -0.4]])
+
+
+def test_a_correct_relu_of_yours_near_its_kink_passes_under_real_steps():
+    """Inputs 3e-8 … 5e-6 from 0, where central differences at h ≈ 6e-6 cross the ReLU's kink
+    (a quarter of the jump at -3e-6, an error bar of an eighth): every element PASS, with the
+    derivative a smaller stencil measures — dout above 0, 0 below — as at built-in kinks (where,
+    as here, an input within 1.2e-8 of a kink is one at x: KINK). Before:
+    FAIL blamed on relu_backward (3e-6 … 5e-6) or KINK (below ~1.5e-6)."""
+    rep = gradverify.check_op(_real_relu_forward, _relu_backward, NEAR_KINK)
+    x = rep.node("x")
+    assert x.method == "central" and rep.exit_code == 0
+    assert x.statuses.tolist() == ["pass"] * NEAR_KINK.size
+    assert np.allclose(x.numeric, x.analytic, rtol=1e-6, atol=1e-9)  # dout·(x > 0), by hand
+
+
+def test_a_relu_of_yours_at_exactly_zero_stays_a_kink_under_real_steps():
+    rep = gradverify.check_op(_real_relu_forward, _relu_backward, np.array([[0.0, 0.5, -0.5]]))
+    assert rep.node("x").statuses.tolist() == ["kink", "pass", "pass"]
+
+
+def test_a_relu_backward_wrong_just_above_its_kink_still_fails_under_real_steps():
+    """A threshold off by 1e-6 (x > 1e-6): the elements in (0, 1e-6] get 0 where the derivative is
+    1; a smaller stencil measures 1 there, and they FAIL; the others pass."""
+    def shifted(dout, x):
+        return dout * (x > 1e-6)
+    rep = gradverify.check_op(_real_relu_forward, shifted, NEAR_KINK)
+    bad = (NEAR_KINK > 0) & (NEAR_KINK <= 1e-6)
+    assert rep.exit_code == 1
+    assert (rep.node("x").statuses == "fail").tolist() == bad.reshape(-1).tolist()
+
+
+def test_a_near_tie_in_your_max_pool_after_your_relu_is_no_fail(L):
+    """A 2×2 window [2.5e-6, 0, 0, 0] after a ReLU of yours, into your max pool whose np.zeros
+    output is no complex-safe code: the largest element's stencil crosses the tie. Before: FAIL,
+    blamed on max_pool_backward_naive; now the tied zeros are KINK, the rest PASS."""
+    pool = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    x = np.array([[[[2.5e-6, -1.0, 0.3, 0.1], [-2.0, -0.5, 0.2, 0.05]]]])
+
+    def forward(x):
+        a, relu_cache = _real_relu_forward(x)
+        out, pool_cache = L.max_pool_forward_naive(a, pool)
+        return out, (relu_cache, pool_cache)
+
+    def backward(dout, cache):
+        return _relu_backward(L.max_pool_backward_naive(dout, cache[1]), cache[0])
+    rep = gradverify.check_op(forward, backward, x)
+    assert rep.exit_code == 0 and "fail" not in rep.node("x").statuses.tolist()
+    assert rep.node("x").element(0).status == "pass"
+
+
+POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+
+def _pool_every_tied_max(dout, cache):
+    """A max-pool backward that sends dout to every entry equal to its window's max: a tie of k
+    entries gets k·dout in all (a classic; the right gradient sums to dout over the tie)."""
+    x, _ = cache
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            win = x[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+            mask = win == win.max(axis=(2, 3), keepdims=True)
+            dx[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2] += mask * dout[:, :, i:i + 1, j:j + 1]
+    return dx
+
+
+def _tied_images(seed: int) -> np.ndarray:
+    """Pixel-like integer images (0 … 3): most 2×2 windows hold a tie for their max."""
+    return np.random.default_rng(seed).integers(0, 4, size=(2, 2, 4, 4)).astype(np.float64)
+
+
+def test_a_tie_counted_twice_by_your_max_pool_fails(L):
+    """Each tied entry alone lies within its kink's [0, dout]: it was KINK, exit 0, "a valid
+    subgradient". Moved together they move the max once: the sum over the tie must be dout, by
+    hand 2·dout here. FAIL, the note says why, blame on the pool's backward."""
+    x = np.array([[[[1.0, 3.0], [3.0, 0.5]]]])
+    forward = lambda x: L.max_pool_forward_naive(x, POOL)  # noqa: E731
+    rep = gradverify.check_op(forward, _pool_every_tied_max, x)
+    node = rep.node("x")
+    assert rep.exit_code == 1 and node.statuses.tolist() == ["pass", "fail", "fail", "pass"]
+    dout = node.analytic[1]  # sent whole to both tied entries
+    assert any(f"sum to {2 * dout:.6g}, outside [{dout:.6g}, {dout:.6g}]" in n for n in node.notes)
+    right = gradverify.check_op(forward, L.max_pool_backward_naive, x)
+    assert right.exit_code == 0 and right.node("x").statuses.tolist() == ["pass", "kink", "kink", "pass"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ties_in_pixel_images_your_pool_right_or_counting_them_twice(L, seed):
+    """Both directions over images full of ties (several windows, douts of both signs in one
+    node): the right max pool never FAILs; the one counting ties twice FAILs at exactly the tied
+    maxima, never elsewhere."""
+    x = _tied_images(seed)
+    forward = lambda x: L.max_pool_forward_naive(x, POOL)  # noqa: E731
+    right = gradverify.check_op(forward, L.max_pool_backward_naive, x)
+    assert right.exit_code == 0 and "fail" not in right.node("x").statuses.tolist()
+    wrong = gradverify.check_op(forward, _pool_every_tied_max, x)
+    big = np.repeat(np.repeat(forward(x)[0], 2, axis=2), 2, axis=3)  # each entry's window max
+    at_max = x == big
+    ties = at_max.reshape(2, 2, 2, 2, 2, 2).sum(axis=(3, 5)) > 1  # per window: entries at its max
+    expected = at_max & np.repeat(np.repeat(ties, 2, axis=2), 2, axis=3)
+    assert expected.any()
+    assert (wrong.node("x").statuses == "fail").tolist() == expected.reshape(-1).tolist()
+
+
+def test_the_built_in_max_pool_on_ties_and_relus_at_zero_are_kinks_not_fails(tmp_path):
+    """gradverify's own max_pool2d over integer images, after its own relu with inputs at
+    exactly 0: the kinks are ties and separate ReLU kinks, moved together or not; no FAIL."""
+    x = _tied_images(3) - 1.0  # -1 … 2: zeros for the relu, ties for the pool
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "net.yaml").write_text(
+        "values:\n  x: {file: x.npy}\n"
+        "graph:\n  - {name: a, op: relu, inputs: [x]}\n  - {name: p, op: max_pool2d, inputs: [a], attrs: {size: 2}}\n"
+        "loss: p\n")
+    rep = gradverify.check(str(tmp_path / "net.yaml"))
+    assert rep.exit_code == 0
+    assert {n.name: n.status for n in rep.nodes}["a"] == "kink" and "fail" not in [n.status for n in rep.nodes]
+
+
 def test_hinge_margin_of_exactly_zero_is_a_kink(tmp_path):
     """svm_loss (the user's, as the data loss) with scores where s_1 - s_0 + 1 = 0 exactly."""
     cfg = tmp_path / "svm.yaml"

@@ -8,10 +8,11 @@ from dataclasses import replace
 import numpy as np
 
 from .. import numeric
-from ..numeric.estimate import kink_candidates
+from ..numeric.kinks import kink_candidates
 from ..results import NodeResult, max_finite
 from .compare import Comparison, compare
 from .prepare import Run
+from .together import judge_together
 
 #: --fast: random directions per node, and at most this many suspects followed by bisection
 FAST_DIRECTIONS = 3
@@ -78,10 +79,12 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
 
 def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimate:
     """Elements upstream of code the engine cannot see inside (custom ops declare no kinks) get a
-    second look: if their one-sided derivatives stay apart as the step shrinks, they sit on a
-    kink and are judged against the interval between them (a steep but smooth function's close
+    second look. Under real steps, a stencil may cross a kink near x: smaller ones first, and an
+    element whose smaller stencil is clear of it takes that estimate (numeric.clear_of_kinks).
+    Then, if an element's one-sided derivatives stay apart as the step shrinks, it sits on a
+    kink and is judged against the interval between them (a steep but smooth function's close
     up). The failing elements are looked at, and in a small node those whose one-sided gap
-    calls for it (numeric.estimate.kink_candidates)."""
+    calls for it (numeric.kinks.kink_candidates)."""
     if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
@@ -93,15 +96,19 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     bad = np.flatnonzero(look)
     if not bad.size:
         return est
-    kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
-    if not kink.any():
-        return est
-    arrays = {f: getattr(est, f).copy() for f in ("kink", "left", "right", "error", "crossings")}
-    pos = bad[kink]
-    arrays["kink"][pos] = True
-    arrays["crossings"][pos] = np.maximum(arrays["crossings"][pos], 1)
-    arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
-    arrays["error"][pos] = err[kink]
+    arrays = {f: getattr(est, f).copy() for f in ("numeric", "kink", "left", "right", "error", "crossings")}
+    if est.method != "complex":
+        d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad], est.method,
+                                               est.step, node_scale)
+        arrays["numeric"][bad[clear]], arrays["error"][bad[clear]] = d[clear], err[clear]
+        bad = bad[~clear]
+    if bad.size:
+        kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
+        pos = bad[kink]
+        arrays["kink"][pos] = True
+        arrays["crossings"][pos] = np.maximum(arrays["crossings"][pos], 1)
+        arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
+        arrays["error"][pos] = err[kink]
     return replace(est, **arrays)
 
 
@@ -120,10 +127,11 @@ def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None 
         in64 = compare(a64, est, (m.rtol, m.atol), numeric.KINK_TOLERANCE)
         extra["float64_rel_error"] = max_finite(in64.rel_error)
         judged, rounded = _float32_rounding(run, name, a, a64, est, judged, (rtol, atol), in64)
+    judged, together = judge_together(run, name, est, a, judged)
     node = run.graph.nodes[name]
     extra.setdefault("line", run.line(name))
     notes, undecided = _undecided(name, a, est, judged, atol, extra.get("mode", "full"))
-    notes += rounded
+    notes += rounded + together
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=run.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
                       value=np.real(run.values[name]).reshape(-1)[est.index].astype(np.float64),

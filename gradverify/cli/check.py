@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -202,9 +203,9 @@ def _refuse_overwriting(files: list, planned: list) -> None:
     """A report file that is one of the configs being checked would replace it: bad input."""
     from ..errors import GradverifyError
 
-    configs = {Path(p.config).resolve() for p in planned}
+    configs = {os.path.realpath(p.config) for p in planned}  # never raises (Path.resolve does on a symlink loop)
     for kind, path, given in files:
-        if Path(path).resolve() in configs:
+        if os.path.realpath(path) in configs:
             raise GradverifyError(f"--{kind} {given}: that is a config being checked; write the "
                                   f"{dict(REPORT_FILES)[kind]} somewhere else")
 

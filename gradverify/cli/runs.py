@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,11 @@ class Outcome:
 
 
 def is_config(path: Path) -> bool:
-    """Does this YAML file describe a network (a top-level layers:, graph: or model: key)?"""
+    """Does this YAML file describe a network (a top-level layers:, graph: or model: key)? Only a
+    regular file is read: a FIFO named *.yaml in a folder would wait for a writer forever."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
         with open(path, encoding="utf-8", errors="replace") as fh:
             return bool(_CONFIG_KEY.search(fh.read(1 << 20)))
     except OSError:

@@ -17,19 +17,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import delta
 from ..graph import Graph
 from ..parallel import usable_cores
 from ..results import max_finite
 from .cuts import Cuts
-from .methods import EPS, METHODS, ONE_SIDED_STEP, Method, one_sided
+from .kinks import (
+    KINK_SHRINKS,
+    MIN_SHRUNK_STEP,
+    SCREEN_FROM,
+    complex_gap,
+    kink_gap,
+    kinks_along_directions,
+)
+from .methods import METHODS, Method, one_sided
 from .prober import Prober, copy_order, node_method
 
-#: shrinking the step this many times by 10 must stop a real stencil crossing a kink that is near
-#: x but not at it; one that is still crossed lies at x. No step is shrunk below MIN_SHRUNK_STEP
-#: (relative): below it x + h rounds to x, and a stencil that no longer moves crosses nothing
-KINK_SHRINKS = 3
-MIN_SHRUNK_STEP = 1e-9
 #: the most copies in one chunk (beyond this, numpy's per-call overhead is already negligible)
 MAX_CHUNK = 8192
 #: but keep a chunk's copies near cache-sized: beyond this, bigger chunks only get slower
@@ -97,74 +99,6 @@ def estimate_chunk(prober: Prober, method: Method, idx: np.ndarray, rel_step: fl
     return d, err, crossed, left, right, gap
 
 
-def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False):
-    """|D₊ - D₋| for each element, from second-order one-sided differences at steps h and 2h on
-    each side, and a bound on its rounding. With f(x) = 0 (f holds changes of the loss) and the
-    exact steps a, b of one side, D = (b²·f(a) - a²·f(b)) / (a·b·(b - a)) is exact for a
-    quadratic: a smooth function's gap is O(h²·f‴), a kink's is its jump whatever h. Rounding:
-    (4 + 1)·ε·|loss| / h per side. `reuse`: the points are central differences' last run
-    (x ± h, x ± 2h), so the gap costs no evaluation."""
-    last = prober.last if reuse else None
-    if last is None or len(last[0]) != 4:
-        h = ONE_SIDED_STEP * scale
-        pts = [x + h, x - h, x + 2 * h, x - 2 * h]
-        f, _ = prober.run(idx, pts)
-    else:
-        pts, f = last
-    steps = [np.asarray(p).real - x for p in pts]  # exact: fl(x + m·h) - x
-    sides = []
-    with np.errstate(all="ignore"):
-        for a, b in ((0, 2), (1, 3)):
-            ha, hb = steps[a], steps[b]
-            sides.append((hb * hb * f[a] - ha * ha * f[b]) / (ha * hb * (hb - ha)))
-    return np.abs(sides[0] - sides[1]), 10 * EPS * (abs(loss) + 1e-300) / np.abs(steps[0])
-
-
-def complex_gap(prober: Prober, idx, x, scale, loss, d):
-    """Twice |central difference - complex step| and its rounding bound: two evaluations where
-    kink_gap takes four. Smooth: O(h²·f‴). At a kink the central difference is the mean of the
-    one-sided derivatives; a complex step that takes one of them (or any value outside
-    [left, right]) stands at least half the jump away. One that takes the mean is not told
-    apart here; its element then passes only where the analytic value is that mean, which lies
-    in [left, right]."""
-    h = ONE_SIDED_STEP * scale
-    pts = [x + h, x - h]
-    f, _ = prober.run(idx, pts)
-    steps = [p - x for p in pts]  # exact: fl(x ± h) - x
-    with np.errstate(all="ignore"):
-        central = (f[0] - f[1]) / (steps[0] - steps[1])
-    return 2 * np.abs(central - d), 2 * EPS * (abs(loss) + 1e-300) / h + 8 * EPS * np.abs(d)
-
-
-#: nodes of more elements than this are first screened along SCREEN_DIRECTIONS directions (4
-#: evaluations each) before every element's gap (2 or 4 evaluations each) is measured
-SCREEN_FROM = 24
-SCREEN_DIRECTIONS = 3
-
-
-def kinks_along_directions(prober: Prober, loss: float, node_scale: float) -> bool:
-    """May some element of the node sit on a kink? The gap of kink_gap along random Gaussian
-    directions v over all its elements at once: a kink at element i shows as |v_i|·jump (two
-    tied elements of a max as |v_a - v_b|·jump, never 0 for Gaussian v), a smooth function's as
-    O(h²). Said yes also to rounding or curvature that stands out: only costs the per-element
-    gaps. A kink missed here, as in kink_candidates, lets only an agreeing element pass."""
-    shape = prober.shape
-    rng = np.random.default_rng(len(prober.base))
-    v = rng.normal(size=(SCREEN_DIRECTIONS,) + tuple(shape))
-    h = ONE_SIDED_STEP * max(float(np.abs(prober.base.real).max(initial=0.0)), 1.0)
-    steps = np.array([h, -h, 2 * h, -2 * h])
-    vals = (steps[:, None, None] * v.reshape(1, SCREEN_DIRECTIONS, -1)).reshape((-1,) + tuple(shape))
-    if not prober.reaches:
-        return False
-    with np.errstate(all="ignore"):
-        change = prober.graph.propagate(prober.values, {prober.name: delta.Delta.full(vals, shape)})
-    f = np.real(np.asarray(change)).reshape(4, SCREEN_DIRECTIONS)
-    right = (4 * f[0] - f[2]) / (2 * h)  # (b²f(a) - a²f(b)) / (ab(b - a)) at a = h, b = 2h
-    left = (4 * f[1] - f[3]) / (-2 * h)
-    bound = 10 * EPS * (abs(loss) + 1e-300) / h
-    return bool(np.any(~(np.abs(right - left) <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)))
-
-
 def _gaps(prober: Prober, m: Method, index: np.ndarray, loss: float, numeric: np.ndarray, max_memory: int):
     """Every element's kink gap (complex_gap or kink_gap), in chunks, in this process."""
     gap, bound = np.zeros(len(index)), np.zeros(len(index))
@@ -177,18 +111,6 @@ def _gaps(prober: Prober, m: Method, index: np.ndarray, loss: float, numeric: np
         gap[sl], bound[sl] = (complex_gap(prober, idx, x, scale, loss, numeric[sl]) if m.name == "complex"
                               else kink_gap(prober, idx, x, scale, loss))
     return gap, bound
-
-
-def kink_candidates(est: Estimate, node_scale: float) -> np.ndarray:
-    """Elements whose numbers call for the kink scan (detect_kinks): a one-sided gap that is not
-    clearly within KINK_ERROR_BARS times its rounding plus half the scan's own threshold
-    (KINK_NODE_RTOL of the node's largest derivative), or no gap measured. A kink missed here
-    only lets an element pass whose analytic value agreed with its estimate anyway; a failing
-    element is scanned whatever its gap."""
-    if est.kink_gap is None or est.kink_gap_error is None:
-        return np.ones(len(est.index), bool)
-    gap, bound = est.kink_gap, est.kink_gap_error
-    return ~(gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)
 
 
 def _shrink_at_kinks(prober, method: Method, idx, x, scale, rel_step, loss, result) -> None:
@@ -396,51 +318,4 @@ def estimate_all(prober: Prober, m: Method, index: np.ndarray, rel_step: float, 
     return numeric, error, crossings, left, right, gap, gap_error
 
 
-#: one-sided steps for kinks seen from the numbers: a kink's gap stays as the step shrinks 100×;
-#: candidates are confirmed at the step between (rounding noise that happened to match at two
-#: steps does not match at a third: it grows as 1/h)
-KINK_SCAN_STEPS = (1e-3, 1e-5)
-KINK_CONFIRM_STEP = 1e-4
-#: a gap is a kink only when it stands clear of this many times the one-sided error bars …
-KINK_ERROR_BARS = 4.0
-#: … and of this fraction of the node's largest derivative: rounding in a derivative scales with
-#: the node (the loss and its inputs), not with the element's own, possibly tiny, derivative
-KINK_NODE_RTOL = 1e-7
-
-
-def _same_jump(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Gaps within a factor 2 of each other: the same jump seen at two steps."""
-    return (b > 0.5 * a) & (b < 2 * a)
-
-
-def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, node_scale: float):
-    """Kinks seen from the numbers alone, for code that declares none. At a kink the left and
-    right derivatives differ by the jump in the derivative, whatever the step; a smooth
-    function's second-order one-sided differences differ by O(h³) plus rounding, which grows as
-    1/h. So an element is at a kink when its one-sided gaps at h = 1e-3, 1e-4 and 1e-5 are (1)
-    within a factor 2 of each other (the same jump at every step: it neither closes up, as a
-    steep smooth function's does, nor grows 10× per step, as rounding noise does), (2) more than
-    KINK_ERROR_BARS times the error bar of the estimates, and (3) more than KINK_NODE_RTOL of the
-    node's largest derivative `node_scale`.
-    Returns (kink, left, right, error bar), one entry per index."""
-    prober = Prober(graph, values, name)
-    idx = np.asarray(indices, dtype=np.intp)
-    x = prober.base[idx].real.astype(np.float64)
-    scale = np.maximum(np.abs(x), 1.0)
-    loss = float(np.real(values[graph.loss]).reshape(-1)[0])
-    coarse, fine = KINK_SCAN_STEPS
-    l1, r1, _ = one_sided(prober, idx, x, scale, loss, rel_step=coarse)
-    l2, r2, e2 = one_sided(prober, idx, x, scale, loss, rel_step=fine)
-    gap1, gap2 = np.abs(r1 - l1), np.abs(r2 - l2)
-    noise = KINK_NODE_RTOL * node_scale
-    kink = _same_jump(gap1, gap2) & (gap2 > KINK_ERROR_BARS * e2 + noise) & np.isfinite(gap2)
-    if kink.any():
-        sub = np.flatnonzero(kink)
-        l3, r3, e3 = one_sided(prober, idx[sub], x[sub], scale[sub], loss, rel_step=KINK_CONFIRM_STEP)
-        gap3 = np.abs(r3 - l3)
-        kink[sub] = _same_jump(gap3, gap2[sub]) & _same_jump(gap1[sub], gap3) & (gap3 > KINK_ERROR_BARS * e3 + noise)
-    return kink, l2, r2, e2
-
-
-__all__ = ["Estimate", "estimate", "detect_kinks", "kink_candidates", "usable_cores", "WORKERS",
-           "OPAQUE_KINK_SCAN"]
+__all__ = ["Estimate", "estimate", "usable_cores", "WORKERS", "OPAQUE_KINK_SCAN"]
