@@ -247,6 +247,8 @@ class PythonOp(Op):
             outs: list[np.ndarray] | None = [self._run_shared(own, b, views, owned)
                                              for b in range(copies)]
         except UserCodeError:  # perhaps a write into a read-only view: once more with copies
+            if not views:  # no view was passed: it is your code's own error
+                raise
             outs = None
             self.written.update(views)
         for k, snap in snaps.items():

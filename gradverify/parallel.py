@@ -22,9 +22,11 @@ import sys
 import types
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import as_completed
+from concurrent.futures import BrokenExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import UserCodeError
 
 #: names of OpenBLAS's thread-count setter in the builds numpy ships (scipy-openblas, 64-bit
 #: interface) and in a system OpenBLAS
@@ -228,11 +230,22 @@ class Offload:
     def map(self, graph, values, name: str, how: tuple, index, progress=None):
         """The node's estimate in pieces on the workers (see estimate.estimate_all), or None
         when its graph cannot travel (a lambda, a model object): then it runs here."""
-        import numpy as np
-
         key, blob = self.payload(graph, values)
         if blob is None or self.failed:
             return None
+        try:
+            return self._gather(key, blob, name, how, index, progress)
+        except WorkerLoadError:
+            self.failed = True
+            return None
+        except BrokenExecutor:  # a worker died (now or before): only the user's code runs there but ours
+            raise UserCodeError(f"{name}: a --jobs worker process died while running your code on it (a "
+                                "signal, a crash inside a C extension, the memory killer?); without --jobs "
+                                "it runs in this process") from None
+
+    def _gather(self, key: str, blob: bytes, name: str, how: tuple, index, progress):
+        import numpy as np
+
         pieces = np.array_split(index, min(len(index), 4 * max(self.workers, 1)))
         futures = {self.executor.submit(run_piece, key, blob, name, how, piece): k
                    for k, piece in enumerate(pieces)}
@@ -240,11 +253,7 @@ class Offload:
         done = 0
         try:
             for fut in as_completed(futures):
-                try:
-                    results[futures[fut]] = fut.result()
-                except WorkerLoadError:
-                    self.failed = True
-                    return None
+                results[futures[fut]] = fut.result()
                 done += len(pieces[futures[fut]])
                 if progress is not None:
                     progress(done, len(index))

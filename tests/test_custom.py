@@ -400,6 +400,38 @@ def test_user_code_calling_os_exit_is_exit_2(tmp_path, where, said, jobs):
     assert (done.returncode, done.stderr.strip()) == (2, f"gradverify: error: {said}")
 
 
+_TANH_WITH = ("import atexit, os, threading, time\nimport numpy as np\n{top}\n_calls = [0]\n"
+              "def t_forward(x):\n    _calls[0] += 1\n    {fwd}\n    return np.tanh(x), x\n"
+              "def t_backward(d, x):\n    return d * (1 - np.tanh(x) ** 2) * {factor}\n")
+
+
+@pytest.mark.parametrize("top, fwd, factor, status", [
+    ("atexit.register(lambda: print('AT EXIT'))", "pass", "1", 0),
+    ("threading.Thread(target=lambda: (time.sleep(0.5), print('LATE THREAD'))).start()", "pass", "1", 0),
+    ("", "os.fork() if _calls[0] == 1 else None", "1", 0),
+    ("atexit.register(lambda: os._exit(0))", "pass", "2", 1),
+    ("atexit.register(lambda: 1 / 0)", "pass", "1", 0)],
+    ids=["atexit_print", "late_thread_print", "fork", "atexit_os_exit", "atexit_raises"])
+def test_what_your_code_leaves_behind_changes_neither_the_report_nor_the_status(tmp_path, top, fwd, factor, status):
+    """Python's exit runs your leftovers after the report. A print of theirs landed after the JSON
+    document on stdout (two documents with a fork: the child went on with the check); an
+    os._exit(0) of an atexit handler turned a FAIL into exit 0; an error of one was a traceback.
+    Now: one JSON document, the verdict's status, one line on stderr for the error."""
+    import subprocess
+    import sys
+
+    cfg = _net(tmp_path, _TANH_WITH.format(top=top, fwd=fwd, factor=factor), "mine.py:t")
+    done = subprocess.run([sys.executable, "-m", "gradverify", "check", str(cfg), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    doc = json.loads(done.stdout)  # one document, nothing after it
+    assert (done.returncode, doc["exit_code"]) == (status, status)
+    assert "Traceback" not in done.stderr
+    for said in ("AT EXIT", "LATE THREAD"):
+        assert (said in done.stderr) == (said in top)
+    if "1 / 0" in top:
+        assert "gradverify: note: your code, run as the process ended, raised ZeroDivisionError" in done.stderr
+
+
 def test_user_loss_calling_sys_exit_is_exit_2(tmp_path):
     (tmp_path / "mine.py").write_text("import sys\ndef my_loss(x, y):\n    sys.exit(0)\n")
     cfg = tmp_path / "net.yaml"

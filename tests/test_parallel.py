@@ -75,6 +75,42 @@ def test_a_bug_found_in_workers_is_still_a_fail(tmp_path):
     assert rep.exit_code == 1 and {"w1", "w2"} <= {n.name for n in rep.nodes if n.status == "fail"}
 
 
+_IN_WORKER = ("import os\nimport numpy as np\n"  # the checking process loads it first; workers inherit its pid
+              "_MAIN = int(os.environ.setdefault('GRADVERIFY_TEST_MAIN_PID', str(os.getpid())))\n"
+              "def relu_forward(x):\n    if os.getpid() != _MAIN:\n        {act}\n"
+              "    return np.maximum(x, 0), x\n"
+              "def relu_backward(dout, x):\n    return dout * (x > 0)\n")
+
+
+@pytest.mark.parametrize("act, said", [
+    ("raise ValueError('in a worker')", "relu_forward raised ValueError: in a worker"),
+    ("os._exit(0)", "relu_forward called os._exit(0)"),
+    ("os.kill(os.getpid(), 9)", "a --jobs worker process died while running your code on it")])
+def test_your_code_failing_only_in_a_worker_is_one_line_naming_it(tmp_path, act, said):
+    """Your op raising, calling os._exit or being killed in a --jobs worker only: it was "internal
+    error: RecursionError" (the op retried itself without end) or "BrokenProcessPool"."""
+    import subprocess
+    import sys
+
+    (tmp_path / "mine.py").write_text(LAYERS.read_text() + "\n" + _IN_WORKER.format(act=act))  # its relu, redefined
+    cfg = _net(tmp_path, tmp_path / "mine.py")
+    done = subprocess.run([sys.executable, "-m", "gradverify", "check", cfg, "--jobs", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("gradverify: error: ") and said in done.stderr, done.stderr
+
+
+def test_your_op_failing_from_its_sixth_call_on_is_one_line_naming_it(tmp_path):
+    """A forward that raises only after a few calls, in this process: "internal error:
+    RecursionError" (the op retried itself without end); now your op's error, exit 2."""
+    (tmp_path / "mine.py").write_text(LAYERS.read_text() + "\n" +
+        "import numpy as np\n_calls = [0]\ndef relu_forward(x):\n    _calls[0] += 1\n"
+        "    if _calls[0] > 5:\n        raise ValueError('late failure')\n    return np.maximum(x, 0), x\n"
+        "def relu_backward(dout, x):\n    return dout * (x > 0)\n")
+    res = CliRunner().invoke(app, ["check", _net(tmp_path, tmp_path / "mine.py")])
+    assert res.exit_code == 2 and "relu_forward raised ValueError: late failure" in res.stderr, res.output
+
+
 def test_workers_compile_the_source_the_check_loaded(tmp_path):
     """The op's file is edited after the check loaded it: the pickled op still runs the old code."""
     src = tmp_path / "mine.py"

@@ -301,6 +301,30 @@ def test_the_built_in_max_pool_on_ties_and_relus_at_zero_are_kinks_not_fails(tmp
     assert {n.name: n.status for n in rep.nodes}["a"] == "kink" and "fail" not in [n.status for n in rep.nodes]
 
 
+def _scaled_wrong(backward):
+    def wrong(dout, cache):
+        dx, *rest = backward(dout, cache)
+        return (dx * (1 + 1e-3), *rest)
+    return wrong
+
+
+@pytest.mark.parametrize("offset, spread", [(1e5, 1.0), (1.7e9, 3600.0)])
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batchnorm_of_yours_over_inputs_far_from_zero(L, offset, spread, seed):
+    """Features with a large common offset (prices ~1e5 ± 1, timestamps ~1.7e9 ± 3600) into the
+    project's batchnorm (np.var: no complex step, central differences at h = ε^(1/3)·|x|, as wide
+    as the spread): the right backward FAILed (25 of 30 seeds at 1e5, 30 of 30 for timestamps).
+    Smaller steps until the function is smooth at that scale: it passes, and a dx wrong by one
+    part in a thousand still fails."""
+    rng = np.random.default_rng(seed)
+    x, gamma, beta = offset + spread * rng.normal(size=(6, 4)), rng.normal(size=4), rng.normal(size=4)
+    forward = _norm_forward(L, "batchnorm")
+    right = gradverify.check_op(forward, L.batchnorm_backward, x, gamma, beta)
+    assert right.node("x").method == "central" and right.exit_code == 0, right.node("x").statuses
+    wrong = gradverify.check_op(forward, _scaled_wrong(L.batchnorm_backward), x, gamma, beta)
+    assert wrong.node("x").status == "fail" and wrong.exit_code == 1
+
+
 def test_hinge_margin_of_exactly_zero_is_a_kink(tmp_path):
     """svm_loss (the user's, as the data loss) with scores where s_1 - s_0 + 1 = 0 exactly."""
     cfg = tmp_path / "svm.yaml"

@@ -47,8 +47,31 @@ def exit_now(code: object) -> NoReturn:
             _write_err(f"gradverify: error: the report could not be written to stdout: {os.strerror(refused)}\n")
             output.flush_standard_streams()
     if usercode.loaded():
+        _leftovers_after_the_report(status)
         sys.exit(status)
     os._exit(status)
+
+
+def _leftovers_after_the_report(status: int) -> None:
+    """Python's own exit finishes what your code left (threads joined, atexit handlers run), after
+    the report: what they print goes to stderr (a JSON report on stdout stays one document), an
+    os._exit of theirs leaves with the verdict's status, not theirs, and an error of theirs is one
+    line, not a traceback."""
+    output.stdout_to_stderr_for_good()
+    real_exit = os._exit
+
+    def exit_with_the_verdict(_status) -> NoReturn:
+        output.flush_standard_streams()
+        real_exit(status)
+
+    os._exit = exit_with_the_verdict  # type: ignore[assignment]
+    sys.unraisablehook = _one_line
+
+
+def _one_line(unraisable) -> None:
+    """An error Python ignores at exit (your atexit handler raised): one line on stderr."""
+    what = usercode.describe(unraisable.exc_value) if unraisable.exc_value is not None else "failed"
+    _write_err(f"gradverify: note: your code, run as the process ended, {what} (ignored)\n")
 
 
 def _write_err(text: str) -> None:

@@ -153,15 +153,23 @@ def kink_candidates(est: Estimate, node_scale: float) -> np.ndarray:
     return ~(gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale)
 
 
+#: a smooth function's one-sided gap falls 100× when the step does 10× (O(h²)); a kink's stays, and
+#: rounding's grows 10×: a gap this many times smaller than at the step before is smooth
+SMOOTH_FALL = 30
+
+
 def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, method: str,
                    rel_step: float, node_scale: float):
     """Elements whose real stencil (x ± 2h) may cross a kink of your code near x, not at it (a
     ReLU input at -3e-6 under h = 6e-6: central differences take a quarter of the jump, and
-    their error bar, |D(2h) - D(h)|, sees less than that): estimated again with the step shrunk
+    their error bar, |D(2h) - D(h)|, sees less than that), or be too wide for how fast the
+    function turns (a batchnorm over timestamps ~1.7e9 that spread by 3600: h = ε^(1/3)·|x| ≈ 1e4,
+    where the error bar's h² asymptotics do not hold yet): estimated again with the step shrunk
     10× at a time, at most KINK_SHRINKS times, until the stencil's one-sided gap (kink_gap at
-    that step) is within its noise — no kink within it — as estimate._shrink_at_kinks does at
-    the kinks built-in ops declare. Returns (derivative, error bar, clear), one entry per index;
-    an element not clear has a kink within the smallest stencil: at x (detect_kinks)."""
+    that step) is within its noise — no kink within it — or falls as a smooth function's does
+    (SMOOTH_FALL), as estimate._shrink_at_kinks does at the kinks built-in ops declare. Returns
+    (derivative, error bar, clear), one entry per index; an element not clear has a kink within
+    the smallest stencil: at x (detect_kinks)."""
     prober = Prober(graph, values, name)
     m = METHODS[method]
     idx = np.asarray(indices, dtype=np.intp)
@@ -169,17 +177,27 @@ def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, m
     scale = np.maximum(np.abs(x), 1.0)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     derivative, error, clear = np.full(len(idx), np.nan), np.full(len(idx), np.nan), np.zeros(len(idx), bool)
-    todo, step = np.arange(len(idx)), rel_step
-    for _ in range(KINK_SHRINKS):
-        step /= 10
-        if not todo.size or step < MIN_SHRUNK_STEP:
+    before = kink_gap(prober, idx, x, scale, loss, rel_step=rel_step)[0]  # at the step that failed
+    levels = []  # (estimate, error bar, clear) at each smaller step
+    for k in range(1, KINK_SHRINKS + 1):
+        step = rel_step / 10 ** k
+        if step < MIN_SHRUNK_STEP:
             break
-        d, err, _ = m.estimate(prober, idx[todo], x[todo], scale[todo], step, loss)
-        gap, bound = kink_gap(prober, idx[todo], x[todo], scale[todo], loss, reuse=m.name == "central",
-                              rel_step=step)
-        ok = (gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale) & np.isfinite(d) & np.isfinite(err)
-        derivative[todo[ok]], error[todo[ok]], clear[todo[ok]] = d[ok], err[ok], True
-        todo = todo[~ok]
+        d, err, _ = m.estimate(prober, idx, x, scale, step, loss)
+        gap, bound = kink_gap(prober, idx, x, scale, loss, reuse=m.name == "central", rel_step=step)
+        quiet = gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale
+        levels.append((d, err, (quiet | (gap <= before / SMOOTH_FALL)) & np.isfinite(d) & np.isfinite(err)))
+        before = gap
+    # each element: its clear estimate of least error bar, the bar widened to its distance from a
+    # clear neighbour's estimate (the least of several bars may be one that rounding made small)
+    for k, (d, err, ok) in enumerate(levels):
+        widened = err.copy()
+        for j in (k - 1, k + 1):
+            if 0 <= j < len(levels):
+                both = ok & levels[j][2]
+                widened[both] = np.maximum(widened[both], np.abs(d - levels[j][0])[both])
+        better = ok & ~(widened >= error)
+        derivative[better], error[better], clear[better] = d[better], widened[better], True
     return derivative, error, clear
 
 
