@@ -83,11 +83,17 @@ class _Finder:
         return spec
 
 
+#: modules whose functions gradverify's own code calls by name while it judges: a user file that
+#: replaces one (np.abs = …) would change the judge, for its own check and every later one
+GUARDED_MODULES = ("numpy", "numpy.linalg", "builtins", "math")
+
+
 class Sandbox:
     """sys.path, sys.meta_path, sys.modules and sys.dont_write_bytecode while user files are
-    imported during one check; `close()` restores them."""
+    imported during one check, and the names of GUARDED_MODULES; `close()` restores them."""
 
     def __init__(self) -> None:
+        self.names = {m: dict(vars(sys.modules[m])) for m in GUARDED_MODULES if m in sys.modules}
         self.path = list(sys.path)
         self.before = set(sys.modules)  # what may be restored from the stash
         self.stashed: dict[str, types.ModuleType] = {}
@@ -125,7 +131,17 @@ class Sandbox:
         self.stash(chain[0])
         return importlib.import_module(".".join([*chain, path.stem]))
 
+    def restore_names(self) -> None:
+        """Every name of GUARDED_MODULES that a user file rebound, back to what it was (a name it
+        added stays: nothing of gradverify's calls it)."""
+        for module, names in self.names.items():
+            now = vars(sys.modules[module]) if module in sys.modules else {}
+            for key, value in names.items():
+                if now.get(key, value) is not value or key not in now:
+                    setattr(sys.modules[module], key, value)
+
     def close(self) -> None:
+        self.restore_names()
         if self.finder.roots:  # no folder of yours added: no module of yours to forget
             for name in [n for n, m in list(sys.modules.items()) if self._ours(m)]:
                 sys.modules.pop(name, None)

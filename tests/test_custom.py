@@ -432,6 +432,26 @@ def test_what_your_code_leaves_behind_changes_neither_the_report_nor_the_status(
         assert "gradverify: note: your code, run as the process ended, raised ZeroDivisionError" in done.stderr
 
 
+_PATCHES_NUMPY = ("import numpy as np\n_abs = np.abs\nnp.abs = lambda a, *r, **k: _abs(a, *r, **k) * 0.0\n"
+                  "def t_forward(x):\n    return np.tanh(x), x\n"
+                  "def t_backward(d, x):\n    return d * (1 - np.tanh(x) ** 2) * {factor}\n")
+
+
+def test_a_file_that_replaces_a_numpy_function_changes_no_verdict(tmp_path):
+    """`np.abs = …` at a file's top level (every |error| 0): a wrong backward in that file passed,
+    and so did one checked after it in the same process (a teacher's --code-dir: one student's
+    file passed the next one's bug). The judge's numpy names are put back after each import."""
+    wrong = _net(tmp_path, _PATCHES_NUMPY.format(factor="2"), "mine.py:t")
+    assert checker.run(config.load(wrong)).exit_code == 1
+    (tmp_path / "other").mkdir()
+    right = _net(tmp_path / "other", _PATCHES_NUMPY.format(factor="1"), "mine.py:t")
+    assert checker.run(config.load(right)).exit_code == 0
+    (tmp_path / "plain").mkdir()
+    plain = _net(tmp_path / "plain", TANH.replace("** 2)", "** 2) * 2"), "mine.py:t")
+    assert checker.run(config.load(plain)).exit_code == 1
+    assert np.abs(-2.0) == 2.0
+
+
 def test_user_loss_calling_sys_exit_is_exit_2(tmp_path):
     (tmp_path / "mine.py").write_text("import sys\ndef my_loss(x, y):\n    sys.exit(0)\n")
     cfg = tmp_path / "net.yaml"
