@@ -140,7 +140,7 @@ def check_op(forward, backward, *inputs, attrs: dict | None = None, outputs: int
         for k, out in enumerate(outs):
             graph.add(Node(out, "intermediate", op=Pick(multi, k), inputs=(node,), source="pick"))
     graph.add(Node("loss", "loss", op=Project(seed), inputs=tuple(outs), source="project"))
-    with usercode.watch_sigint():
+    with usercode.watch_sigint(), usercode.session():  # (os._exit of your op: your error, as in check)
         return checker.run(Config(source=Source(file=None), seed=seed), settings, graph=graph,
                            executor=executor)
 

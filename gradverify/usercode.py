@@ -146,15 +146,36 @@ def session() -> Iterator[None]:
     box = userpkg.Sandbox()
     token = _SESSION.set({"": box})
     states = np.random.get_state(), random.getstate()
-    real_exit, os._exit = os._exit, _exit_in(os.getpid(), os._exit)
+    _guard_os_exit(+1)
     try:
         yield
     finally:
-        os._exit = real_exit
+        _guard_os_exit(-1)
         _SESSION.reset(token)
         box.close()
         np.random.set_state(states[0])
         random.setstate(states[1])
+
+
+#: sessions open in this process (checks on several threads overlap): the process they are of (a
+#: --jobs worker forked during a check counts its own), how many, and os._exit before the first
+_SESSIONS: dict = {"pid": None, "open": 0, "real": None}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _guard_os_exit(change: int) -> None:
+    """os._exit raises OsExit while any session of this process is open: the first to open
+    puts the guard in, the last to close takes it out (threads' sessions interleave)."""
+    with _SESSIONS_LOCK:
+        if _SESSIONS["pid"] != os.getpid():  # a fresh process, or a child forked meanwhile
+            _SESSIONS.update(pid=os.getpid(), open=0, real=None)
+        _SESSIONS["open"] += change
+        if change > 0 and _SESSIONS["open"] == 1:
+            _SESSIONS["real"] = os._exit
+            os._exit = _exit_in(os.getpid(), os._exit)
+        elif change < 0 and _SESSIONS["open"] <= 0 and _SESSIONS["real"] is not None:
+            os._exit = _SESSIONS["real"]
+            _SESSIONS.update(open=0, real=None)
 
 
 def _exit_in(pid: int, real_exit):

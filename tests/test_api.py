@@ -125,3 +125,38 @@ def test_check_op_stateful_forward_fails():
 
     rep = gradverify.check_op(counted_forward, lambda d, c: d, np.ones(3))
     assert not rep.ok and "counted_forward is not deterministic" in rep.node("counted_forward").problem
+
+
+def test_check_op_of_a_forward_calling_os_exit_raises_instead_of_ending_the_process():
+    """os._exit(0) in the forward given to check_op ended the caller's process, status 0 (a test
+    suite: green, its later tests never run). In a subprocess, for that reason."""
+    import subprocess
+    import sys
+
+    code = ("import os, numpy as np, gradverify\n"
+            "def f(x):\n    os._exit(0)\n"
+            "def b(d, c):\n    return d\n"
+            "try:\n    gradverify.check_op(f, b, np.ones((2, 3)))\n"
+            "except gradverify.GradverifyError as e:\n    print('raised:', e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "raised: f (f/b): f called os._exit(0)", done
+
+
+def test_checks_on_several_threads_leave_os_exit_as_it_was():
+    """os._exit is guarded while a check runs; two threads' checks interleave, and the guard was
+    put back in the wrong order: os._exit stayed gradverify's for good (a later os._exit(0) raised
+    instead of ending the program)."""
+    import os
+    import threading
+
+    real = os._exit
+
+    def job():
+        for _ in range(3):
+            gradverify.check(CONFIGS / "seed.yaml")
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert os._exit is real

@@ -73,13 +73,17 @@ def detect_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, nod
     return kink, l2, r2, e2
 
 
-def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False, rel_step: float = ONE_SIDED_STEP):
+def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False, rel_step: float = ONE_SIDED_STEP,
+             bend: bool = False):
     """|D₊ - D₋| for each element, from second-order one-sided differences at steps h and 2h on
     each side, and a bound on its rounding. With f(x) = 0 (f holds changes of the loss) and the
     exact steps a, b of one side, D = (b²·f(a) - a²·f(b)) / (a·b·(b - a)) is exact for a
     quadratic: a smooth function's gap is O(h²·f‴), a kink's is its jump whatever h. Rounding:
     (4 + 1)·ε·|loss| / h per side, h = rel_step·max(|x|, 1). `reuse`: the points are central
-    differences' last run (x ± h, x ± 2h), so the gap costs no evaluation."""
+    differences' last run (x ± h, x ± 2h), so the gap costs no evaluation. `bend`: the gap is at
+    least h·|c₊ - c₋|, c the second derivative of each side's quadratic — O(h²·f‴) too, but a
+    kink inside the stencil shows in it (c·jump / h at a distance c) even where the one-sided
+    slopes happen to agree (a kink 2h/3 from x)."""
     last = prober.last if reuse else None
     if last is None or len(last[0]) != 4:
         h = rel_step * scale
@@ -88,12 +92,16 @@ def kink_gap(prober: Prober, idx, x, scale, loss, reuse: bool = False, rel_step:
     else:
         pts, f = last
     steps = [np.asarray(p).real - x for p in pts]  # exact: fl(x + m·h) - x
-    sides = []
+    sides, curves = [], []
     with np.errstate(all="ignore"):
         for a, b in ((0, 2), (1, 3)):
             ha, hb = steps[a], steps[b]
             sides.append((hb * hb * f[a] - ha * ha * f[b]) / (ha * hb * (hb - ha)))
-    return np.abs(sides[0] - sides[1]), 10 * EPS * (abs(loss) + 1e-300) / np.abs(steps[0])
+            curves.append(2 * (f[b] / hb - f[a] / ha) / (hb - ha))
+        gap = np.abs(sides[0] - sides[1])
+        if bend:
+            gap = np.fmax(gap, np.abs(curves[0] - curves[1]) * np.abs(steps[0]))
+    return gap, 10 * EPS * (abs(loss) + 1e-300) / np.abs(steps[0])
 
 
 def complex_gap(prober: Prober, idx, x, scale, loss, d):
@@ -177,25 +185,30 @@ def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, m
     scale = np.maximum(np.abs(x), 1.0)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
     derivative, error, clear = np.full(len(idx), np.nan), np.full(len(idx), np.nan), np.zeros(len(idx), bool)
-    before = kink_gap(prober, idx, x, scale, loss, rel_step=rel_step)[0]  # at the step that failed
+    before = kink_gap(prober, idx, x, scale, loss, rel_step=rel_step, bend=True)[0]  # at the step that failed
     levels = []  # (estimate, error bar, clear) at each smaller step
     for k in range(1, KINK_SHRINKS + 1):
         step = rel_step / 10 ** k
         if step < MIN_SHRUNK_STEP:
             break
         d, err, _ = m.estimate(prober, idx, x, scale, step, loss)
-        gap, bound = kink_gap(prober, idx, x, scale, loss, reuse=m.name == "central", rel_step=step)
+        gap, bound = kink_gap(prober, idx, x, scale, loss, reuse=m.name == "central", rel_step=step, bend=True)
         quiet = gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale
+        # the bar at least the disagreement of the two one-sided estimates at this step: rounding
+        # the loss's ε|loss|/h does not see (x - mean(x) of inputs ~1e5 loses 5 digits) shows there
+        err = np.fmax(err, gap)
         levels.append((d, err, (quiet | (gap <= before / SMOOTH_FALL)) & np.isfinite(d) & np.isfinite(err)))
         before = gap
-    # each element: its clear estimate of least error bar, the bar widened to its distance from a
-    # clear neighbour's estimate (the least of several bars may be one that rounding made small)
+    # each element: its clear estimate of least error bar, the bar widened by what of its distance
+    # from a clear neighbour's estimate the neighbour's own bar does not explain (the least of
+    # several bars may be one that rounding made small)
     for k, (d, err, ok) in enumerate(levels):
         widened = err.copy()
         for j in (k - 1, k + 1):
             if 0 <= j < len(levels):
                 both = ok & levels[j][2]
-                widened[both] = np.maximum(widened[both], np.abs(d - levels[j][0])[both])
+                unexplained = np.abs(d - levels[j][0]) - levels[j][1]
+                widened[both] = np.maximum(widened[both], unexplained[both])
         better = ok & ~(widened >= error)
         derivative[better], error[better], clear[better] = d[better], widened[better], True
     return derivative, error, clear
