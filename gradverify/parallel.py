@@ -26,6 +26,7 @@ from concurrent.futures import BrokenExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import usercode
 from .errors import UserCodeError
 
 #: names of OpenBLAS's thread-count setter in the builds numpy ships (scipy-openblas, 64-bit
@@ -204,6 +205,7 @@ class Offload:
         self._given, self._pool, self.jobs = executor, None, jobs
         self._blobs: dict[tuple, tuple[str, bytes | None]] = {}
         self.failed = False  # a worker could not load the user's file: the rest runs here
+        self.broken = False  # a worker died (usercode.worker_died)
         self.workers = jobs if executor is None else int(getattr(executor, "_max_workers", 0) or usable_cores())
 
     @property
@@ -215,8 +217,8 @@ class Offload:
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:  # a broken pool is not waited for: CPython 3.10's can hang there
+            self._pool.shutdown(wait=not self.broken, cancel_futures=True)
 
     def payload(self, graph, values) -> tuple[str, bytes | None]:
         """(key, the graph and plain pass pickled), None when they cannot be pickled."""
@@ -239,6 +241,8 @@ class Offload:
             self.failed = True
             return None
         except BrokenExecutor:  # a worker died (now or before): only the user's code runs there but ours
+            self.broken = True
+            usercode.worker_died()
             raise UserCodeError(f"{name}: a --jobs worker process died while running your code on it (a "
                                 "signal, a crash inside a C extension, the memory killer?); without --jobs "
                                 "it runs in this process") from None

@@ -36,6 +36,7 @@ _SIGINT = threading.Event()
 _SESSION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gradverify_session", default=None)
 _COUNT = [0]  # modules made so far, for unique names
 _LOADED = [False]  # has this process run a user's file (its top level)?
+_WORKER_DIED = [False]  # has a --jobs worker running your code died?
 
 
 def interrupted() -> bool:
@@ -179,10 +180,11 @@ def _guard_os_exit(change: int) -> None:
 
 
 def _exit_in(pid: int, real_exit):
-    """os._exit while a check runs in process `pid`: raises OsExit there; a process forked
-    meanwhile (a worker of --jobs) leaves as os._exit always does."""
+    """os._exit while a check runs in process `pid`: raises OsExit in the context that runs the
+    check (your code runs there); another thread (a test runner's watchdog ending a hung test)
+    and a process forked meanwhile (a worker of --jobs) leave as os._exit always does."""
     def exit_(status):
-        if os.getpid() != pid:
+        if os.getpid() != pid or not in_session():
             real_exit(status)
         raise OsExit(status)
     return exit_
@@ -190,6 +192,16 @@ def _exit_in(pid: int, real_exit):
 
 def in_session() -> bool:
     return _SESSION.get(None) is not None
+
+
+def worker_died() -> None:
+    """A --jobs worker process running your code died (parallel.Offload): its pool is broken,
+    and on CPython 3.10 Python's own exit can wait for that pool's threads forever."""
+    _WORKER_DIED[0] = True
+
+
+def a_worker_died() -> bool:
+    return _WORKER_DIED[0]
 
 
 def loaded() -> bool:

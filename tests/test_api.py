@@ -160,3 +160,20 @@ def test_checks_on_several_threads_leave_os_exit_as_it_was():
     for t in threads:
         t.join()
     assert os._exit is real
+
+
+def test_another_threads_os_exit_still_ends_the_process():
+    """A watchdog thread (pytest-timeout's "thread" method) ending a hung test with os._exit(1)
+    while a check runs: the guard raised in the watchdog, the check went on, the process exited
+    0. Only the context running the check is guarded."""
+    import subprocess
+    import sys
+
+    code = ("import os, threading, time, numpy as np, gradverify\n"
+            "def f(x):\n    time.sleep(0.3)\n    return 2 * x, x\n"
+            "def b(d, c):\n    return 2 * d\n"
+            "threading.Timer(0.5, lambda: os._exit(7)).start()\n"
+            "gradverify.check_op(f, b, np.ones(3))\n"
+            "print('still running')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 7 and "still running" not in done.stdout, done

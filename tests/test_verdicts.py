@@ -386,6 +386,45 @@ def test_your_overlapping_max_pool_is_not_failed_by_the_joint_test(tmp_path):
     assert rep.exit_code == 0 and rep.node("x").status == "kink"
 
 
+@pytest.mark.parametrize("method, x0", [("central", 1.99 * np.finfo(float).eps ** (1 / 3) / 1000),
+                                       ("richardson", 1.99e-6)])
+@pytest.mark.parametrize("bug", [1e-2, 1e-3, -5e-3])
+def test_a_relu_backward_wrong_where_the_smallest_stencil_just_crosses_the_kink_fails(method, x0, bug):
+    """A review's case: one input 1.99 smallest shrunk steps from the kink, its backward wrong by
+    1e-3 … 1e-2: the outer point x - 2h barely crosses the kink, the one-sided slopes nearly agree,
+    and that step was taken with a bar of 1% of the gradient: PASS. The last, smallest step now
+    counts only where quiet, and a step smaller still confirms the one before."""
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    x[1, 2] = x0
+
+    def wrong(dout, x):
+        dx = _relu_backward(dout, x)
+        dx[1, 2] *= 1 + bug
+        return dx
+    rep = gradverify.check_op(_real_relu_forward, wrong, x, method=method)
+    assert rep.node("x").statuses.reshape(3, 4)[1, 2] == "fail"
+    right = gradverify.check_op(_real_relu_forward, _relu_backward, x, method=method)
+    assert right.exit_code == 0
+
+
+def test_a_smooth_element_that_failed_keeps_its_own_tight_error_bar():
+    """A review's case: a leaky ReLU of yours, input -0.17, its backward off by 1e-5 (4.4e-9):
+    re-estimated only at smaller steps, its bar grew 10× (rounding) and it passed. The step that
+    failed is a candidate too: FAIL."""
+    def leaky_forward(x):
+        x = np.real(x)
+        return np.where(x > 0, x, 0.01 * x), x
+
+    def leaky_wrong(dout, x):
+        dx = dout * np.where(x > 0, 1.0, 0.01)
+        dx[0, 1] *= 1 + 1e-5
+        return dx
+    x = np.random.default_rng(4).normal(size=(5, 6))
+    x[0, 1] = -0.174717
+    rep = gradverify.check_op(leaky_forward, leaky_wrong, x, seed=4)
+    assert rep.node("x").statuses.reshape(5, 6)[0, 1] == "fail"
+
+
 def _scaled_wrong(backward):
     def wrong(dout, cache):
         dx, *rest = backward(dout, cache)

@@ -46,7 +46,7 @@ def exit_now(code: object) -> NoReturn:
         if refused != errno.EPIPE:  # a reader who left knows; a full disk is worth saying
             _write_err(f"gradverify: error: the report could not be written to stdout: {os.strerror(refused)}\n")
             output.flush_standard_streams()
-    if usercode.loaded():
+    if usercode.loaded() and not usercode.a_worker_died():
         _leftovers_after_the_report(status)
         sys.exit(status)
     os._exit(status)

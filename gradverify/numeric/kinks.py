@@ -164,6 +164,9 @@ def kink_candidates(est: Estimate, node_scale: float) -> np.ndarray:
 #: a smooth function's one-sided gap falls 100× when the step does 10× (O(h²)); a kink's stays, and
 #: rounding's grows 10×: a gap this many times smaller than at the step before is smooth
 SMOOTH_FALL = 30
+#: clear_of_kinks's smallest step (relative): one below MIN_SHRUNK_STEP, only to confirm the one
+#: before (its rounding, ε|loss|/h, is in its error bar)
+MIN_CLEAR_STEP = 1e-10
 
 
 def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, method: str,
@@ -172,10 +175,11 @@ def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, m
     ReLU input at -3e-6 under h = 6e-6: central differences take a quarter of the jump, and
     their error bar, |D(2h) - D(h)|, sees less than that), or be too wide for how fast the
     function turns (a batchnorm over timestamps ~1.7e9 that spread by 3600: h = ε^(1/3)·|x| ≈ 1e4,
-    where the error bar's h² asymptotics do not hold yet): estimated again with the step shrunk
-    10× at a time, at most KINK_SHRINKS times, until the stencil's one-sided gap (kink_gap at
-    that step) is within its noise — no kink within it — or falls as a smooth function's does
-    (SMOOTH_FALL), as estimate._shrink_at_kinks does at the kinks built-in ops declare. Returns
+    where the error bar's h² asymptotics do not hold yet): estimated again at its own step and
+    with the step shrunk 10× at a time, KINK_SHRINKS times and once more to confirm (_levels),
+    keeping the estimate whose stencil's one-sided gap (kink_gap at that step) is within its
+    noise — no kink within it — or falls as a smooth function's does (SMOOTH_FALL), of least
+    error bar; as estimate._shrink_at_kinks does at the kinks built-in ops declare. Returns
     (derivative, error bar, clear), one entry per index; an element not clear has a kink within
     the smallest stencil: at x (detect_kinks)."""
     prober = Prober(graph, values, name)
@@ -184,24 +188,40 @@ def clear_of_kinks(graph: Graph, values: dict, name: str, indices: np.ndarray, m
     x = prober.base[idx].real.astype(np.float64)
     scale = np.maximum(np.abs(x), 1.0)
     loss = float(np.real(values[graph.loss]).reshape(-1)[0])
-    derivative, error, clear = np.full(len(idx), np.nan), np.full(len(idx), np.nan), np.zeros(len(idx), bool)
-    before = kink_gap(prober, idx, x, scale, loss, rel_step=rel_step, bend=True)[0]  # at the step that failed
-    levels = []  # (estimate, error bar, clear) at each smaller step
-    for k in range(1, KINK_SHRINKS + 1):
+    levels = _levels(prober, m, idx, x, scale, loss, rel_step, node_scale)
+    return _least_error(levels, len(idx))
+
+
+def _levels(prober: Prober, m, idx, x, scale, loss: float, rel_step: float, node_scale: float) -> list:
+    """(estimate, error bar, clear) at the step that failed and at KINK_SHRINKS + 1 smaller ones.
+    The first is clear only where quiet (a smooth element that failed keeps its own, tightest,
+    bar); the last only where quiet too: a gap that merely fell there may be a kink the outer
+    points just cross (x - 2h barely past it: one-sided slopes nearly agree), and no step after
+    it would tell. Between them, quiet or fallen as a smooth function's gap falls."""
+    levels, before = [], None
+    for k in range(KINK_SHRINKS + 2):
         step = rel_step / 10 ** k
-        if step < MIN_SHRUNK_STEP:
+        if step < MIN_CLEAR_STEP:
             break
         d, err, _ = m.estimate(prober, idx, x, scale, step, loss)
         gap, bound = kink_gap(prober, idx, x, scale, loss, reuse=m.name == "central", rel_step=step, bend=True)
-        quiet = gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale
-        # the bar at least the disagreement of the two one-sided estimates at this step: rounding
-        # the loss's ε|loss|/h does not see (x - mean(x) of inputs ~1e5 loses 5 digits) shows there
-        err = np.fmax(err, gap)
-        levels.append((d, err, (quiet | (gap <= before / SMOOTH_FALL)) & np.isfinite(d) & np.isfinite(err)))
+        clear = gap <= KINK_ERROR_BARS * bound + 0.5 * KINK_NODE_RTOL * node_scale
+        if before is not None and k <= KINK_SHRINKS:
+            clear |= gap <= before / SMOOTH_FALL
+        # the bar at least the disagreement of the two one-sided estimates at this step, plus the
+        # rounding of x's own magnitude inside the code (x - mean(x) of inputs ~1e5 loses 5
+        # digits): ~ε|x| per evaluation times the node's derivatives, over h = step·|x|
+        err = np.fmax(err, gap) + 8 * EPS * node_scale / step
+        levels.append((d, err, clear & np.isfinite(d) & np.isfinite(err)))
         before = gap
-    # each element: its clear estimate of least error bar, the bar widened by what of its distance
-    # from a clear neighbour's estimate the neighbour's own bar does not explain (the least of
-    # several bars may be one that rounding made small)
+    return levels
+
+
+def _least_error(levels: list, n: int):
+    """Each element's clear estimate of least error bar, the bar widened by what of its distance
+    from a clear neighbour's estimate the neighbour's own bar does not explain (the least of
+    several bars may be one that rounding made small): (derivative, error bar, clear)."""
+    derivative, error, clear = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
     for k, (d, err, ok) in enumerate(levels):
         widened = err.copy()
         for j in (k - 1, k + 1):
