@@ -119,7 +119,8 @@ class StandardStream:
     """sys.stdout or sys.stderr of the gradverify process (cli.invoke), failing as the command
     line means: when its descriptor refuses a write or a flush (EPIPE, ENOSPC, EIO), the
     descriptor is pointed at /dev/null so that nothing fails on it again, and then
-      stdout: raises Undelivered — the report did not arrive — and `refused()` remembers why;
+      stdout: raises Undelivered — the report did not arrive — and the process remembers why
+              (flush_standard_streams returns it: cli.leave says it and exits 120);
       stderr: the text is lost and nothing else changes (a note, an error line, your code's print
               that nobody can read change neither the report on stdout nor the exit status).
     Every other attribute (encoding, fileno, isatty, buffer) is the stream's own."""
