@@ -9,9 +9,11 @@ steadier of the two). The floors:
 
   python -c pass                 the interpreter alone;
   import numpy                   what any check needs to compute anything;
-  import numpy + typer + ...     every dependency a check loads: numpy, typer (whose argument
-                                 parsing builds a pydantic TypeAdapter for every non-flag option,
-                                 so pydantic is part of it), rich's console and table, yaml.
+  import numpy + typer + ...     every dependency a check loads: numpy, typer, rich's console
+                                 and table, yaml;
+  ... + pydantic                 what typer >= 0.28's own coercion would add to that (it builds
+                                 a pydantic TypeAdapter for every option; gradverify answers
+                                 plain values without it: gradverify/cli/coercion.py).
 
 `--before DIR` also times the command from another copy of the `gradverify` package (DIR holds a
 `gradverify/` folder, e.g. made by `git archive <rev> gradverify | tar -x -C DIR`), run from this
@@ -38,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-DEPS = "import numpy, typer, pydantic, rich.console, rich.table, yaml"
+DEPS = "import numpy, typer, rich.console, rich.table, yaml"
 
 
 def commands(before: str | None, other: str | None) -> list[tuple[str, list[str], str | None]]:
@@ -47,7 +49,8 @@ def commands(before: str | None, other: str | None) -> list[tuple[str, list[str]
     json = check + ["--format", "json"]
     rows = [("python -c pass", [PY, "-c", "pass"], None),
             ("python -c 'import numpy'", [PY, "-c", "import numpy"], None),
-            ("import numpy, typer, pydantic, rich, yaml", [PY, "-c", DEPS], None),
+            ("import numpy, typer, rich, yaml", [PY, "-c", DEPS], None),
+            ("import numpy, typer, rich, yaml + pydantic", [PY, "-c", DEPS + ", pydantic"], None),
             ("gradverify --version", [PY, "-m", "gradverify", "--version"], None),
             ("gradverify check configs/seed.yaml", check, None),
             ("gradverify check ... --format json", json, None)]
@@ -59,7 +62,7 @@ def commands(before: str | None, other: str | None) -> list[tuple[str, list[str]
                      (f"{name}: gradverify check configs/seed.yaml", run + check[3:], None),
                      (f"{name}: ... --format json", run + json[3:], None)]
     if other:  # this checkout's gradverify under another environment's dependencies
-        rows += [("--python: import numpy, typer, rich, yaml", [other, "-c", DEPS.replace("pydantic, ", "")], None),
+        rows += [("--python: import numpy, typer, rich, yaml", [other, "-c", DEPS], None),
                  ("--python: gradverify check configs/seed.yaml", [other] + check[1:], str(ROOT))]
     return rows
 
@@ -87,7 +90,9 @@ def timed(name, fn):
             marks[name] = marks.get(name, 0.0) + clock() - start
             marks.setdefault(name + "@", start)
     return wrapper
+import typer._coercion
 typer.core.build_runtime_param = timed("adapters", typer.core.build_runtime_param)
+typer._coercion.build_runtime_param = typer.core.build_runtime_param  # gradverify's fallback
 check._execute = timed("check", check._execute)
 check._print_check = timed("draw", check._print_check)
 sys.argv = ["gradverify", "check", "configs/seed.yaml"]
@@ -99,7 +104,8 @@ print(t1 - t0, t2 - t1, t3 - t2, marks["check@"] - t3 - marks["adapters"], marks
       marks["check"], marks["draw"], t4 - t0)
 """
 PHASE_NAMES = ("import typer", "import numpy", "import gradverify.cli (the rest)",
-               "typer: build the command, parse; settings", "typer: pydantic import + TypeAdapters",
+               "typer: build the command, parse; settings",
+               "typer's own coercion (pydantic): where not plain",
                "the check (imports config, checker, yaml)", "drawing the table (imports rich)",
                "in-process total")
 

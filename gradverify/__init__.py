@@ -12,7 +12,7 @@ The Python API (see README, "Python API"):
     Report: .ok, .status, .nodes, .blame, .to_dict(), .table(), .assert_ok()
 """
 
-__version__ = "0.5.1"  # as in pyproject.toml (tests/test_docs.py checks they agree)
+__version__ = "0.5.2"  # as in pyproject.toml (tests/test_docs.py checks they agree)
 __all__ = ["check", "check_op", "check_loss", "check_model", "Report", "GradverifyError", "__version__"]
 
 

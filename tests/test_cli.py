@@ -730,3 +730,79 @@ def test_the_command_keeps_freed_memory_unless_the_user_set_glibc_thresholds(mon
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
     cli._keep_freed_memory()
     assert calls == []
+
+
+# --- typer's coercion without pydantic (gradverify/cli/coercion.py) --------------------------
+
+def _parse_outcome(command, args):
+    """What parsing `args` gives the command: its parameters' values with their types, or the
+    error's class and message."""
+    import typer
+
+    try:
+        ctx = command.make_context(command.name, list(args), resilient_parsing=False)
+    except typer.Exit as done:
+        return ("exit", done.exit_code)
+    except Exception as error:  # noqa: BLE001 (the usage error is the outcome)
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        return (type(error).__name__, message)
+    return {name: (type(value), value) for name, value in ctx.params.items()}
+
+
+def _option_values(command):
+    """A value for every option of the command, plain and awkward: numbers, signs, text,
+    choices in and out of case, paths that exist and do not, the empty string."""
+    texts = ["1", "007", "-1", "+2", "1.5", "1e3", "x", "", "JSON", "json", "central", "status",
+             "w*", str(CONFIGS / "seed.yaml"), "/no/such/file.yaml", "99999999999999999999",
+             " 1", "1 ", " x.yaml ", "１"]
+    required = ["l1_relu" for p in command.params if p.param_type_name == "argument" and p.required]
+    for param in command.params:
+        if getattr(param, "is_flag", False) or param.param_type_name != "option":
+            continue
+        descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.28; click's type before
+        choices = getattr(descriptor, "choices", None) or getattr(getattr(param, "type", None),
+                                                                   "choices", None) or []
+        choices = [getattr(c, "value", c) for c in choices]
+        for value in texts + [str(c) for c in choices]:
+            yield [*required, param.opts[0], value]
+
+
+@pytest.mark.parametrize("name", ["check", "node", "sweep", "graph", "init", "schema"])
+def test_plain_coercion_parses_every_option_as_typer_does(name):
+    """Each command's options, given plain and awkward values, parse to the same values, types
+    and errors with gradverify's plain coercion as with typer's own (pydantic's, typer ≥ 0.28)."""
+    import typer.main
+
+    from gradverify.cli import coercion
+
+    theirs = typer.main.get_command(app).commands[name]  # typer's own coercion
+    ours = typer.main.get_command(app).commands[name]
+    params = ours.get_params(ours.context_class(ours))
+    coercion.install(params)
+    if coercion.TyperParameter is not None:  # typer >= 0.28: the plain coercion is what runs
+        assert any(isinstance(getattr(p, "_runtime_param", None), coercion.PlainCoercion)
+                   for p in params)
+    cases = [[], [str(CONFIGS / "seed.yaml")], ["l1_relu"], ["a.yaml", "b.yaml"], [""]]
+    cases += list(_option_values(ours))
+    compared = 0
+    for args in cases:
+        expected = _parse_outcome(theirs, args)
+        assert _parse_outcome(ours, args) == expected, args
+        compared += isinstance(expected, dict)
+    assert compared >= 1  # values were parsed, not only refused
+
+
+def test_a_check_imports_no_pydantic(tmp_path):
+    """typer ≥ 0.28 coerces through pydantic (~70 ms of start-up): the plain coercion answers a
+    check's options without it."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom gradverify.cli import invoke\n"
+              f"sys.argv = ['gradverify', 'check', {str(CONFIGS / 'seed.yaml')!r}, '--format', 'json',"
+              " '--nodes', 'w*', '--seed', '3', '--json', sys.argv[1]]\n"
+              "code = invoke()\nprint(code, 'pydantic' in sys.modules, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stderr.splitlines()[-1] == "0 False", done.stderr
+    assert json.loads(done.stdout)["exit_code"] == 0

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 from .. import output, usercode
 from ..errors import GradverifyError, one_line
 from ..numeric.methods import AUTO, CHOICES
+from .coercion import PlainGroup
 from .leave import UNDELIVERED
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=PlainGroup, add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="Check hand-written backpropagation: analytic vs numeric gradients at every "
                        "node of a network. Exit 0: gradients agree; 1: a mismatch; 2: bad input.")
 
