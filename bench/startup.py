@@ -11,7 +11,7 @@ steadier of the two). The floors:
   import numpy                   what any check needs to compute anything;
   import numpy + typer + ...     every dependency a check loads: numpy, typer, rich's console
                                  and table, yaml;
-  ... + pydantic                 what typer >= 0.28's own coercion would add to that (it builds
+  ... + pydantic                 what typer 0.29's own coercion would add to that (it builds
                                  a pydantic TypeAdapter for every option; gradverify answers
                                  plain values without it: gradverify/cli/coercion.py).
 

@@ -198,6 +198,110 @@ def test_a_correct_relu_of_yours_near_its_kink_passes_under_real_steps():
     assert np.allclose(x.numeric, x.analytic, rtol=1e-6, atol=1e-9)  # dout·(x > 0), by hand
 
 
+def _relu_inputs_near_the_kink(seed: int) -> np.ndarray:
+    """5×6 normal inputs of which every third lies 1e-9 … 1e-5 from 0 (a review's sweep)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(5, 6))
+    flat = x.reshape(-1)
+    flat[::3] = rng.choice([-1, 1], size=flat[::3].size) * 10 ** rng.uniform(-9, -5, size=flat[::3].size)
+    return x
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_your_relu_that_drops_the_complex_step_is_judged_by_real_steps(seed):
+    """np.real in your ReLU drops the complex step; its probe sees the largest entries (where the
+    derivative may be 0 = 0) and a direction through the kinks (no verdict), so in 3 of 10 seeds
+    (4, 7, 8 here) it trusted the complex step, whose estimate is 0 everywhere: a right backward
+    FAILed. A failing element's complex estimate now stands only where central differences agree
+    with it; here they do not, and the node is estimated by central differences, with a note.
+    The numbers: dout·(x > 0) by hand away from the kink; a backward that passes dout below 0
+    too fails there, whatever the method."""
+    x = _relu_inputs_near_the_kink(seed)
+    rep = gradverify.check_op(_real_relu_forward, _relu_backward, x, seed=seed)
+    node = rep.node("x")
+    assert rep.exit_code == 0 and node.method == "central" and not np.any(node.statuses == "fail")
+    value = x.reshape(-1)[node.flat]
+    assert np.allclose(node.numeric[value < -0.1], 0, atol=1e-9)  # the derivative below 0, by hand
+    assert np.all(node.numeric[value > 0.1] != 0)  # dout there (random, nonzero)
+
+    def leaky(dout, x):  # dout passed where x < 0 as well: wrong by dout there
+        return dout * (x > 0) + dout * (x < -0.1)
+
+    wrong = gradverify.check_op(_real_relu_forward, leaky, x, seed=seed).node("x")
+    below = x.reshape(-1)[wrong.flat] < -0.1
+    assert wrong.status == "fail" and np.all(wrong.statuses[below] == "fail")
+
+
+def test_a_complex_step_that_agrees_with_central_differences_keeps_its_failure():
+    """Your ReLU carries the complex step (np.maximum of complex numbers compares real parts
+    first): a wrong backward's failures stand under the complex step, its estimate confirmed by
+    central differences; no note, and the method stays complex."""
+    def relu(x):
+        return np.where(np.real(x) > 0, x, 0 * x), x
+
+    def half(dout, x):
+        return 0.5 * dout * (x > 0)
+
+    x = _relu_inputs_near_the_kink(4)
+    node = gradverify.check_op(relu, half, x, seed=4).node("x")
+    assert node.method == "complex" and node.status == "fail"
+    assert not any("complex step through your code" in n for n in node.notes)
+
+
+def _np_var_batchnorm(x, gamma, beta):
+    """cs231n's batchnorm as most write it: np.var of complex numbers is |x - mean|², which drops
+    the complex step's share of the variance (not analytic code)"""
+    mu, var = x.mean(axis=0), np.var(x, axis=0)
+    xhat = (x - mu) / np.sqrt(var + 1e-5)
+    return gamma * xhat + beta, (xhat, var, gamma)
+
+
+def _batchnorm_backward(dout, cache):
+    xhat, var, gamma = cache
+    n, dxhat = dout.shape[0], dout * gamma
+    dx = (n * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0)) / (n * np.sqrt(var + 1e-5))
+    return dx, (dout * xhat).sum(0), dout.sum(0)
+
+
+def _batchnorm_backward_constant_statistics(dout, cache):
+    """the classic bug: mean and variance taken as constants"""
+    xhat, var, gamma = cache
+    return dout * gamma / np.sqrt(var + 1e-5), (dout * xhat).sum(0), dout.sum(0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_your_np_var_batchnorm_over_tiny_inputs_is_judged_by_real_steps(seed):
+    """Inputs ~1e-6: the variance's share of the derivative (~1e-7) is below the complex probe's
+    first-order tolerance, so it trusted the complex step, and a right backward FAILed in 20 of
+    20 seeds (by ~5e-8, against the complex step's 1e-10). The probe's second-order test sees
+    np.var's |·|² flip the sign of the variance's whole share of φ'', and x is checked by
+    central differences: the right backward passes, the constant-statistics one fails."""
+    rng = np.random.default_rng(seed)
+    x, gamma, beta = 1e-6 * rng.normal(size=(6, 4)), rng.normal(size=4), rng.normal(size=4)
+    right = gradverify.check_op(_np_var_batchnorm, _batchnorm_backward, x, gamma, beta, seed=seed)
+    assert right.exit_code == 0 and right.node("x").method == "central"
+    wrong = gradverify.check_op(_np_var_batchnorm, _batchnorm_backward_constant_statistics, x, gamma, beta,
+                                seed=seed)
+    assert wrong.node("x").status == "fail"
+
+
+def test_your_analytic_batchnorm_keeps_the_complex_step():
+    """The same batchnorm with the variance as a mean of squares (analytic code): the probe's
+    second-order test agrees, the complex step checks x, and the classic bug still fails there."""
+    def batchnorm(x, gamma, beta):
+        mu = x.mean(axis=0)
+        var = ((x - mu) ** 2).mean(axis=0)
+        xhat = (x - mu) / np.sqrt(var + 1e-5)
+        return gamma * xhat + beta, (xhat, var, gamma)
+
+    rng = np.random.default_rng(0)
+    x, gamma, beta = rng.normal(size=(6, 4)), rng.normal(size=4), rng.normal(size=4)
+    right = gradverify.check_op(batchnorm, _batchnorm_backward, x, gamma, beta)
+    assert right.exit_code == 0 and right.node("x").method == "complex"
+    wrong = gradverify.check_op(batchnorm, _batchnorm_backward_constant_statistics, x, gamma, beta)
+    assert wrong.node("x").status == "fail"
+
+
 def test_a_relu_of_yours_at_exactly_zero_stays_a_kink_under_real_steps():
     rep = gradverify.check_op(_real_relu_forward, _relu_backward, np.array([[0.0, 0.5, -0.5]]))
     assert rep.node("x").statuses.tolist() == ["kink", "pass", "pass"]

@@ -37,8 +37,10 @@ def check_node(run: Run, name: str, indices=None, problem: str | None = None,
     est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, indices, s.max_memory,
                            trusted=run.trusted, progress=progress, cuts=run.cuts)
     est = _recheck_shortcuts(run, name, est)
+    est, note = _confirm_complex(run, name, est)
     est = _opaque_kinks(run, name, est)
-    return node_result(run, name, est, problem, total=total, mode=mode)
+    result = node_result(run, name, est, problem, total=total, mode=mode)
+    return replace(result, notes=result.notes + note) if note else result
 
 
 #: failing elements estimated again without the user ops' shortcuts (at most this many)
@@ -75,6 +77,45 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
         run.cuts.forget_opaque()
     return numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, est.index, s.max_memory,
                             trusted=run.trusted)
+
+
+def _confirm_complex(run: Run, name: str, est: numeric.Estimate) -> tuple[numeric.Estimate, tuple[str, ...]]:
+    """The complex step goes through code of yours once its probe agreed with central
+    differences (prepare's `trusted`), on a few entries and to ~1e-5; the complex step is then
+    judged to ~1e-10. Code that carries the imaginary part only in part — np.real where the
+    probe saw only zero derivatives (a ReLU's negative entries, inputs at its kink), np.var's
+    |x - mean|² on inputs so small that the variance's share is below the probe's tolerance —
+    made a right backward FAIL. So a failing element's complex estimate stands only where
+    central differences, from the same forward, agree with it: where they differ beyond both
+    error bars at an element smooth at their step, the complex step is not your code's
+    derivative, and the whole node is estimated by central differences (with a note)."""
+    s = run.settings
+    if est.method != "complex" or s.method != "auto" or not run.trusted.intersection(run.graph.downstream(name)):
+        return est, ()
+    a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
+    bad = np.flatnonzero(compare(a, est, run.tolerance("complex"), run.tolerance("kink")).statuses == "fail")
+    if not bad.size:
+        return est, ()
+    pick = bad[np.unique(np.linspace(0, bad.size - 1, RECHECK).astype(int))]
+    central = numeric.estimate(run.graph, run.nvalues, name, "central", s.step, est.index[pick], s.max_memory)
+    z, c = est.numeric[pick], central.numeric
+    smooth = ~central.kink & ~kink_candidates(central, max_finite(np.abs(est.numeric)))
+    if central.crossings is not None:
+        smooth &= central.crossings == 0
+    with np.errstate(invalid="ignore"):
+        apart = smooth & (np.abs(z - c) > 3 * (est.error[pick] + central.error) + 1e-9 * np.abs(c))
+    if not apart.any():
+        return est, ()
+    if run.cuts is not None:  # cuts estimated through that code's complex step are no better
+        run.cuts.forget_opaque()
+    users = sorted({run.graph.nodes[n].op_label for n in run.graph.downstream(name) if n in run.trusted})
+    at = int(np.flatnonzero(apart)[0])
+    note = (f"{name}: the complex step through your code ({', '.join(users)}) gives {z[at]:.6g} at "
+            f"element {int(est.index[pick][at])}, central differences {c[at]:.6g} ± {central.error[at]:.1e}: "
+            "your forward carries the imaginary part only in part (np.real, np.abs, np.var of "
+            "complex numbers), so the node is estimated by central differences")
+    again = numeric.estimate(run.graph, run.nvalues, name, "central", s.step, est.index, s.max_memory)
+    return again, (note,)
 
 
 def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimate:

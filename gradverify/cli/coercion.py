@@ -1,34 +1,55 @@
 """Typer's coercion of a command's parameters, without pydantic where the answer is plain.
 
-typer 0.28 and later coerce every parameter of the command being run through a pydantic
-TypeAdapter, one built for each parameter, those left at their defaults included. Importing
-pydantic and building the adapters is ~70 ms of the ~0.29 s a `gradverify check` process takes
-here (bench/startup.py); typer before 0.28 coerces without pydantic.
+typer 0.29 coerces every parameter of the command being run through a pydantic TypeAdapter, one
+built for each parameter, those left at their defaults included. Importing pydantic and building
+the adapters is ~70 ms of the ~0.3 s a `gradverify check` process takes here
+(bench/startup.py); typer before 0.29 coerces without pydantic.
 
 Most values need nothing validated: an option left at its default (None, False, 256, an enum
-member), text for a str option, a choice's name, a path. Those are answered here by typer's own
-functions (`coerce_cli_choice`, `coerce_cli_path`, which need no pydantic) or by the one
-conversion pydantic itself makes (`Path(text)`, `int(digits)`). Everything else — a float, a
-negative number, an invalid value and the error message it earns — goes to typer's own coercion,
-unchanged. On a typer without this machinery nothing is installed (`install` does nothing).
+member), text for a str option, a choice's name, a path, a number. Those are answered here by
+typer's own functions (`coerce_cli_choice`, `coerce_cli_path`, which need no pydantic) or by the
+one conversion pydantic itself makes (`Path(text)`, `int(digits)`, `float(decimal)`). Everything
+else — and every value typer refuses, with the error message it earns — goes to typer's own
+coercion, unchanged. Only on a typer whose coercion this was compared with (VERIFIED_TYPER) is
+anything installed; on any other, typer coerces as it does (correct, ~70 ms slower).
 tests/test_cli.py checks that both paths give the same values and errors.
 """
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_args
 
+import typer
 from typer.core import TyperGroup
 
-try:  # typer >= 0.28; the names typer's own coercion uses
+try:  # typer >= 0.29; the names typer's own coercion uses
     from typer._param_types import coerce_cli_choice, coerce_cli_path
     from typer.core import _TyperParameter as TyperParameter
 except ImportError:  # an older typer coerces without pydantic: nothing to do
     TyperParameter = None  # type: ignore[assignment,misc]
 
+#: typer releases (major, minor) whose coercion the plain one was compared with, value by value
+#: (tests/test_cli.py); a later typer may coerce otherwise, and keeps its own until checked
+VERIFIED_TYPER = {(0, 29)}
+
 #: `_plain_value`'s answer when typer's own coercion must decide
 UNDECIDED: Any = object()
+
+#: numbers as text that pydantic's int and float (typer's number adapter) read as int() and
+#: float() do; anything else (1_000, 0x10, nan, spaces) is typer's to read
+INT_TEXT = re.compile(r"[-+]?[0-9]{1,15}")
+FLOAT_TEXT = re.compile(r"[-+]?([0-9]{1,17}\.?[0-9]{0,17}|\.[0-9]{1,17})([eE][-+]?[0-9]{1,3})?")
+
+
+def verified() -> bool:
+    """Is the installed typer one whose coercion the plain one stands in for?"""
+    try:
+        version = tuple(int(part) for part in typer.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return TyperParameter is not None and version in VERIFIED_TYPER
 
 
 class PlainCoercion:
@@ -51,7 +72,7 @@ class PlainCoercion:
 
 def install(params: list[Any]) -> None:
     """Give each of a command's typer parameters the plain coercion, before it is parsed."""
-    if TyperParameter is None or not hasattr(TyperParameter, "get_runtime_param"):
+    if not verified():
         return
     for param in params:
         if isinstance(param, TyperParameter) and getattr(param, "_runtime_param", ...) is None:
@@ -86,9 +107,8 @@ def _plain_leaf(value: Any, annotation: Any, info: Any, param: Any, ctx: Any) ->
             return value
         if annotation is float and type(value) is int and abs(value) < 2**53:  # a default of 256
             return float(value)
-        if annotation is int and type(value) is str and value.isascii() and value.isdigit() \
-                and len(value) <= 15:
-            return int(value)
+        if type(value) is str and (INT_TEXT if annotation is int else FLOAT_TEXT).fullmatch(value):
+            return annotation(value)
         return UNDECIDED
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         try:
@@ -99,8 +119,11 @@ def _plain_leaf(value: Any, annotation: Any, info: Any, param: Any, ctx: Any) ->
     if annotation is Path and info.path_type is None:
         if type(value) is str and value:  # pydantic's lax Path from a str
             value = Path(value)
-        if isinstance(value, Path):  # typer's checks (exists, readable, ...) and messages
-            return coerce_cli_path(value, info, path_type=Path, param=param, ctx=ctx)
+        if isinstance(value, Path):  # typer's checks (exists, readable, ...)
+            try:
+                return coerce_cli_path(value, info, path_type=Path, param=param, ctx=ctx)
+            except Exception:  # noqa: BLE001  typer's own words for it (they name the text typed;
+                return UNDECIDED  # NUL or a lone surrogate in it: typer's usage error, not a crash)
     return UNDECIDED
 
 

@@ -213,9 +213,51 @@ def complex_probe(graph: Graph, values: dict, name: str, elements: int = 3) -> b
                 rest[picks] = 0.0
                 if rest.any() and _agrees(node.op, xs, slot, rest, cot, out) is False:
                     return False
+                if _second_order(node.op, xs, slot, rng.normal(size=flat.size), cot, out) is False:
+                    return False
     except Exception:  # the user's code cannot take complex input at all
         return False
     return True
+
+
+def _along(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndarray):
+    """φ(t) = Σ (op(xs with input `slot` moved by t·v) − op(xs))·cot, for real or complex t: the
+    output's change, entry by entry, before the sum (an entry v does not move adds exactly 0)."""
+    flat = xs[slot].reshape(-1)
+
+    def phi(step):
+        z = flat.astype(np.complex128 if isinstance(step, complex) else np.float64) + step * v
+        args = list(xs)
+        args[slot] = z.reshape(xs[slot].shape)
+        return np.sum((op.forward(*args) - out) * cot)
+
+    return phi, max(float(np.abs(flat[v != 0].real).max()), 1.0)
+
+
+#: the second-order test's step (relative): s²·φ'' stands far above the outputs' rounding, and
+#: φ's Taylor series holds at most layers' scales (a batchnorm's √eps ≈ 3e-3 among them)
+SECOND_ORDER_STEP = 1e-4
+
+
+def _second_order(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndarray) -> bool | None:
+    """Does the op carry the complex step at second order too? Where it is analytic in its
+    input, Re φ(is) = −s²φ''/2 + O(s⁴) and the real φ(s) + φ(−s) = s²φ'' + O(s⁴): they cancel.
+    Complex arithmetic that is not analytic — np.var and np.abs of complex numbers are |z|²
+    and √(z·z̄) — flips the sign of its share of φ''. Where that share is too small at first
+    order for `_agrees` (a batchnorm's variance over inputs ~1e-6: ~1e-7 of the derivative), it
+    is all of φ'' here, and a right backward would FAIL against the complex step. None where φ
+    is not smooth at this scale (its second difference does not grow 4× from s to 2s: a kink)."""
+    phi, scale = _along(op, xs, slot, v, cot, out)
+    s = SECOND_ORDER_STEP * scale
+    second = np.real(phi(s) + phi(-s))  # s²φ''
+    wider = np.real(phi(2 * s) + phi(-2 * s))  # 4s²φ''
+    noise = 10 * 4 * EPS * float(np.sum(np.abs(np.real(out) * cot)))  # the outputs' rounding
+    if abs(wider - 4 * second) > abs(second) + noise:
+        return None
+    miss = abs(np.real(phi(1j * s)) + second / 2)
+    if miss <= 0.05 * abs(second) + noise:
+        return True
+    return False if miss > 0.25 * abs(second) + noise else None
 
 
 def _agrees(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndarray) -> bool | None:
@@ -223,19 +265,9 @@ def _agrees(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.nda
     central differences: do they agree? None where the numbers cannot say: the forward is not
     smooth along v (its one-sided differences differ by more than the tolerance: a kink), or the
     miss lies within the outputs' own rounding at every step tried."""
-    flat = xs[slot].reshape(-1)
-
-    def f(step, complex_=False):
-        """Σ (op(x + step·v) − op(x))·cot: the output's change, entry by entry, before the sum
-        (an entry v does not move adds exactly 0, not the rounding of a large sum)"""
-        z = flat.astype(np.complex128 if complex_ else np.float64) + step * v
-        args = list(xs)
-        args[slot] = z.reshape(xs[slot].shape)
-        return np.sum((op.forward(*args) - out) * cot)
-
-    scale = max(float(np.abs(flat[v != 0].real).max()), 1.0)
+    f, scale = _along(op, xs, slot, v, cot, out)
     along = np.count_nonzero(v) > 1
-    cstep = np.imag(f(1e-20j * scale, complex_=True)) / (1e-20 * scale)
+    cstep = np.imag(f(1e-20j * scale)) / (1e-20 * scale)
     if not np.isfinite(cstep):
         return False
     # the outputs' own rounding (ε|out| per entry, both ways), over the step: outputs far larger
