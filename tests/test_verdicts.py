@@ -373,6 +373,28 @@ def test_a_tie_counted_twice_by_your_max_pool_fails(L):
     assert right.exit_code == 0 and right.node("x").statuses.tolist() == ["pass", "kink", "kink", "pass"]
 
 
+def test_your_overlapping_max_pool_over_values_far_from_zero(L):
+    """A review's sweep: 3×3 windows at stride 1 over 1e5 ± 1 (seed 26 of its inputs). The
+    kink scan's steps are relative to |x| (100 wide here) and crossed the neighbours' maxima:
+    a right backward FAILed at one element, its complex estimate equal to the analytic value
+    to 12 digits. Smaller real stencils clear of kinks rule the kink out: it keeps its complex
+    estimate and passes; a backward wrong by 1e-3 there still fails."""
+    x = 1e5 + np.random.default_rng(26).normal(size=(1, 2, 5, 5))
+    pool = {"pool_height": 3, "pool_width": 3, "stride": 1}
+    forward = lambda x: L.max_pool_forward_naive(x, pool)  # noqa: E731
+    right = gradverify.check_op(forward, L.max_pool_backward_naive, x, seed=26)
+    node = right.node("x")
+    assert right.exit_code == 0 and node.method == "complex" and "fail" not in node.statuses.tolist()
+
+    def off(dout, cache):
+        dx = L.max_pool_backward_naive(dout, cache)
+        dx.reshape(-1)[8] *= 1 + 1e-3
+        return dx
+
+    wrong = gradverify.check_op(forward, off, x, seed=26).node("x")
+    assert wrong.statuses[list(wrong.flat).index(8)] == "fail"
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_ties_in_pixel_images_your_pool_right_or_counting_them_twice(L, seed):
     """Both directions over images full of ties (several windows, douts of both signs in one

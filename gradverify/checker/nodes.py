@@ -125,7 +125,10 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     Then, if an element's one-sided derivatives stay apart as the step shrinks, it sits on a
     kink and is judged against the interval between them (a steep but smooth function's close
     up). The failing elements are looked at, and in a small node those whose one-sided gap
-    calls for it (numeric.kinks.kink_candidates)."""
+    calls for it (numeric.kinks.kink_candidates). Under the complex step, an element whose
+    smaller real stencils are clear of kinks keeps its complex estimate: the kink scan's steps,
+    relative to |x|, would otherwise cross its neighbours' kinks (a max pool over values
+    1e5 ± 1, its scan 100 wide, failed a right backward)."""
     if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
@@ -138,11 +141,13 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     if not bad.size:
         return est
     arrays = {f: getattr(est, f).copy() for f in ("numeric", "kink", "left", "right", "error", "crossings")}
-    if est.method != "complex":
-        d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad], est.method,
-                                               est.step, node_scale)
+    real = est.method != "complex"  # under the complex step, a clear stencil only rules a kink out
+    d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad],
+                                           est.method if real else "central",
+                                           est.step if real else numeric.METHODS["central"].step, node_scale)
+    if real:
         arrays["numeric"][bad[clear]], arrays["error"][bad[clear]] = d[clear], err[clear]
-        bad = bad[~clear]
+    bad = bad[~clear]
     if bad.size:
         kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
         pos = bad[kink]

@@ -249,15 +249,17 @@ def _second_order(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: 
     is not smooth at this scale (its second difference does not grow 4× from s to 2s: a kink)."""
     phi, scale = _along(op, xs, slot, v, cot, out)
     s = SECOND_ORDER_STEP * scale
-    second = np.real(phi(s) + phi(-s))  # s²φ''
-    wider = np.real(phi(2 * s) + phi(-2 * s))  # 4s²φ''
+    second = np.real(phi(s) + phi(-s))  # s²φ'' + s⁴φ⁗/12
+    wider = np.real(phi(2 * s) + phi(-2 * s))  # 4s²φ'' + 16s⁴φ⁗/12
     noise = 10 * 4 * EPS * float(np.sum(np.abs(np.real(out) * cot)))  # the outputs' rounding
     if abs(wider - 4 * second) > abs(second) + noise:
         return None
+    # for analytic code Re φ(is) + second/2 = s⁴φ⁗/12 + …, and so is (wider − 4·second)/12
+    truncation = abs(wider - 4 * second) / 12
     miss = abs(np.real(phi(1j * s)) + second / 2)
-    if miss <= 0.05 * abs(second) + noise:
+    if miss <= 3 * truncation + 2e-3 * abs(second) + noise:
         return True
-    return False if miss > 0.25 * abs(second) + noise else None
+    return False if miss > 10 * truncation + 1e-2 * abs(second) + noise else None
 
 
 def _agrees(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndarray) -> bool | None:
