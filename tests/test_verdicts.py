@@ -232,6 +232,38 @@ def test_your_relu_that_drops_the_complex_step_is_judged_by_real_steps(seed):
     assert wrong.status == "fail" and np.all(wrong.statuses[below] == "fail")
 
 
+_REAL_RELU_OPS = """
+import numpy as np
+def relu_forward(x):
+    x = np.real(x).astype(np.float64)
+    return np.maximum(0, x), x
+def relu_backward(dout, x):
+    return dout * (x > 0)
+def leaky_forward(x):
+    x = np.real(x).astype(np.float64)
+    return np.maximum(0, x), x
+def leaky_backward(dout, x):
+    return dout * (x > 0) + dout * (x < -0.1)
+"""
+
+
+@pytest.mark.parametrize("seed", [4, 7, 8, 10])
+def test_your_relu_that_drops_the_complex_step_under_fast(tmp_path, seed):
+    """The same ReLU in a network, checked with --fast: the directions' suspects were estimated
+    by the complex step alone and a right backward FAILed (seeds 4, 8, 10), and, by central
+    differences, its inputs within a stencil of the kink FAILed too (the full check steps
+    around your code's kinks, --fast did not). The suspects now get the full check's second
+    look. A backward that passes dout below 0 too fails either way."""
+    (tmp_path / "ops.py").write_text(_REAL_RELU_OPS)
+    x = _relu_inputs_near_the_kink(seed)
+    weights = np.random.default_rng(seed).normal(size=x.shape).tolist()
+    for op, verdict in (("relu", 0), ("leaky", 1)):
+        cfg = {"values": {"x": x.tolist()}, "loss": "loss",
+               "graph": [{"name": "r", "op": f"{tmp_path / 'ops.py'}:{op}", "inputs": ["x"]},
+                         {"name": "loss", "op": "weighted_sum", "inputs": ["r"], "attrs": {"weights": weights}}]}
+        assert gradverify.check(cfg, fast=True, seed=seed).exit_code == verdict, op
+
+
 def test_a_complex_step_that_agrees_with_central_differences_keeps_its_failure():
     """Your ReLU carries the complex step (np.maximum of complex numbers compares real parts
     first): a wrong backward's failures stand under the complex step, its estimate confirmed by

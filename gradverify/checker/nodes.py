@@ -282,8 +282,11 @@ def check_node_fast(run: Run, name: str) -> NodeResult:
     index = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=np.intp)
     est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, index, s.max_memory,
                            trusted=run.trusted)
+    est, note = _confirm_complex(run, name, est)
+    est = _opaque_kinks(run, name, est)
     res = node_result(run, name, est, total=total, mode="directional", directions=count,
                       directional_error=worst)
+    res = replace(res, notes=res.notes + note) if note else res
     if bad.any() and not index.size:
         # the directions disagree but no single element could be isolated: still a failure
         res = replace(res, problem=f"the directional derivative disagrees (relative error "
