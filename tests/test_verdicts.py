@@ -264,6 +264,66 @@ def test_your_relu_that_drops_the_complex_step_under_fast(tmp_path, seed):
         assert gradverify.check(cfg, fast=True, seed=seed).exit_code == verdict, op
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_your_relu_that_drops_the_complex_step_with_only_tiny_positive_inputs(seed):
+    """A review's case: every positive input 1e-9 … 1e-6, the rest clearly negative. Central
+    differences at their own step cross the kink at every failing element; at 100× smaller
+    steps they agree with each other and not with the complex step (0), so the node is judged by
+    central differences: no FAIL for the right backward (before: FAIL, in a first version of
+    this fix too)."""
+    rng = np.random.default_rng(seed)
+    x = -np.abs(rng.normal(size=(5, 6)))
+    x.reshape(-1)[::3] = 10 ** rng.uniform(-9, -6, size=x.reshape(-1)[::3].size)
+    rep = gradverify.check_op(_real_relu_forward, _relu_backward, x, seed=seed)
+    assert rep.exit_code == 0 and "fail" not in rep.node("x").statuses.tolist()
+
+
+def _bump(x):
+    """exp(-(x/σ)²), σ = 1e-7: a feature 60 times narrower than central differences' step"""
+    z = x / 1e-7
+    e = np.exp(-z * z)
+    return e, (z, e)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_feature_of_your_code_narrower_than_central_differences_keeps_the_complex_step(seed):
+    """A review's case: at an element in the bump's tail central differences read 0 at every
+    point of their stencil, while the complex step gives the slope. A first version took that
+    for code dropping the imaginary part, judged the node by central differences, and a
+    backward off by 1% passed. Central differences that change with their step decide nothing:
+    the complex step stays, the right backward passes and one off by 1e-4 fails."""
+    def backward(dout, cache, off=0.0):
+        z, e = cache
+        return dout * e * (-2 * z / 1e-7) * (1 + off)
+
+    x = 1e-6 * np.random.default_rng(seed).normal(size=(3, 4))
+    right = gradverify.check_op(_bump, backward, x, seed=seed)
+    assert right.exit_code == 0 and right.node("x").method == "complex"
+    wrong = gradverify.check_op(_bump, lambda d, c: backward(d, c, 1e-4), x, seed=seed)
+    assert wrong.exit_code == 1 and wrong.node("x").method == "complex"
+
+
+def test_a_feature_of_your_code_narrower_than_the_second_order_step_keeps_the_complex_step():
+    """A review's case: a 30-minute Lorentzian kernel on raw Unix timestamps (~1.7e9 s). The
+    second-order test's first step, 1e-4·|t|, was ~100 kernel widths: outside its Taylor series,
+    it refused the complex step, and central differences (h ≈ 1e4 s) let a backward off by 1e-4
+    pass. A step whose second differences do not grow 4× per doubling decides nothing."""
+    rng = np.random.default_rng(8)
+    t = 1.7e9 + 86400.0 * rng.uniform(-1, 1, size=(3, 4))
+    c = 1.7e9 + 86400.0 * rng.uniform(-0.5, 0.5, size=(1, 4))
+
+    def kernel(t):
+        z = (t - c) / 1800.0
+        return 1 / (1 + z * z), z
+
+    def backward(dout, z, off=0.0):
+        return dout * (-2 * z / (1 + z * z) ** 2) / 1800.0 * (1 + off)
+
+    right = gradverify.check_op(kernel, backward, t, seed=8)
+    assert right.exit_code == 0 and right.node("t").method == "complex"
+    assert gradverify.check_op(kernel, lambda d, z: backward(d, z, 1e-4), t, seed=8).exit_code == 1
+
+
 def test_a_complex_step_that_agrees_with_central_differences_keeps_its_failure():
     """Your ReLU carries the complex step (np.maximum of complex numbers compares real parts
     first): a wrong backward's failures stand under the complex step, its estimate confirmed by
@@ -315,6 +375,32 @@ def test_your_np_var_batchnorm_over_tiny_inputs_is_judged_by_real_steps(seed):
     wrong = gradverify.check_op(_np_var_batchnorm, _batchnorm_backward_constant_statistics, x, gamma, beta,
                                 seed=seed)
     assert wrong.node("x").status == "fail"
+
+
+@pytest.mark.parametrize("seed", [6, 17])
+def test_your_affine_relu_keeps_the_complex_step_and_its_precision(L, seed):
+    """A review's case: the project's affine_relu (np.maximum of complex numbers is analytic on
+    either side of 0) over 16×50 → 100. The second-order test's first version, at a step of
+    1e-4, was fooled by ReLU inputs its move crossed and refused the complex step: x went to
+    central differences, and a dx wrong by 1e-7, or computed in float32, passed. Now the
+    complex step checks x, and both fail; the right backward passes."""
+    from cs231n.layer_utils import affine_relu_backward, affine_relu_forward
+
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.normal(size=(16, 50)), rng.normal(size=(50, 100)) / np.sqrt(50), 0.1 * rng.normal(size=100)
+
+    def off(dout, cache):
+        dx, dw, db = affine_relu_backward(dout, cache)
+        return dx * (1 + 1e-7), dw, db
+
+    def in_float32(dout, cache):
+        dx, dw, db = affine_relu_backward(dout.astype(np.float32), cache)
+        return dx.astype(np.float32), dw, db
+
+    right = gradverify.check_op(affine_relu_forward, affine_relu_backward, x, w, b, seed=seed)
+    assert right.exit_code == 0 and right.node("x").method == "complex"
+    for wrong in (off, in_float32):
+        assert gradverify.check_op(affine_relu_forward, wrong, x, w, b, seed=seed).node("x").status == "fail"
 
 
 def test_your_analytic_batchnorm_keeps_the_complex_step():

@@ -79,16 +79,20 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
                             trusted=run.trusted)
 
 
+#: failing elements whose complex estimate central differences look at again (at most)
+CONFIRM = 8
+
+
 def _confirm_complex(run: Run, name: str, est: numeric.Estimate) -> tuple[numeric.Estimate, tuple[str, ...]]:
     """The complex step goes through code of yours once its probe agreed with central
     differences (prepare's `trusted`), on a few entries and to ~1e-5; the complex step is then
-    judged to ~1e-10. Code that carries the imaginary part only in part — np.real where the
-    probe saw only zero derivatives (a ReLU's negative entries, inputs at its kink), np.var's
-    |x - mean|² on inputs so small that the variance's share is below the probe's tolerance —
-    made a right backward FAIL. So a failing element's complex estimate stands only where
-    central differences, from the same forward, agree with it: where they differ beyond both
-    error bars at an element smooth at their step, the complex step is not your code's
-    derivative, and the whole node is estimated by central differences (with a note)."""
+    judged to ~1e-10. Code that carries the imaginary part only in part (np.real where the
+    probe saw only zero derivatives: a ReLU's negative entries, inputs at its kink) made a right
+    backward FAIL. So failing elements' complex estimates are looked at again (up to CONFIRM):
+    where central differences at two steps 100× apart agree with each other and not with the
+    complex step (`_apart`), it is not your code's derivative, and the whole node is estimated
+    by central differences, with a note. Central differences that change with their step (a
+    feature of your code narrower than it, a kink within it) decide nothing."""
     s = run.settings
     if est.method != "complex" or s.method != "auto" or not run.trusted.intersection(run.graph.downstream(name)):
         return est, ()
@@ -96,26 +100,35 @@ def _confirm_complex(run: Run, name: str, est: numeric.Estimate) -> tuple[numeri
     bad = np.flatnonzero(compare(a, est, run.tolerance("complex"), run.tolerance("kink")).statuses == "fail")
     if not bad.size:
         return est, ()
-    pick = bad[np.unique(np.linspace(0, bad.size - 1, RECHECK).astype(int))]
-    central = numeric.estimate(run.graph, run.nvalues, name, "central", s.step, est.index[pick], s.max_memory)
-    z, c = est.numeric[pick], central.numeric
-    smooth = ~central.kink & ~kink_candidates(central, max_finite(np.abs(est.numeric)))
-    if central.crossings is not None:
-        smooth &= central.crossings == 0
-    with np.errstate(invalid="ignore"):
-        apart = smooth & (np.abs(z - c) > 3 * (est.error[pick] + central.error) + 1e-9 * np.abs(c))
+    pick = bad[np.unique(np.linspace(0, bad.size - 1, CONFIRM).astype(int))]
+    apart, c = _apart(run, name, est, pick)
     if not apart.any():
         return est, ()
     if run.cuts is not None:  # cuts estimated through that code's complex step are no better
         run.cuts.forget_opaque()
     users = sorted({run.graph.nodes[n].op_label for n in run.graph.downstream(name) if n in run.trusted})
     at = int(np.flatnonzero(apart)[0])
-    note = (f"{name}: the complex step through your code ({', '.join(users)}) gives {z[at]:.6g} at "
-            f"element {int(est.index[pick][at])}, central differences {c[at]:.6g} ± {central.error[at]:.1e}: "
-            "your forward carries the imaginary part only in part (np.real, np.abs, np.var of "
-            "complex numbers), so the node is estimated by central differences")
-    again = numeric.estimate(run.graph, run.nvalues, name, "central", s.step, est.index, s.max_memory)
-    return again, (note,)
+    note = (f"{name}: the complex step through your code ({', '.join(users)}) gives {est.numeric[pick][at]:.6g} "
+            f"at element {int(est.index[pick][at])}, central differences {c[at]:.6g} at two steps: your "
+            "forward carries the imaginary part only in part (np.real, np.abs, np.var of complex "
+            "numbers), so the node is estimated by central differences")
+    return numeric.estimate(run.graph, run.nvalues, name, "central", s.step, est.index, s.max_memory), (note,)
+
+
+def _apart(run: Run, name: str, est: numeric.Estimate, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At est's elements `at`: do central differences at their step and 100× smaller, both
+    clear of kinks (one-sided gaps within their noise: an element at a kink reads the mean of
+    its one-sided slopes at every step), agree with each other, beyond both error bars from
+    the complex estimate? (mask, central estimate)"""
+    step, scale = numeric.METHODS["central"].step, max_finite(np.abs(est.numeric))
+    wide, narrow = (numeric.estimate(run.graph, run.nvalues, name, "central", h, est.index[at],
+                                     run.settings.max_memory) for h in (step, step / 100))
+    z, c = est.numeric[at], narrow.numeric
+    smooth = ~(wide.kink | narrow.kink | kink_candidates(wide, scale) | kink_candidates(narrow, scale))
+    with np.errstate(invalid="ignore"):
+        steady = np.abs(wide.numeric - c) <= 2 * (wide.error + narrow.error) + 1e-6 * np.abs(c)
+        apart = np.abs(z - c) > 3 * (est.error[at] + narrow.error) + 1e-6 * np.abs(c)
+    return smooth & steady & apart, c
 
 
 def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimate:
@@ -126,9 +139,9 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     kink and is judged against the interval between them (a steep but smooth function's close
     up). The failing elements are looked at, and in a small node those whose one-sided gap
     calls for it (numeric.kinks.kink_candidates). Under the complex step, an element whose
-    smaller real stencils are clear of kinks keeps its complex estimate: the kink scan's steps,
-    relative to |x|, would otherwise cross its neighbours' kinks (a max pool over values
-    1e5 ± 1, its scan 100 wide, failed a right backward)."""
+    smaller real stencils are clear of kinks, and whose estimate there agrees with the complex
+    one, keeps it: the kink scan's steps, relative to |x|, would otherwise cross its neighbours'
+    kinks (a max pool over values 1e5 ± 1, its scan 100 wide, failed a right backward)."""
     if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
@@ -141,12 +154,15 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     if not bad.size:
         return est
     arrays = {f: getattr(est, f).copy() for f in ("numeric", "kink", "left", "right", "error", "crossings")}
-    real = est.method != "complex"  # under the complex step, a clear stencil only rules a kink out
+    real = est.method != "complex"
     d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad],
                                            est.method if real else "central",
                                            est.step if real else numeric.METHODS["central"].step, node_scale)
     if real:
         arrays["numeric"][bad[clear]], arrays["error"][bad[clear]] = d[clear], err[clear]
+    else:  # under the complex step, a clear stencil rules a kink out where it agrees with it
+        with np.errstate(invalid="ignore"):
+            clear &= np.abs(d - est.numeric[bad]) <= 3 * (err + est.error[bad]) + 1e-6 * np.abs(d)
     bad = bad[~clear]
     if bad.size:
         kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
