@@ -138,10 +138,8 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     Then, if an element's one-sided derivatives stay apart as the step shrinks, it sits on a
     kink and is judged against the interval between them (a steep but smooth function's close
     up). The failing elements are looked at, and in a small node those whose one-sided gap
-    calls for it (numeric.kinks.kink_candidates). Under the complex step, an element whose
-    smaller real stencils are clear of kinks, and whose estimate there agrees with the complex
-    one, keeps it: the kink scan's steps, relative to |x|, would otherwise cross its neighbours'
-    kinks (a max pool over values 1e5 ± 1, its scan 100 wide, failed a right backward)."""
+    calls for it (numeric.kinks.kink_candidates). Under the complex step, a kink the scan finds
+    with the complex estimate outside its interval is looked at again (_no_kink_after_all)."""
     if not any(run.graph.nodes[n].fn.opaque for n in run.graph.downstream(name)):
         return est
     a = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)[est.index]
@@ -154,24 +152,44 @@ def _opaque_kinks(run: Run, name: str, est: numeric.Estimate) -> numeric.Estimat
     if not bad.size:
         return est
     arrays = {f: getattr(est, f).copy() for f in ("numeric", "kink", "left", "right", "error", "crossings")}
-    real = est.method != "complex"
-    d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad],
-                                           est.method if real else "central",
-                                           est.step if real else numeric.METHODS["central"].step, node_scale)
-    if real:
+    if est.method != "complex":
+        d, err, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad], est.method,
+                                               est.step, node_scale)
         arrays["numeric"][bad[clear]], arrays["error"][bad[clear]] = d[clear], err[clear]
-    else:  # under the complex step, a clear stencil rules a kink out where it agrees with it
-        with np.errstate(invalid="ignore"):
-            clear &= np.abs(d - est.numeric[bad]) <= 3 * (err + est.error[bad]) + 1e-6 * np.abs(d)
-    bad = bad[~clear]
+        bad = bad[~clear]
     if bad.size:
         kink, left, right, err = numeric.detect_kinks(run.graph, run.nvalues, name, est.index[bad], node_scale)
+        if est.method == "complex":
+            kink &= ~_no_kink_after_all(run, name, est, bad, (kink, left, right, err), node_scale)
         pos = bad[kink]
         arrays["kink"][pos] = True
         arrays["crossings"][pos] = np.maximum(arrays["crossings"][pos], 1)
         arrays["left"][pos], arrays["right"][pos] = left[kink], right[kink]
         arrays["error"][pos] = err[kink]
     return replace(est, **arrays)
+
+
+def _no_kink_after_all(run: Run, name: str, est: numeric.Estimate, bad: np.ndarray, scan: tuple,
+                       node_scale: float) -> np.ndarray:
+    """The kink scan's steps are relative to |x|: over values 1e5 ± 1 (a max pool's, 3×3 windows
+    at stride 1) they are 100 wide and cross the neighbours' kinks, and a complex estimate equal
+    to the analytic value fell outside the [left, right] they measured: FAIL. Where the scan
+    puts the complex estimate outside its interval, central differences at shrinking steps
+    (numeric.clear_of_kinks) look again: clear of kinks and agreeing with the complex estimate,
+    the element is no kink. Returns that mask over `bad`."""
+    kink, left, right, err = scan
+    z = est.numeric[bad]
+    with np.errstate(invalid="ignore"):
+        outside = kink & ((z < np.fmin(left, right) - err) | (z > np.fmax(left, right) + err))
+    look = np.flatnonzero(outside)
+    none = np.zeros(len(bad), bool)
+    if not look.size:
+        return none
+    d, derr, clear = numeric.clear_of_kinks(run.graph, run.nvalues, name, est.index[bad[look]], "central",
+                                            numeric.METHODS["central"].step, node_scale)
+    with np.errstate(invalid="ignore"):
+        none[look] = clear & (np.abs(d - z[look]) <= 3 * (derr + est.error[bad[look]]) + 1e-6 * np.abs(d))
+    return none
 
 
 def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None = None,
