@@ -36,11 +36,8 @@ def check_node(run: Run, name: str, indices=None, problem: str | None = None,
         mode = "sampled"
     est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, indices, s.max_memory,
                            trusted=run.trusted, progress=progress, cuts=run.cuts)
-    est = _recheck_shortcuts(run, name, est)
-    est, note = _confirm_complex(run, name, est)
-    est = _opaque_kinks(run, name, est)
-    result = node_result(run, name, est, problem, total=total, mode=mode)
-    return replace(result, notes=result.notes + note) if note else result
+    est, note = _second_look(run, name, _recheck_shortcuts(run, name, est))
+    return node_result(run, name, est, problem, total=total, mode=mode, more_notes=note)
 
 
 #: failing elements estimated again without the user ops' shortcuts (at most this many)
@@ -81,6 +78,13 @@ def _recheck_shortcuts(run: Run, name: str, est: numeric.Estimate) -> numeric.Es
 
 #: failing elements whose complex estimate central differences look at again (at most)
 CONFIRM = 8
+
+
+def _second_look(run: Run, name: str, est: numeric.Estimate) -> tuple[numeric.Estimate, tuple[str, ...]]:
+    """What every estimate through code of yours gets before it is judged: its complex step
+    confirmed (_confirm_complex), its kinks looked for (_opaque_kinks); (estimate, notes)."""
+    est, note = _confirm_complex(run, name, est)
+    return _opaque_kinks(run, name, est), note
 
 
 def _confirm_complex(run: Run, name: str, est: numeric.Estimate) -> tuple[numeric.Estimate, tuple[str, ...]]:
@@ -193,8 +197,9 @@ def _no_kink_after_all(run: Run, name: str, est: numeric.Estimate, bad: np.ndarr
 
 
 def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None = None,
-                **extra) -> NodeResult:
-    """The record of one node's check from its estimate: errors and statuses per element."""
+                more_notes: tuple[str, ...] = (), **extra) -> NodeResult:
+    """The record of one node's check from its estimate: errors and statuses per element
+    (`more_notes`: what the estimate's second look found)."""
     rtol, atol = run.tolerance(est.method)
     full = np.asarray(run.grads[name], dtype=np.float64).reshape(-1)
     a = full[est.index]
@@ -211,7 +216,7 @@ def node_result(run: Run, name: str, est: numeric.Estimate, problem: str | None 
     node = run.graph.nodes[name]
     extra.setdefault("line", run.line(name))
     notes, undecided = _undecided(name, a, est, judged, atol, extra.get("mode", "full"))
-    notes += rounded + together
+    notes += rounded + together + more_notes
     return NodeResult(name=name, kind=node.kind, op=node.op_label, shape=run.values[name].shape[1:],
                       method=est.method, rtol=rtol, atol=atol, step=est.step, flat=est.index,
                       value=np.real(run.values[name]).reshape(-1)[est.index].astype(np.float64),
@@ -316,11 +321,9 @@ def check_node_fast(run: Run, name: str) -> NodeResult:
     index = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=np.intp)
     est = numeric.estimate(run.graph, run.nvalues, name, s.method, s.step, index, s.max_memory,
                            trusted=run.trusted)
-    est, note = _confirm_complex(run, name, est)
-    est = _opaque_kinks(run, name, est)
+    est, note = _second_look(run, name, est)
     res = node_result(run, name, est, total=total, mode="directional", directions=count,
-                      directional_error=worst)
-    res = replace(res, notes=res.notes + note) if note else res
+                      directional_error=worst, more_notes=note)
     if bad.any() and not index.size:
         # the directions disagree but no single element could be isolated: still a failure
         res = replace(res, problem=f"the directional derivative disagrees (relative error "

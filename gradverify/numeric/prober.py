@@ -234,6 +234,11 @@ def _along(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.ndar
     return phi, max(float(np.abs(flat[v != 0].real).max()), 1.0)
 
 
+def _rounding(out: np.ndarray, cot: np.ndarray) -> float:
+    """The outputs' own rounding in φ: ε|out| per entry, both ways, weighted by the cotangent."""
+    return 4 * EPS * float(np.sum(np.abs(np.real(out) * cot)))
+
+
 #: the second-order test's step (relative): s²·φ'' stands far above the outputs' rounding, and
 #: φ's Taylor series holds to 4s at most layers' scales (a batchnorm's √eps ≈ 3e-3 among them)
 SECOND_ORDER_STEP = 1e-5
@@ -257,7 +262,7 @@ def _second_order(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: 
         return np.real(phi(k * s) + phi(-k * s))
 
     d1 = second(1)
-    noise = 10 * 4 * EPS * float(np.sum(np.abs(np.real(out) * cot)))  # the outputs' rounding
+    noise = 10 * _rounding(out, cot)
     if abs(d1) <= noise:  # no curvature along v (code linear in this input, a ReLU): nothing to see
         return True
     d2 = second(2)
@@ -286,7 +291,7 @@ def _agrees(op, xs: list, slot: int, v: np.ndarray, cot: np.ndarray, out: np.nda
     # the outputs' own rounding (ε|out| per entry, both ways), over the step: outputs far larger
     # than the input's own scale (x·w of entries ~3000 against a bias ~1) swamp central
     # differences at the input's step, and larger steps are tried (exact for code linear in it)
-    noise = 4 * EPS * float(np.sum(np.abs(np.real(out) * cot)))
+    noise = _rounding(out, cot)
     h = (PROBE_STEP if along else METHODS["central"].step) * scale
     for grow in (1.0,) if along else (1.0, 1e2, 1e4):
         ahead, behind = f(grow * h), f(-grow * h)
