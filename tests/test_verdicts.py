@@ -261,7 +261,9 @@ def test_your_relu_that_drops_the_complex_step_under_fast(tmp_path, seed):
         cfg = {"values": {"x": x.tolist()}, "loss": "loss",
                "graph": [{"name": "r", "op": f"{tmp_path / 'ops.py'}:{op}", "inputs": ["x"]},
                          {"name": "loss", "op": "weighted_sum", "inputs": ["r"], "attrs": {"weights": weights}}]}
-        assert gradverify.check(cfg, fast=True, seed=seed).exit_code == verdict, op
+        rep = gradverify.check(cfg, fast=True, seed=seed)
+        assert rep.exit_code == verdict, op
+        assert [b.function for b in rep.blame] == (["leaky_backward"] if verdict else [])
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -375,6 +377,7 @@ def test_your_np_var_batchnorm_over_tiny_inputs_is_judged_by_real_steps(seed):
     wrong = gradverify.check_op(_np_var_batchnorm, _batchnorm_backward_constant_statistics, x, gamma, beta,
                                 seed=seed)
     assert wrong.node("x").status == "fail"
+    assert [b.function for b in wrong.blame] == ["_batchnorm_backward_constant_statistics"]
 
 
 @pytest.mark.parametrize("seed", [6, 17])
